@@ -1,0 +1,24 @@
+# CCD reduction workflow: raw nights -> master calibrations -> calibrated
+# science frames. Configuration in config.yaml; rules in rules/; the science
+# in scripts/ccdreduce/. Run with: .venv/bin/snakemake --cores 2
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/calibration.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

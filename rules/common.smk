@@ -1,0 +1,117 @@
+# Configuration checks, the inventory of raw nights, the calibration plan and
+# every input function. Nothing here touches pixels; header reading is cached
+# in <results_dir>/.cache so that re-parsing an unchanged archive is cheap.
+
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+
+from ccdreduce import errors, frametable, inventory, policy  # noqa: E402
+from ccdreduce.config import check_config  # noqa: E402
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+RAW = config["raw_dir"].rstrip("/")
+RESULTS = config["results_dir"].rstrip("/")
+
+try:
+    check_config(config)
+    NIGHTS = inventory.scan(RAW, config, cache_dir=f"{RESULTS}/.cache/headers")
+    PLAN = policy.make_plan(
+        NIGHTS,
+        max_borrow_days=config["calibration"]["max_borrow_days"],
+        overscan=config["overscan"]["subtract"],
+        on_missing=config["calibration"]["on_missing"],
+    )
+except (errors.ConfigProblem, errors.CalibrationMissing) as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+wildcard_constraints:
+    night=r"[A-Za-z0-9._-]+",
+    exposure=r"[0-9.e+-]+",
+    filter=r"[A-Za-z0-9._-]+",
+    stem=r"[^/]+",
+
+
+def _master(wildcards, kind):
+    key = {"bias": "", "dark": wildcards.get("exposure"), "flat": wildcards.get("filter")}
+    ref = policy.MasterRef(wildcards.night, kind, key[kind] or "")
+    if ref not in PLAN.masters:
+        raise WorkflowError(f"no {ref.filename} is planned for night {ref.night}")
+    return PLAN.masters[ref]
+
+
+def master_input(kind):
+    """Raw frames of a master and the masters they are calibrated with."""
+
+    def inputs(wildcards):
+        master = _master(wildcards, kind)
+        return {
+            "frames": [f.path for f in master.frames],
+            "masters": [m.path(RESULTS) for m in master.needed_masters()],
+        }
+
+    return inputs
+
+
+def master_frames(kind):
+    """(raw path, path relative to raw_dir, recipe) of each input frame."""
+
+    def frames(wildcards):
+        master = _master(wildcards, kind)
+        return [
+            [f.path, f.relpath, master.recipes[f.relpath].as_dict(RESULTS)]
+            for f in master.frames
+        ]
+
+    return frames
+
+
+def _light(wildcards):
+    key = (wildcards.night, wildcards.stem)
+    if key not in PLAN.lights:
+        raise WorkflowError(f"no science frame {wildcards.stem} in night {wildcards.night}")
+    return PLAN.lights[key]
+
+
+def calibrate_input(wildcards):
+    frame, recipe = _light(wildcards)
+    return {"raw": frame.path, "masters": [m.path(RESULTS) for m in recipe.masters()]}
+
+
+def calibrate_params(wildcards):
+    frame, recipe = _light(wildcards)
+    return {
+        "raw": frame.relpath,
+        "recipe": recipe.as_dict(RESULTS),
+        "overrides": frame.overrides,
+    }
+
+
+def night_files(wildcards):
+    """Every FITS file of a night, used or not: the table lists them all."""
+    return [f.path for f in NIGHTS[wildcards.night].frames]
+
+
+def night_table(wildcards):
+    return frametable.rows(PLAN, wildcards.night, RESULTS)
+
+
+def night_targets(night):
+    masters = [m.ref.path(RESULTS) for m in PLAN.masters_of(night)]
+    return (
+        masters
+        + [m.replace(".fits", ".png") for m in masters]
+        + [f"{RESULTS}/calibrated/{night}/{f.stem}.fits" for f, _ in PLAN.lights_of(night)]
+        + [f"{RESULTS}/calib/{night}/frames.ecsv"]
+    )
+
+
+def all_targets():
+    return [target for night in NIGHTS for target in night_targets(night)]

@@ -1,0 +1,173 @@
+"""Calibrating one raw frame: the stages in order, written as data.
+
+``STAGES`` lists (name, function); a master dark runs the stages up to
+"bias", a master flat up to "dark", a science frame all of them. Each stage
+takes the frame being built, the recipe (which masters, what scale) and the
+settings, and returns nothing: it changes the frame in place and appends a
+line of history.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, read_image, read_product
+from .sections import section_slices
+
+
+@dataclass
+class Settings:
+    """The calibration settings of config.yaml that act on pixels."""
+
+    trim_section: str | None = None
+    overscan_section: str | None = None
+    overscan_model: str = "median"  # "median": one level; "row": one per row
+    saturation_adu: float = 65535.0
+    min_flat: float = 0.05
+
+    @classmethod
+    def from_config(cls, config):
+        overscan = config.get("overscan") or {}
+        return cls(
+            trim_section=config.get("trim_section"),
+            overscan_section=overscan.get("section"),
+            overscan_model=overscan.get("model", "median"),
+            saturation_adu=float(config.get("saturation_adu", 65535)),
+            min_flat=float(config["calibration"].get("min_flat", 0.05)),
+        )
+
+
+@dataclass
+class WorkFrame:
+    """A frame on its way through the stages."""
+
+    path: str
+    data: np.ndarray
+    header: object
+    mask: np.ndarray
+    history: list = field(default_factory=list)
+
+
+class Masters:
+    """Master frames read once and shared by every frame that needs them."""
+
+    def __init__(self):
+        self._loaded = {}
+
+    def get(self, path):
+        if path not in self._loaded:
+            data, header, _ = read_product(path)
+            self._loaded[path] = (np.asarray(data, dtype=np.float32), header)
+        return self._loaded[path][0]
+
+
+def load_raw(path, settings):
+    data, header = read_image(path)
+    saturation = float(header.get("SATURATE", settings.saturation_adu))
+    mask = np.where(data >= saturation, MASK_SATURATED, 0).astype(np.uint8)
+    return WorkFrame(path=str(path), data=data, header=header, mask=mask)
+
+
+def subtract_overscan(frame, recipe, masters, settings):
+    if not recipe["overscan"]:
+        return
+    rows, cols = section_slices(settings.overscan_section, frame.data.shape)
+    strip = frame.data[rows, cols]
+    if settings.overscan_model == "row":
+        level = np.median(strip, axis=1)
+        full = np.full(frame.data.shape[0], np.nan, dtype=np.float32)
+        full[rows] = level
+        frame.data -= full[:, None]
+        frame.history.append(f"overscan {settings.overscan_section}: row medians subtracted")
+    else:
+        level = float(np.median(strip))
+        frame.data -= level
+        frame.header["OVSCLEV"] = (level, "overscan level subtracted, ADU")
+        frame.history.append(f"overscan {settings.overscan_section}: {level:.2f} ADU subtracted")
+
+
+def trim(frame, recipe, masters, settings):
+    if not settings.trim_section:
+        return
+    try:
+        rows, cols = section_slices(settings.trim_section, frame.data.shape)
+    except ValueError as exc:
+        raise ValueError(
+            f"{frame.path}: trim_section {exc}. Fix: set trim_section in "
+            "config.yaml to a section inside the frame, or null for no trim"
+        ) from exc
+    frame.data = np.ascontiguousarray(frame.data[rows, cols])
+    frame.mask = np.ascontiguousarray(frame.mask[rows, cols])
+    frame.header["TRIMSEC"] = (settings.trim_section, "section of the raw frame kept")
+    frame.history.append(f"trimmed to {settings.trim_section}")
+
+
+def _same_shape(frame, master, path):
+    if master.shape != frame.data.shape:
+        raise ValueError(
+            f"{frame.path}: shape {frame.data.shape[::-1]} after trimming differs "
+            f"from master {path} {master.shape[::-1]}. Fix: use the same "
+            "trim_section for all frames, and keep binnings in separate nights"
+        )
+
+
+def subtract_bias(frame, recipe, masters, settings):
+    if not recipe["bias"]:
+        return
+    bias = masters.get(recipe["bias"])
+    _same_shape(frame, bias, recipe["bias"])
+    frame.data -= bias
+    frame.history.append(f"bias subtracted: {recipe['bias']}")
+
+
+def subtract_dark(frame, recipe, masters, settings):
+    if not recipe["dark"]:
+        return
+    dark = masters.get(recipe["dark"])
+    _same_shape(frame, dark, recipe["dark"])
+    scale = np.float32(recipe["dark_scale"])
+    if scale == 1:
+        frame.data -= dark
+    else:
+        frame.data -= scale * dark
+    frame.history.append(f"dark subtracted x{float(scale):.6g}: {recipe['dark']}")
+
+
+def divide_flat(frame, recipe, masters, settings):
+    if not recipe["flat"]:
+        return
+    flat = masters.get(recipe["flat"])
+    _same_shape(frame, flat, recipe["flat"])
+    bad = ~(flat >= settings.min_flat)  # also catches NaN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame.data /= flat
+    if bad.any():
+        frame.data[bad] = np.nan
+        frame.mask[bad] |= MASK_BAD_FLAT
+        frame.history.append(f"{int(bad.sum())} pixels with flat < {settings.min_flat} set to NaN")
+    frame.history.append(f"flat divided: {recipe['flat']}")
+
+
+#: The order of calibration, as data.
+STAGES = (
+    ("overscan", subtract_overscan),
+    ("trim", trim),
+    ("bias", subtract_bias),
+    ("dark", subtract_dark),
+    ("flat", divide_flat),
+)
+
+
+def run_stages(frame, recipe, masters, settings, until="flat"):
+    """Apply the stages in order, up to and including ``until``."""
+    for name, stage in STAGES:
+        stage(frame, recipe, masters, settings)
+        if name == until:
+            break
+    return frame
+
+
+def calibrate_frame(path, recipe, settings, masters=None):
+    """A raw light frame calibrated as its recipe says (float32)."""
+    frame = load_raw(path, settings)
+    return run_stages(frame, recipe, masters or Masters(), settings)

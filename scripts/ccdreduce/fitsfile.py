@@ -1,0 +1,79 @@
+"""Reading raw frames and writing products, the one place that touches FITS.
+
+Raw files are opened read-only and never written. Products are written to a
+temporary file beside the target and renamed into place, so a run killed
+mid-write never leaves a half-written FITS that looks complete.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .errors import FrameProblem
+
+#: Cards that describe how the raw file stored its pixels or where its HDU
+#: sat; they must not be carried onto a float32 product.
+_STORAGE_CARDS = (
+    "BZERO", "BSCALE", "BLANK", "DATAMIN", "DATAMAX", "XTENSION", "PCOUNT",
+    "GCOUNT", "EXTNAME", "EXTVER", "EXTEND", "CHECKSUM", "DATASUM", "ZQUANTIZ",
+    "ZDITHER0", "SIMPLE",
+)
+
+MASK_SATURATED = 1
+MASK_BAD_FLAT = 2
+
+
+def read_image(path):
+    """(float32 pixels, header) of the first 2-D image HDU of a FITS file."""
+    try:
+        with fits.open(path, memmap=False, mode="readonly") as hdul:
+            for hdu in hdul:
+                if hdu.is_image and hdu.header.get("NAXIS", 0) >= 2 and hdu.data is not None:
+                    data = np.asarray(hdu.data, dtype=np.float32)
+                    return data.reshape(data.shape[-2:]), hdu.header.copy()
+    except (OSError, ValueError, TypeError, EOFError) as exc:
+        raise FrameProblem(
+            path,
+            f"cannot read its pixels ({type(exc).__name__}: {exc})",
+            "copy the file again from the camera computer, or list it under exclude",
+        ) from exc
+    raise FrameProblem(path, "no 2-D image in any HDU", "list it under exclude")
+
+
+def read_product(path):
+    """(pixels, header, mask or None) of a product this workflow wrote."""
+    with fits.open(path, memmap=False) as hdul:
+        mask = hdul["MASK"].data if "MASK" in hdul else None
+        return hdul[0].data, hdul[0].header, mask
+
+
+def clean_header(header):
+    """A copy of a raw header fit to sit on a float32 product."""
+    header = header.copy()
+    for key in _STORAGE_CARDS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    for key in [k for k in header if k.startswith("NAXIS")]:
+        header.remove(key, ignore_missing=True)
+    return header
+
+
+def write_image(path, data, header, mask=None):
+    """Write a float32 product (and its MASK extension) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hdus = [fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=clean_header(header))]
+    if mask is not None:
+        mask_header = fits.Header()
+        mask_header["BITS"] = (
+            f"{MASK_SATURATED}=saturated in raw, {MASK_BAD_FLAT}=flat too low or undefined"
+        )
+        hdus.append(fits.ImageHDU(mask.astype(np.uint8), header=mask_header, name="MASK"))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,152 @@
+"""Header dialects: what kind of frame a file is, and its exposure, filter,
+object and start time, read from configurable keywords.
+
+Camera software disagrees on all of these. MaxIm DL/SBIG writes
+``IMAGETYP = 'Light Frame'``, N.I.N.A./ASCOM ``'LIGHT'``, IRAF ``'object'``,
+university lab cameras a numeric ``PICTTYPE``; EXPTIME is sometimes only
+EXPOSURE. The keyword lists and accepted values come from the configuration
+(``headers`` in config.yaml); this module only applies them.
+"""
+
+import math
+import re
+
+FRAME_TYPES = ("bias", "dark", "flat", "light")
+
+#: Keywords that matter besides the configurable ones: the image shape and
+#: the binning, which must agree inside a master group.
+SHAPE_KEYWORDS = ("NAXIS1", "NAXIS2", "XBINNING", "YBINNING", "CCDSUM")
+
+
+def wanted_keywords(keywords):
+    """All header keywords the inventory must read, in a stable order."""
+    names = []
+    for group in keywords.values():
+        names.extend(k.upper() for k in group)
+    names.extend(SHAPE_KEYWORDS)
+    return sorted(set(names))
+
+
+def _first(fields, names):
+    """(keyword, value) of the first of ``names`` present in ``fields``."""
+    for name in names:
+        value = fields.get(name.upper())
+        if value is not None and str(value).strip() != "":
+            return name.upper(), value
+    return None, None
+
+
+def _normalise(value):
+    """Compare type values without case or padding; 2.0 and '2' are alike."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return re.sub(r"\s+", " ", str(value)).strip().lower()
+
+
+class HeaderError(ValueError):
+    """A header lacks or garbles a value; ``fix`` says what to do."""
+
+    def __init__(self, problem, fix):
+        self.problem = problem
+        self.fix = fix
+        super().__init__(problem)
+
+
+def frame_type(fields, keywords, frame_types):
+    """'bias', 'dark', 'flat' or 'light' from the first type keyword present."""
+    names = keywords["frame_type"]
+    key, value = _first(fields, names)
+    if key is None:
+        raise HeaderError(
+            f"no frame type keyword (looked for {', '.join(names)})",
+            "add the camera's keyword to headers.keywords.frame_type in "
+            "config.yaml, or give the file's type with header_overrides",
+        )
+    wanted = _normalise(value)
+    for kind in FRAME_TYPES:
+        if wanted in {_normalise(v) for v in frame_types.get(kind, [])}:
+            return kind
+    raise HeaderError(
+        f"unknown frame type {key} = {value!r}",
+        f"add {str(value).strip()!r} to headers.frame_types.<bias|dark|flat|"
+        "light> in config.yaml if it is a calibration or science frame, or "
+        "list the file under exclude",
+    )
+
+
+def exposure_time(fields, keywords):
+    """Exposure time in seconds, from EXPTIME or its fall-backs."""
+    names = keywords["exposure_time"]
+    key, value = _first(fields, names)
+    if key is None:
+        raise HeaderError(
+            f"no exposure time (looked for {', '.join(names)})",
+            "give it with header_overrides in config.yaml, e.g. "
+            "{'<night>/<file>': {EXPTIME: 30}}",
+        )
+    if isinstance(value, bool):
+        number = math.nan
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            number = math.nan
+    if not math.isfinite(number) or number < 0:
+        hint = ""
+        if isinstance(value, str) and "," in value:
+            hint = " (a decimal comma, as some ZWO drivers write)"
+        raise HeaderError(
+            f"{key} = {value!r} is not a usable exposure time in seconds{hint}",
+            f"give the right value with header_overrides in config.yaml, e.g. "
+            f"{{'<night>/<file>': {{{key}: "
+            f"{str(value).replace(',', '.').strip()}}}}}; raw files are "
+            "never edited",
+        )
+    return number
+
+
+def text_value(fields, names, default=None):
+    """A string value (filter, object, DATE-OBS) stripped of padding."""
+    key, value = _first(fields, names)
+    if key is None:
+        return default
+    return str(value).strip()
+
+
+def binning(fields):
+    """(x, y) binning from XBINNING/YBINNING or CCDSUM; (1, 1) if unknown."""
+    if fields.get("XBINNING") is not None or fields.get("YBINNING") is not None:
+        return int(fields.get("XBINNING") or 1), int(fields.get("YBINNING") or 1)
+    ccdsum = fields.get("CCDSUM")
+    if ccdsum:
+        parts = str(ccdsum).split()
+        if len(parts) == 2 and all(p.isdigit() for p in parts):
+            return int(parts[0]), int(parts[1])
+    return 1, 1
+
+
+def exposure_key(seconds):
+    """The exposure as used in file names: 30 -> '30', 1.5 -> '1.5'.
+
+    Six significant digits, so that 29.9999999 and 30 are one group.
+    """
+    return f"{float(f'{seconds:.6g}'):g}"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(value):
+    """A header value made safe as one path component: 'NGC 2362' -> 'NGC_2362'.
+
+    Only letters, digits, '.', '_' and '-' survive, and a value made only of
+    dots becomes '_', so no header can place a file outside its folder.
+    """
+    name = _UNSAFE.sub("_", str(value).strip()).strip("_")
+    if not name or set(name) == {"."}:
+        return "_"
+    return name

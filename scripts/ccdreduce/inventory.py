@@ -1,0 +1,348 @@
+"""The inventory: every night folder, every FITS file in it, and what each
+file is (type, exposure, filter, object, start time, shape).
+
+Reading thousands of headers on every Snakemake parse would be slow, and a
+cluster job re-parses the workflow, so the few header values we need are
+cached per night in a JSON file keyed by path, size and modification time.
+An unchanged archive then costs one ``stat`` per file.
+"""
+
+import fnmatch
+import json
+import os
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import ConfigProblem
+from .headers import (
+    HeaderError,
+    binning,
+    exposure_key,
+    exposure_time,
+    frame_type,
+    safe_name,
+    text_value,
+    wanted_keywords,
+)
+
+FITS_SUFFIXES = (
+    ".fits",
+    ".fit",
+    ".fts",
+    ".fits.gz",
+    ".fit.gz",
+    ".fts.gz",
+    ".fits.fz",
+    ".fit.fz",
+    ".fts.fz",
+)
+CACHE_VERSION = 2
+_EMPTY_FIX = "copy the file again from the camera computer, or move it out of the night folder"
+
+
+def fits_stem(name):
+    """'a.fits.fz' -> 'a'; None when the name is not a FITS name."""
+    lower = name.lower()
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+@dataclass
+class Frame:
+    """One raw FITS file and what its header says."""
+
+    night: str
+    relpath: str  # relative to raw_dir, with '/' separators
+    path: str
+    stem: str
+    kind: str | None = None
+    exposure: float | None = None
+    filter: str | None = None
+    object: str | None = None
+    date_obs: str | None = None
+    shape: tuple | None = None  # numpy order (ny, nx)
+    binning: tuple = (1, 1)
+    overrides: dict = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def usable(self):
+        return self.problem is None
+
+    @property
+    def exposure_key(self):
+        return exposure_key(self.exposure)
+
+    @property
+    def filter_key(self):
+        return safe_name(self.filter or "none")
+
+    def geometry(self):
+        """What must agree between a frame and the masters applied to it."""
+        return self.shape, self.binning
+
+    def describe_geometry(self):
+        ny, nx = self.shape
+        return f"{nx}x{ny} pixels, binning {self.binning[0]}x{self.binning[1]}"
+
+
+@dataclass
+class Night:
+    name: str
+    directory: str
+    frames: list
+    ignored: list  # (relpath, reason) of files that are not FITS
+
+    @property
+    def date(self):
+        """When the night was observed: median DATE-OBS, else the folder name."""
+        stamps = [parse_date_obs(f.date_obs) for f in self.frames if f.usable]
+        stamps = sorted(s.timestamp() for s in stamps if s is not None)
+        if stamps:
+            return datetime.fromtimestamp(statistics.median_low(stamps), timezone.utc)
+        return parse_night_name(self.name)
+
+
+def parse_date_obs(text):
+    """A DATE-OBS string as an aware UTC datetime, or None if unusable."""
+    if not text:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp
+
+
+def parse_night_name(name):
+    """'2025-03-01', '20250301' or '2025_03_01' (with any suffix) as a date."""
+    digits = "".join(ch for ch in name[:10] if ch.isdigit())
+    if len(digits) >= 8:
+        try:
+            return datetime.strptime(digits[:8], "%Y%m%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            return None
+    return None
+
+
+def read_header_fields(path, wanted):
+    """The wanted header values of the first 2-D image HDU of ``path``.
+
+    Returns a dict of keyword -> value, or ``{"_problem": reason}`` when the
+    file cannot be used (empty, not FITS, truncated, no image).
+    """
+    from astropy.io import fits  # only here: parsing a cached archive needs no astropy
+    from astropy.io.fits.verify import VerifyError
+
+    path = str(path)
+    size = os.path.getsize(path)
+    if size == 0:
+        return {"_problem": f"file is empty (0 bytes). Fix: {_EMPTY_FIX}"}
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            for index, hdu in enumerate(hdul):
+                header = hdu.header
+                if not hdu.is_image or header.get("NAXIS", 0) < 2:
+                    continue
+                fields = {k: header[k] for k in wanted if k in header}
+                fields["_hdu"] = index
+                fields["_shape"] = [header["NAXIS2"], header["NAXIS1"]]
+                if header["NAXIS"] > 2 and any(
+                    header.get(f"NAXIS{i}", 1) > 1 for i in range(3, header["NAXIS"] + 1)
+                ):
+                    return {"_problem": "image has more than 2 axes (a cube); "
+                            "Fix: split it into single frames"}
+                if not path.lower().endswith(".gz"):
+                    info = hdu.fileinfo()
+                    needed = info["datLoc"] + _data_bytes(hdu, info)
+                    if size < needed:
+                        return {
+                            "_problem": f"file is truncated ({size} bytes, the header "
+                            f"promises at least {needed}). Fix: {_EMPTY_FIX}"
+                        }
+                return fields
+    except (OSError, ValueError, KeyError, EOFError, VerifyError) as exc:
+        return {
+            "_problem": "not a readable FITS file "
+            f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Fix: {_EMPTY_FIX}"
+        }
+    return {"_problem": f"no 2-D image in any HDU. Fix: {_EMPTY_FIX}"}
+
+
+def _data_bytes(hdu, info):
+    """Bytes the data must occupy at least (without the final padding)."""
+    header = hdu.header
+    if hdu.__class__.__name__ == "CompImageHDU":
+        return max(info["datSpan"] - 2879, 0)
+    count = 1
+    for i in range(1, header["NAXIS"] + 1):
+        count *= header[f"NAXIS{i}"]
+    return abs(header["BITPIX"]) // 8 * count
+
+
+class HeaderCache:
+    """Per-night JSON cache of header fields, keyed by (size, mtime_ns)."""
+
+    def __init__(self, cache_file, wanted):
+        self.cache_file = Path(cache_file) if cache_file else None
+        self.wanted = list(wanted)
+        self.entries = {}
+        self.changed = False
+        if self.cache_file and self.cache_file.exists():
+            try:
+                data = json.loads(self.cache_file.read_text())
+            except (OSError, ValueError):
+                data = {}
+            if data.get("version") == CACHE_VERSION and data.get("keywords") == self.wanted:
+                self.entries = data.get("files", {})
+
+    def fields(self, relpath, path):
+        stat = os.stat(path)
+        key = [stat.st_size, stat.st_mtime_ns]
+        entry = self.entries.get(relpath)
+        if entry is None or entry["key"] != key:
+            entry = {"key": key, "fields": read_header_fields(path, self.wanted)}
+            self.entries[relpath] = entry
+            self.changed = True
+        return entry["fields"]
+
+    def save(self, keep):
+        """Write the cache if it changed; drop entries of files now gone."""
+        stale = set(self.entries) - set(keep)
+        for relpath in stale:
+            del self.entries[relpath]
+        if not self.cache_file or not (self.changed or stale):
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(
+            json.dumps(
+                {"version": CACHE_VERSION, "keywords": self.wanted, "files": self.entries},
+                sort_keys=True,
+            )
+        )
+        os.replace(tmp, self.cache_file)  # atomic: parallel parses never see half a file
+
+
+def _matches(relpath, patterns):
+    return [p for p in patterns if fnmatch.fnmatchcase(relpath, p)]
+
+
+def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
+    """A Frame from cached header fields, the overrides and the exclusions."""
+    frame = Frame(night=night, relpath=relpath, path=str(path), stem=fits_stem(Path(path).name))
+    if fields.get("_problem"):
+        frame.problem = fields["_problem"]
+        return frame
+    fields = dict(fields)
+    for pattern in _matches(relpath, list(overrides_cfg)):
+        for key, value in overrides_cfg[pattern].items():
+            fields[key.upper()] = value
+            frame.overrides[key.upper()] = value
+    frame.shape = tuple(fields["_shape"])
+    keywords = headers_cfg["keywords"]
+    frame.object = text_value(fields, keywords["object"])
+    frame.date_obs = text_value(fields, keywords["date_obs"])
+    frame.filter = text_value(fields, keywords["filter"])
+    try:
+        frame.binning = binning(fields)
+    except ValueError:
+        frame.problem = "binning keywords are not whole numbers. Fix: correct them with header_overrides"
+        return frame
+    hits = _matches(relpath, exclude)
+    if hits:
+        frame.problem = f"excluded by the configuration (exclude: {hits[0]!r})"
+        return frame
+    try:
+        frame.kind = frame_type(fields, keywords, headers_cfg["frame_types"])
+        if frame.kind != "bias":
+            frame.exposure = exposure_time(fields, keywords)
+        else:
+            try:
+                frame.exposure = exposure_time(fields, keywords)
+            except HeaderError:
+                frame.exposure = 0.0  # a bias has no exposure; some cameras omit it
+    except HeaderError as exc:
+        frame.problem = f"{exc.problem}. Fix: {exc.fix}"
+    return frame
+
+
+def scan_night(raw_dir, night, config, cache_dir=None):
+    """Inventory one night folder (every FITS file below it)."""
+    raw_dir = Path(raw_dir)
+    directory = raw_dir / night
+    headers_cfg = config["headers"]
+    cache = HeaderCache(
+        Path(cache_dir) / f"{night}.json" if cache_dir else None,
+        wanted_keywords(headers_cfg["keywords"]),
+    )
+    frames, ignored, seen = [], [], {}
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            relpath = path.relative_to(raw_dir).as_posix()
+            if name.startswith("."):
+                continue
+            if fits_stem(name) is None:
+                ignored.append((relpath, "not a FITS file name (.fits, .fit, .fts, .gz, .fz)"))
+                continue
+            fields = cache.fields(relpath, path)
+            frame = describe(
+                fields, relpath, path, night, headers_cfg,
+                config.get("header_overrides") or {}, config.get("exclude") or [],
+            )
+            if frame.stem in seen:
+                frame.problem = (
+                    f"has the same name stem as {seen[frame.stem]}, so both would "
+                    f"calibrate to {frame.stem}.fits. Fix: list one of them under "
+                    "exclude in config.yaml"
+                )
+            else:
+                seen[frame.stem] = relpath
+            frames.append(frame)
+    cache.save(keep=[f.relpath for f in frames])
+    return Night(name=night, directory=str(directory), frames=frames, ignored=ignored)
+
+
+def night_names(raw_dir):
+    """The night folders of ``raw_dir``, sorted; names must be path-safe."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise ConfigProblem(
+            f"raw_dir {str(raw_dir)!r} is not a folder. Fix: set raw_dir in "
+            "config.yaml (or --config raw_dir=PATH) to the folder that holds "
+            "one sub-folder per night"
+        )
+    names = sorted(
+        p.name for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+    )
+    for name in names:
+        if safe_name(name) != name:
+            raise ConfigProblem(
+                f"night folder {str(raw_dir / name)!r} has characters that are not "
+                "safe in file paths. Fix: rename the folder using only letters, "
+                "digits, '.', '_' and '-' (e.g. "
+                f"{safe_name(name)!r}); the files inside stay untouched"
+            )
+    if not names:
+        raise ConfigProblem(
+            f"raw_dir {str(raw_dir)!r} has no night folders. Fix: put each "
+            "night's FITS files in a sub-folder named for the night, e.g. "
+            f"{str(raw_dir / '2025-03-01')!r}"
+        )
+    return names
+
+
+def scan(raw_dir, config, cache_dir=None):
+    """Inventory every night of ``raw_dir``: {night name: Night}."""
+    return {
+        night: scan_night(raw_dir, night, config, cache_dir)
+        for night in night_names(raw_dir)
+    }

@@ -1,0 +1,69 @@
+"""Making master calibrations: bias, darks per exposure, flats per filter.
+
+The three share one procedure: calibrate each input as far as its kind
+needs (STAGE_BEFORE), optionally normalise it, stack, combine with sigma
+clipping, and normalise the result. Only the stage and the normalisation
+differ, and those are data here.
+"""
+
+import logging
+
+import numpy as np
+
+from .calibrate import Masters, load_raw, run_stages
+from .combine import combine
+
+log = logging.getLogger(__name__)
+
+#: How far each input is calibrated before combining.
+STAGE_BEFORE = {"bias": "trim", "dark": "bias", "flat": "dark"}
+#: Flats are scaled to median 1 each, and the master again at the end.
+NORMALISED = {"flat"}
+
+
+def _median(data):
+    finite = data[np.isfinite(data)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
+def make_master(kind, inputs, settings, combine_params):
+    """Combine raw frames into a master.
+
+    ``inputs`` is a list of (raw path, recipe dict). Returns (image, header,
+    per-frame statistics, coverage). Header keywords of the first frame are
+    kept; the caller stamps provenance.
+    """
+    masters = Masters()
+    cube, stats, header = None, [], None
+    for i, (path, recipe) in enumerate(inputs):
+        frame = run_stages(load_raw(path, settings), recipe, masters, settings,
+                           until=STAGE_BEFORE[kind])
+        level = _median(frame.data)
+        if kind in NORMALISED:
+            if not level > 0:
+                raise ValueError(
+                    f"{path}: flat has median {level:g} after bias and dark "
+                    "subtraction. Fix: check the frame (shutter closed? wrong "
+                    "type?) and list it under exclude"
+                )
+            frame.data /= np.float32(level)
+        if cube is None:
+            cube = np.empty((len(inputs),) + frame.data.shape, dtype=np.float32)
+            header = frame.header
+        elif frame.data.shape != cube.shape[1:]:
+            raise ValueError(
+                f"{path}: shape {frame.data.shape[::-1]} differs from the other "
+                f"inputs {cube.shape[:0:-1]}. Fix: list it under exclude"
+            )
+        cube[i] = frame.data
+        stats.append({"file": str(path), "median": level, "history": frame.history})
+        log.info("[%d/%d] read %s (median %.2f)", i + 1, len(inputs), path, level)
+    params = dict(combine_params)
+    method = params.pop("method", "sigclip")
+    log.info("combining %d frames with %s %s", len(inputs), method, params)
+    image, coverage = combine(cube, method, **params)
+    if kind in NORMALISED:
+        image /= np.float32(_median(image))
+    for key, value in (("BUNIT", "adu" if kind not in NORMALISED else ""),):
+        header[key] = value
+    return image, header, stats, coverage

@@ -1,0 +1,36 @@
+"""Rules master_bias, master_dark, master_flat: combine one night's frames."""
+
+from ccdreduce import masters, provenance, runlog
+from ccdreduce.calibrate import Settings
+from ccdreduce.fitsfile import write_image
+
+log = runlog.start(snakemake)
+kind = snakemake.params.kind
+frames = snakemake.params.frames
+log.info("master %s from %d frames -> %s", kind, len(frames), snakemake.output[0])
+policies = sorted({"; ".join(recipe["notes"]) for _, _, recipe in frames})
+for policy in policies:
+    log.info("policy: %s", policy)
+
+image, header, stats, _ = masters.make_master(
+    kind,
+    [(path, recipe) for path, _, recipe in frames],
+    Settings.from_config(snakemake.config),
+    snakemake.params.combine,
+)
+first = frames[0][2]
+if kind == "flat":
+    header.remove("BUNIT", ignore_missing=True)
+if kind == "dark":
+    header["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
+provenance.stamp(
+    header,
+    f"master_{kind}",
+    inputs=[relpath for _, relpath, _ in frames],
+    recipe=first if kind != "bias" else None,
+    params=snakemake.params.combine,
+    config=snakemake.config,
+    notes=[f"inputs calibrated as: {p}" for p in policies if p],
+)
+write_image(snakemake.output[0], image, header)
+log.info("wrote %s (median %.4g)", snakemake.output[0], float(masters._median(image)))
