@@ -11,9 +11,10 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
 from ccdreduce import errors, frametable, inventory, policy  # noqa: E402
-from ccdreduce.config import check_config  # noqa: E402
+from ccdreduce.config import check_config, normalise  # noqa: E402
 
 
+normalise(config)
 validate(config, "../schemas/config.schema.yaml")
 
 RAW = config["raw_dir"].rstrip("/")
@@ -66,7 +67,7 @@ def master_frames(kind):
     def frames(wildcards):
         master = _master(wildcards, kind)
         return [
-            [f.path, f.relpath, master.recipes[f.relpath].as_dict(RESULTS)]
+            [f.path, f.relpath, master.recipes[f.relpath].as_dict()]
             for f in master.frames
         ]
 
@@ -89,7 +90,7 @@ def calibrate_params(wildcards):
     frame, recipe = _light(wildcards)
     return {
         "raw": frame.relpath,
-        "recipe": recipe.as_dict(RESULTS),
+        "recipe": recipe.as_dict(),
         "overrides": frame.overrides,
     }
 
@@ -100,7 +101,7 @@ def night_files(wildcards):
 
 
 def night_table(wildcards):
-    return frametable.rows(PLAN, wildcards.night, RESULTS)
+    return frametable.rows(PLAN, wildcards.night)
 
 
 def night_targets(night):

@@ -2,7 +2,7 @@
 flat-fielded float32 frame."""
 
 from ccdreduce import provenance, runlog
-from ccdreduce.calibrate import Settings, calibrate_frame
+from ccdreduce.calibrate import Masters, Settings, calibrate_frame
 from ccdreduce.fitsfile import write_image
 
 log = runlog.start(snakemake)
@@ -13,7 +13,12 @@ log.info("policy: %s", "; ".join(recipe["notes"]))
 if recipe["uncorrected"]:
     log.warning("left uncorrected: %s", ", ".join(recipe["uncorrected"]))
 
-result = calibrate_frame(snakemake.input.raw, recipe, Settings.from_config(snakemake.config))
+result = calibrate_frame(
+    snakemake.input.raw,
+    recipe,
+    Settings.from_config(snakemake.config),
+    Masters(snakemake.config["results_dir"]),
+)
 for key, value in frame["overrides"].items():
     result.header[key] = value
     result.header.add_history(f"{key} = {value!r} from header_overrides in config")

@@ -1,7 +1,7 @@
 """Rules master_bias, master_dark, master_flat: combine one night's frames."""
 
 from ccdreduce import masters, provenance, runlog
-from ccdreduce.calibrate import Settings
+from ccdreduce.calibrate import Masters, Settings
 from ccdreduce.fitsfile import write_image
 
 log = runlog.start(snakemake)
@@ -17,6 +17,7 @@ image, header, stats, _ = masters.make_master(
     [(path, recipe) for path, _, recipe in frames],
     Settings.from_config(snakemake.config),
     snakemake.params.combine,
+    Masters(snakemake.config["results_dir"]),
 )
 first = frames[0][2]
 if kind == "flat":

@@ -8,6 +8,7 @@ line of history.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -49,16 +50,20 @@ class WorkFrame:
 
 
 class Masters:
-    """Master frames read once and shared by every frame that needs them."""
+    """Master frames read once and shared by every frame that needs them.
 
-    def __init__(self):
+    Recipes name masters relative to results_dir; this resolves them.
+    """
+
+    def __init__(self, results_dir="."):
+        self.results_dir = Path(results_dir)
         self._loaded = {}
 
-    def get(self, path):
-        if path not in self._loaded:
-            data, header, _ = read_product(path)
-            self._loaded[path] = (np.asarray(data, dtype=np.float32), header)
-        return self._loaded[path][0]
+    def get(self, name):
+        if name not in self._loaded:
+            data, _, _ = read_product(self.results_dir / name)
+            self._loaded[name] = np.asarray(data, dtype=np.float32)
+        return self._loaded[name]
 
 
 def load_raw(path, settings):
@@ -167,7 +172,6 @@ def run_stages(frame, recipe, masters, settings, until="flat"):
     return frame
 
 
-def calibrate_frame(path, recipe, settings, masters=None):
+def calibrate_frame(path, recipe, settings, masters):
     """A raw light frame calibrated as its recipe says (float32)."""
-    frame = load_raw(path, settings)
-    return run_stages(frame, recipe, masters or Masters(), settings)
+    return run_stages(load_raw(path, settings), recipe, masters, settings)

@@ -31,10 +31,10 @@ def _window_median(values, lo, count):
     return median
 
 
-def _window_mean(values, inside, count):
+def _window_mean(values, inside, count, dtype=np.float32):
     total = np.where(inside, values, 0.0).sum(axis=0, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (total / count).astype(np.float32)
+        return (total / count).astype(dtype)
 
 
 def _sigma_clip_window(values, valid, sigma_lower, sigma_upper, maxiters, cenfunc, stdfunc):
@@ -42,9 +42,12 @@ def _sigma_clip_window(values, valid, sigma_lower, sigma_upper, maxiters, cenfun
 
     The same result as astropy.stats.sigma_clip(axis=0): bounds are
     recomputed from the surviving values until nothing changes (or
-    ``maxiters``), then every value inside the final bounds is kept.
+    ``maxiters``), then every value inside the final bounds is kept. Centre,
+    width and bounds are float64, as astropy's, so that values at a bound
+    fall on the same side.
     """
     index = np.arange(values.shape[0])[:, None, None]
+    wide = values.astype(np.float64)
     lo = np.zeros(valid.shape, dtype=np.int64)
     hi = valid.astype(np.int64)
     iterations = values.shape[0] if maxiters is None else int(maxiters)
@@ -52,21 +55,21 @@ def _sigma_clip_window(values, valid, sigma_lower, sigma_upper, maxiters, cenfun
         count = hi - lo
         inside = (index >= lo) & (index < hi)
         if cenfunc == "median":
-            centre = _window_median(values, lo, count)
+            centre = _window_median(wide, lo, count)
         else:
-            centre = _window_mean(values, inside, count)
+            centre = _window_mean(wide, inside, count, np.float64)
         if stdfunc == "mad_std":
-            absdev = np.where(inside, np.abs(values - centre), np.inf)
+            absdev = np.where(inside, np.abs(wide - centre), np.inf)
             absdev.sort(axis=0)
             width = MAD_TO_SIGMA * _window_median(absdev, np.zeros_like(lo), count)
         else:  # the standard deviation is about the mean, whatever the centre
-            spread = values - _window_mean(values, inside, count)
-            squares = np.where(inside, spread * spread, 0.0).sum(axis=0, dtype=np.float64)
+            spread = wide - _window_mean(wide, inside, count, np.float64)
+            squares = np.where(inside, spread * spread, 0.0).sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                width = np.sqrt(squares / count).astype(np.float32)
+                width = np.sqrt(squares / count)
         with np.errstate(invalid="ignore"):
-            n_low = (values < centre - sigma_lower * width).sum(axis=0)
-            n_high = (values > centre + sigma_upper * width).sum(axis=0)
+            n_low = (wide < centre - sigma_lower * width).sum(axis=0)
+            n_high = (wide > centre + sigma_upper * width).sum(axis=0)
         # Like astropy's C loop, the working set only shrinks between
         # iterations ...
         new_lo = np.maximum(lo, n_low)

@@ -5,6 +5,34 @@ from pathlib import Path
 from .errors import ConfigProblem
 
 
+_NULLS = {"", "null", "none", "~"}
+
+
+def _section_value(value):
+    """A section as given on the command line, made a plain string or None.
+
+    ``--config trim_section=[1:4096,1:4096]`` reaches us as the YAML list
+    ['1:4096', '1:4096'], and ``trim_section=null`` as the string 'null'.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(str(v).strip() for v in value) + "]"
+    if isinstance(value, str) and value.strip().lower() in _NULLS:
+        return None
+    return value
+
+
+def normalise(config):
+    """Undo the command line's parsing of section values (in place)."""
+    if "trim_section" in config:
+        config["trim_section"] = _section_value(config["trim_section"])
+    overscan = config.get("overscan")
+    if isinstance(overscan, dict) and "section" in overscan:
+        overscan["section"] = _section_value(overscan["section"])
+    return config
+
+
 def check_config(config):
     """Raise ConfigProblem for settings that would go wrong with any data."""
     raw = Path(config["raw_dir"]).resolve()

@@ -13,13 +13,16 @@ def _blank():
     return {name: "" for name in COLUMNS} | {"exposure": float("nan"), "dark_scale": float("nan")}
 
 
-def rows(plan, night, results_dir):
-    """One dict per file of the night, in path order (plain values only)."""
-    recipes = {f.relpath: (r, f"{results_dir}/calibrated/{night}/{f.stem}.fits")
+def rows(plan, night):
+    """One dict per file of the night, in path order (plain values only).
+
+    Masters and outputs are named relative to results_dir.
+    """
+    recipes = {f.relpath: (r, f"calibrated/{night}/{f.stem}.fits")
                for f, r in plan.lights_of(night)}
     for master in plan.masters_of(night):
         for relpath, recipe in master.recipes.items():
-            recipes[relpath] = (recipe, master.ref.path(results_dir))
+            recipes[relpath] = (recipe, master.ref.name)
     table = []
     for frame in plan.nights[night].frames:
         row = _blank()
@@ -35,7 +38,7 @@ def rows(plan, night, results_dir):
         )
         if frame.relpath in recipes:
             recipe, output = recipes[frame.relpath]
-            data = recipe.as_dict(results_dir)
+            data = recipe.as_dict()
             row.update(
                 status="used",
                 bias=data["bias"] or "",

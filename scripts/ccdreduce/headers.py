@@ -143,10 +143,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(value):
     """A header value made safe as one path component: 'NGC 2362' -> 'NGC_2362'.
 
-    Only letters, digits, '.', '_' and '-' survive, and a value made only of
-    dots becomes '_', so no header can place a file outside its folder.
+    Only letters, digits, '.', '_' and '-' survive, with no leading or
+    trailing dots (so no '..' and no hidden files); an empty result is '_'.
+    No header value can place a file outside its folder.
     """
-    name = _UNSAFE.sub("_", str(value).strip()).strip("_")
-    if not name or set(name) == {"."}:
-        return "_"
-    return name
+    name = _UNSAFE.sub("_", str(value).strip()).strip("._")
+    return name or "_"

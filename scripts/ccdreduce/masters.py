@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from .calibrate import Masters, load_raw, run_stages
+from .calibrate import load_raw, run_stages
 from .combine import combine
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,14 @@ def _median(data):
     return float(np.median(finite)) if finite.size else float("nan")
 
 
-def make_master(kind, inputs, settings, combine_params):
+def make_master(kind, inputs, settings, combine_params, masters):
     """Combine raw frames into a master.
 
-    ``inputs`` is a list of (raw path, recipe dict). Returns (image, header,
+    ``inputs`` is a list of (raw path, recipe dict); ``masters`` a
+    calibrate.Masters that finds the masters the recipes name. Returns (image, header,
     per-frame statistics, coverage). Header keywords of the first frame are
     kept; the caller stamps provenance.
     """
-    masters = Masters()
     cube, stats, header = None, [], None
     for i, (path, recipe) in enumerate(inputs):
         frame = run_stages(load_raw(path, settings), recipe, masters, settings,

@@ -42,8 +42,13 @@ class MasterRef:
             return f"dark_{self.key}s.fits"
         return f"flat_{self.key}.fits"
 
+    @property
+    def name(self):
+        """Path relative to results_dir, as recorded in headers and tables."""
+        return f"calib/{self.night}/{self.filename}"
+
     def path(self, results_dir):
-        return f"{results_dir}/calib/{self.night}/{self.filename}"
+        return f"{results_dir}/{self.name}"
 
 
 @dataclass
@@ -69,14 +74,17 @@ class Recipe:
             text += "; UNCORRECTED: " + ", ".join(self.uncorrected)
         return text
 
-    def as_dict(self, results_dir):
-        """Plain values for Snakemake params (a change reruns the job)."""
+    def as_dict(self):
+        """Plain values for Snakemake params (a change reruns the job).
+
+        Masters are named relative to results_dir.
+        """
         return {
-            "bias": self.bias.path(results_dir) if self.bias else None,
-            "dark": self.dark.path(results_dir) if self.dark else None,
+            "bias": self.bias.name if self.bias else None,
+            "dark": self.dark.name if self.dark else None,
             "dark_scale": self.dark_scale,
             "dark_includes_bias": self.dark_includes_bias,
-            "flat": self.flat.path(results_dir) if self.flat else None,
+            "flat": self.flat.name if self.flat else None,
             "overscan": self.overscan,
             "notes": list(self.notes),
             "uncorrected": list(self.uncorrected),

@@ -54,15 +54,15 @@ def stamp(header, step, *, inputs=(), recipe=None, params=None, config=None, not
         for i, name in enumerate(inputs, start=1):
             header[f"IMCMB{i:03d}"] = str(name)
     elif inputs:
-        header["RAWFILE"] = (str(inputs[0]), "raw file, relative to raw_dir")
+        header["RAWFILE"] = str(inputs[0])
     if recipe is not None:
-        header["BIASFILE"] = (_card_text(recipe["bias"]), "master bias subtracted")
-        header["DARKFILE"] = (_card_text(recipe["dark"]), "master dark subtracted")
+        header["BIASFILE"] = (_card_text(recipe["bias"]), "master bias")
+        header["DARKFILE"] = (_card_text(recipe["dark"]), "master dark")
         header["DARKSCAL"] = (recipe["dark_scale"], "factor applied to the master dark")
         header["DARKBIAS"] = (
             recipe["dark_includes_bias"], "T: the dark also removed the bias"
         )
-        header["FLATFILE"] = (_card_text(recipe["flat"]), "master flat divided")
+        header["FLATFILE"] = (_card_text(recipe["flat"]), "master flat")
         header["OVERSCAN"] = (recipe["overscan"], "overscan level subtracted")
         policy = "; ".join(recipe["notes"]) or "none"
         header["CALPOL"] = (policy, "calibration policy applied")

@@ -136,7 +136,7 @@ class Sky:
             "x": srng.uniform(-margin, c.nx + margin, n_stars),
             "y": srng.uniform(-margin, c.ny + margin, n_stars),
         }
-        base = 10 ** srng.uniform(1.3, 4.3, n_stars)  # e-/s in V
+        base = 10 ** srng.uniform(1.3, 4.7, n_stars)  # e-/s in V; the brightest saturate
         colour = srng.normal(1.3, 0.25, n_stars)
         self.stars["V"] = base
         self.stars["R"] = base * colour

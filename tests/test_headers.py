@@ -1,0 +1,88 @@
+"""Header dialects: MaxIm DL/SBIG, N.I.N.A./ASCOM, IRAF and numeric PICTTYPE."""
+
+import pytest
+from ccdreduce.headers import (
+    HeaderError,
+    exposure_key,
+    exposure_time,
+    frame_type,
+    safe_name,
+)
+from conftest import default_config
+
+HEADERS = default_config(raw_dir="x")["headers"]
+KEYWORDS, TYPES = HEADERS["keywords"], HEADERS["frame_types"]
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"IMAGETYP": "Bias Frame"}, "bias"),
+        ({"IMAGETYP": "Dark Frame"}, "dark"),
+        ({"IMAGETYP": "Flat Field"}, "flat"),
+        ({"IMAGETYP": "Light Frame"}, "light"),
+        ({"IMAGETYP": "BIAS"}, "bias"),
+        ({"IMAGETYP": "DARK"}, "dark"),
+        ({"IMAGETYP": "FLAT"}, "flat"),
+        ({"IMAGETYP": "LIGHT"}, "light"),
+        ({"IMAGETYP": "zero"}, "bias"),
+        ({"IMAGETYP": "dark"}, "dark"),
+        ({"IMAGETYP": "flat"}, "flat"),
+        ({"IMAGETYP": "object"}, "light"),
+        ({"PICTTYPE": 1}, "light"),
+        ({"PICTTYPE": 2}, "bias"),
+        ({"PICTTYPE": 3}, "dark"),
+        ({"PICTTYPE": 4}, "flat"),
+        ({"IMAGETYP": "  light frame  "}, "light"),  # padding and case ignored
+        ({"OBSTYPE": "zero"}, "bias"),
+    ],
+)
+def test_each_dialect_is_classified(fields, expected):
+    assert frame_type(fields, KEYWORDS, TYPES) == expected
+
+
+def test_unknown_type_value_says_how_to_accept_it():
+    with pytest.raises(HeaderError) as err:
+        frame_type({"IMAGETYP": "Focus"}, KEYWORDS, TYPES)
+    assert "IMAGETYP = 'Focus'" in err.value.problem
+    assert "headers.frame_types" in err.value.fix
+
+
+def test_missing_type_keyword_lists_what_was_tried():
+    with pytest.raises(HeaderError, match="IMAGETYP.*PICTTYPE"):
+        frame_type({"OBJECT": "M 42"}, KEYWORDS, TYPES)
+
+
+def test_exptime_falls_back_to_exposure():
+    assert exposure_time({"EXPOSURE": 12.5}, KEYWORDS) == 12.5
+    assert exposure_time({"EXPTIME": 3, "EXPOSURE": 12.5}, KEYWORDS) == 3.0
+    assert exposure_time({"EXPTIME": "30.0"}, KEYWORDS) == 30.0
+
+
+def test_zwo_decimal_comma_is_reported_with_a_fix():
+    with pytest.raises(HeaderError) as err:
+        exposure_time({"EXPTIME": "6,4E-05"}, KEYWORDS)
+    assert "'6,4E-05'" in err.value.problem and "decimal comma" in err.value.problem
+    assert "header_overrides" in err.value.fix and "6.4E-05" in err.value.fix
+
+
+@pytest.mark.parametrize("fields", [{}, {"EXPTIME": -1.0}, {"EXPTIME": "abc"}, {"EXPTIME": True}])
+def test_missing_or_bad_exposure_is_an_error(fields):
+    with pytest.raises(HeaderError):
+        exposure_time(fields, KEYWORDS)
+
+
+def test_exposure_keys_name_files():
+    assert exposure_key(30.0) == "30"
+    assert exposure_key(1.5) == "1.5"
+    assert exposure_key(29.99999999) == "30"
+    assert exposure_key(6.4e-05) == "6.4e-05"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("NGC 2362", "NGC_2362"), ("../../etc", "etc"), ("..", "_"), ("R ", "R"), ("H-alpha/3nm", "H-alpha_3nm")],
+)
+def test_safe_names_never_leave_their_folder(value, expected):
+    assert safe_name(value) == expected
+    assert "/" not in safe_name(value) and safe_name(value) not in ("", ".", "..")

@@ -1,0 +1,147 @@
+"""The inventory: finding nights and frames, reading headers once, and
+turning bad files into excluded rows with a reason that names the fix."""
+
+import os
+
+import pytest
+from astropy.io import fits
+from ccdreduce import inventory
+from ccdreduce.errors import ConfigProblem
+from conftest import default_config
+from helpers import write_night, write_raw
+
+CONFIG = default_config(raw_dir="x")
+
+
+def scan(raw, config=CONFIG, cache=None):
+    return inventory.scan(raw, config, cache)
+
+
+def by_name(night):
+    return {f.relpath.split("/")[-1]: f for f in night.frames}
+
+
+def test_frames_anywhere_below_a_night_with_every_fits_suffix(tmp_path):
+    night = tmp_path / "2025-03-01"
+    write_raw(night / "a" / "b" / "bias1.fits", "Bias Frame", 0.0)
+    write_raw(night / "bias2.fit", "BIAS", 0.0)
+    write_raw(night / "bias3.FTS", "zero", 0.0)
+    write_raw(night / "dark.fits.fz", "DARK", 30.0, compress=True)
+    gz = write_raw(tmp_path / "tmp.fits", "Dark Frame", 30.0)
+    import gzip
+
+    (night / "dark2.fits.gz").write_bytes(gzip.compress(gz.read_bytes()))
+    gz.unlink()
+    (night / "notes.txt").write_text("seeing 2 arcsec")
+    (night / ".DS_Store").write_bytes(b"\0")
+    nights = scan(tmp_path)
+    frames = by_name(nights["2025-03-01"])
+    assert set(frames) == {"bias1.fits", "bias2.fit", "bias3.FTS", "dark.fits.fz", "dark2.fits.gz"}
+    assert all(f.usable for f in frames.values()), [f.problem for f in frames.values()]
+    assert frames["dark.fits.fz"].kind == "dark" and frames["dark.fits.fz"].shape == (40, 48)
+    assert frames["dark2.fits.gz"].stem == "dark2"
+    assert nights["2025-03-01"].ignored == [
+        ("2025-03-01/notes.txt", "not a FITS file name (.fits, .fit, .fts, .gz, .fz)")
+    ]
+
+
+def test_bad_files_are_excluded_with_problem_and_fix(tmp_path):
+    night = tmp_path / "2025-03-01"
+    good = write_raw(night / "good.fits", "Light Frame", 30.0, filt="R")
+    (night / "empty.fits").write_bytes(b"")
+    (night / "text.fits").write_text("this is not a FITS file\n" * 200)
+    truncated = night / "truncated.fits"
+    truncated.write_bytes(good.read_bytes()[:4000])
+    write_raw(night / "zwo.fits", "Light Frame", "6,4E-05", filt="R")
+    write_raw(night / "noexp.fits", "Dark Frame", None)
+    write_raw(night / "focus.fits", "Focus", 1.0)
+    frames = by_name(scan(tmp_path)["2025-03-01"])
+    assert frames["good.fits"].usable
+    expected = {
+        "empty.fits": "empty (0 bytes)",
+        "text.fits": "not a readable FITS file",
+        "truncated.fits": "truncated (4000 bytes",
+        "zwo.fits": "EXPTIME = '6,4E-05' is not a usable exposure time",
+        "noexp.fits": "no exposure time",
+        "focus.fits": "unknown frame type IMAGETYP = 'Focus'",
+    }
+    for name, problem in expected.items():
+        assert problem in (frames[name].problem or ""), (name, frames[name].problem)
+        assert "Fix:" in frames[name].problem
+
+
+def test_overrides_and_excludes_never_touch_the_raw_file(tmp_path):
+    zwo = write_raw(tmp_path / "n1" / "zwo.fits", "Light Frame", "6,4E-05", filt="R")
+    write_raw(tmp_path / "n1" / "junk.fits", "Light Frame", 1.0, filt="R")
+    before = zwo.read_bytes()
+    config = default_config(
+        raw_dir="x",
+        header_overrides={"n1/zwo*": {"EXPTIME": 6.4e-05, "OBJECT": "M 1"}},
+        exclude=["n1/junk.fits"],
+    )
+    frames = by_name(scan(tmp_path, config)["n1"])
+    assert frames["zwo.fits"].usable and frames["zwo.fits"].exposure == 6.4e-05
+    assert frames["zwo.fits"].object == "M 1"
+    assert frames["zwo.fits"].overrides == {"EXPTIME": 6.4e-05, "OBJECT": "M 1"}
+    assert "excluded by the configuration" in frames["junk.fits"].problem
+    assert zwo.read_bytes() == before
+
+
+def test_two_files_with_one_stem_cannot_both_be_calibrated(tmp_path):
+    write_raw(tmp_path / "n1" / "a" / "m1.fits", "Light Frame", 1.0, filt="R")
+    write_raw(tmp_path / "n1" / "b" / "m1.fit", "Light Frame", 1.0, filt="R")
+    frames = scan(tmp_path)["n1"].frames
+    assert [f.usable for f in frames] == [True, False]
+    assert "same name stem as n1/a/m1.fits" in frames[1].problem
+
+
+def test_header_cache_skips_unchanged_files_and_rereads_changed_ones(tmp_path, monkeypatch):
+    write_night(tmp_path / "raw", "2025-03-01", "2025-03-01T20:00:00")
+    cache = tmp_path / "cache"
+    first = scan(tmp_path / "raw", cache=cache)
+    assert (cache / "2025-03-01.json").exists()
+
+    reads = []
+    original = inventory.read_header_fields
+    monkeypatch.setattr(
+        inventory, "read_header_fields", lambda p, w: reads.append(p) or original(p, w)
+    )
+    second = scan(tmp_path / "raw", cache=cache)
+    assert reads == []
+    assert [f.kind for f in second["2025-03-01"].frames] == [
+        f.kind for f in first["2025-03-01"].frames
+    ]
+    # a replaced frame (new size and mtime) is read again, and only it
+    changed = tmp_path / "raw" / "2025-03-01" / "bias_0.fits"
+    os.remove(changed)
+    write_raw(changed, "Dark Frame", 5.0, shape=(40, 48))
+    third = scan(tmp_path / "raw", cache=cache)
+    assert [os.path.basename(p) for p in reads] == ["bias_0.fits"]
+    assert by_name(third["2025-03-01"])["bias_0.fits"].kind == "dark"
+
+
+def test_night_dates_come_from_date_obs(tmp_path):
+    write_raw(tmp_path / "first" / "a.fits", "Bias Frame", 0.0, date="2025-03-01T23:00:00")
+    write_raw(tmp_path / "first" / "b.fits", "Bias Frame", 0.0, date="2025-03-02T01:00:00")
+    night = scan(tmp_path)["first"]
+    assert night.date.isoformat().startswith("2025-03-01T23:00")
+
+
+def test_raw_dir_problems_are_explained(tmp_path):
+    with pytest.raises(ConfigProblem, match="is not a folder"):
+        scan(tmp_path / "missing")
+    with pytest.raises(ConfigProblem, match="has no night folders"):
+        scan(tmp_path)
+    (tmp_path / "night one").mkdir()
+    with pytest.raises(ConfigProblem, match="night_one"):
+        scan(tmp_path)
+
+
+def test_cube_is_refused(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "n" / "cube.fits"
+    path.parent.mkdir()
+    fits.PrimaryHDU(np.zeros((3, 10, 10), np.uint16)).writeto(path)
+    frame = scan(tmp_path)["n"].frames[0]
+    assert "more than 2 axes" in frame.problem

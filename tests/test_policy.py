@@ -1,0 +1,130 @@
+"""The calibration policy: nearest-night borrowing, dark scaling, bias from
+darks, and a clear error when nothing usable is left."""
+
+import pytest
+from ccdreduce import inventory, policy
+from ccdreduce.errors import CalibrationMissing
+from conftest import default_config
+from helpers import write_night, write_raw
+
+CONFIG = default_config(raw_dir="x")
+
+
+def plan_for(raw, **kwargs):
+    return policy.make_plan(inventory.scan(raw, CONFIG), **kwargs)
+
+
+def light(plan, night, stem):
+    return plan.lights[(night, stem)]
+
+
+def test_a_night_without_bias_borrows_from_the_nearest_night(tmp_path):
+    write_night(tmp_path, "2025-03-01", "2025-03-01T20:00:00")
+    write_night(tmp_path, "2025-03-02", "2025-03-02T20:00:00", bias=0)
+    write_night(tmp_path, "2025-03-03", "2025-03-03T20:00:00")
+    write_night(tmp_path, "2025-03-20", "2025-03-20T20:00:00", bias=0)
+    plan = plan_for(tmp_path)
+    _, recipe = light(plan, "2025-03-02", "light_R_30s_0")
+    # 03-01 and 03-03 are both 1 day away: the earlier night wins the tie
+    assert recipe.bias == policy.MasterRef("2025-03-01", "bias")
+    assert "bias: borrowed from night 2025-03-01 (1.0 d away)" in recipe.notes
+    _, recipe = light(plan, "2025-03-20", "light_R_30s_0")
+    assert recipe.bias.night == "2025-03-03"
+    # its own darks are bias-subtracted with the borrowed bias
+    dark = plan.masters[policy.MasterRef("2025-03-20", "dark", "30")]
+    assert {r.bias.night for r in dark.recipes.values()} == {"2025-03-03"}
+
+
+def test_borrowing_stops_at_max_borrow_days(tmp_path):
+    write_night(tmp_path, "2025-03-01", "2025-03-01T20:00:00", flats=())
+    write_night(tmp_path, "2025-04-15", "2025-04-15T20:00:00", lights=())
+    with pytest.raises(CalibrationMissing) as err:
+        plan_for(tmp_path, max_borrow_days=30)
+    assert err.value.night == "2025-03-01"
+    assert err.value.frame == "2025-03-01/light_R_30s_0.fits"
+    assert "no flat for filter 'R' within 30 days" in str(err.value)
+    plan = plan_for(tmp_path, max_borrow_days=60)
+    _, recipe = light(plan, "2025-03-01", "light_R_30s_0")
+    assert recipe.flat == policy.MasterRef("2025-04-15", "flat", "R")
+
+
+def test_no_matching_dark_scales_the_nearest_bias_subtracted_dark(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(60.0, 300.0),
+                lights=(("R", 45.0), ("R", 60.0)))
+    plan = plan_for(tmp_path)
+    _, recipe = light(plan, "n1", "light_R_45s_0")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "60")
+    assert recipe.dark_scale == pytest.approx(0.75)
+    assert not recipe.dark_includes_bias and recipe.bias is not None
+    assert "scaled by 0.75 to 45 s (no 45 s dark)" in recipe.summary()
+    _, recipe = light(plan, "n1", "light_R_60s_0")
+    assert recipe.dark_scale == 1.0 and "exposure matches" in recipe.summary()
+    # the flats (2 s) get the 60 s dark scaled down
+    flat = plan.masters[policy.MasterRef("n1", "flat", "R")]
+    assert {round(r.dark_scale, 6) for r in flat.recipes.values()} == {round(2 / 60, 6)}
+
+
+def test_without_bias_a_dark_of_the_same_exposure_serves_as_bias_plus_dark(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(2.0, 30.0))
+    plan = plan_for(tmp_path)
+    _, recipe = light(plan, "n1", "light_R_30s_0")
+    assert recipe.bias is None
+    assert recipe.dark == policy.MasterRef("n1", "dark", "30")
+    assert recipe.dark_includes_bias and recipe.dark_scale == 1.0
+    assert recipe.uncorrected == []
+    assert "serves as bias + dark" in recipe.summary()
+    dark = plan.masters[policy.MasterRef("n1", "dark", "30")]
+    assert all(r.bias is None and r.dark_includes_bias for r in dark.recipes.values())
+
+
+def test_without_bias_or_matching_dark_says_what_stays_uncorrected(tmp_path):
+    # the real BSU night: darks only at 1 s and 1.5 s, science at 120 s
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(1.0, 1.5),
+                lights=(("R", 120.0),))
+    plan = plan_for(tmp_path)
+    _, recipe = light(plan, "n1", "light_R_120s_0")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "1.5")
+    assert recipe.dark_includes_bias and recipe.dark_scale == 1.0
+    assert recipe.uncorrected == ["dark current of the remaining 118.5 s (hot pixels stay)"]
+    assert "subtracted unscaled as bias + 1.5 s of dark current" in recipe.summary()
+
+
+def test_nothing_usable_is_a_clear_error_or_a_skip(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=())
+    with pytest.raises(CalibrationMissing) as err:
+        plan_for(tmp_path)
+    message = str(err.value)
+    assert message.startswith("night n1, frame n1/flat_R_0.fits: no bias frames and no usable dark")
+    assert "Fix:" in message
+    plan = plan_for(tmp_path, on_missing="skip")
+    assert plan.lights == {}
+    frames = {f.relpath: f for f in plan.nights["n1"].frames}
+    for name in ("light_R_30s_0", "light_R_30s_1", "flat_R_0"):
+        assert "no bias frames and no usable dark" in frames[f"n1/{name}.fits"].problem
+
+
+def test_overscan_alone_is_allowed_and_said(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=())
+    plan = plan_for(tmp_path, overscan=True)
+    _, recipe = light(plan, "n1", "light_R_30s_0")
+    assert recipe.bias is None and recipe.dark is None
+    assert "only the overscan level removed" in recipe.summary()
+
+
+def test_a_frame_of_other_binning_is_excluded_from_its_group(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    odd = write_raw(tmp_path / "n1" / "flat_R_odd.fits", "Flat Field", 2.0, shape=(20, 24),
+                    filt="R", XBINNING=2, YBINNING=2)
+    plan = plan_for(tmp_path)
+    flat = plan.masters[policy.MasterRef("n1", "flat", "R")]
+    assert "n1/flat_R_odd.fits" not in {f.relpath for f in flat.frames}
+    frame = next(f for f in plan.nights["n1"].frames if f.path == str(odd))
+    assert "24x20 pixels, binning 2x2 differs from the other R flats" in frame.problem
+
+
+def test_a_light_of_other_binning_finds_no_master(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    write_raw(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0, shape=(20, 24),
+              filt="R", XBINNING=2, YBINNING=2)
+    with pytest.raises(CalibrationMissing, match="binning 2x2"):
+        plan_for(tmp_path)

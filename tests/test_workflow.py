@@ -1,0 +1,188 @@
+"""The workflow as a user runs it: the plan before the run, the run, what it
+leaves in results/, and what it says about bad input."""
+
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from conftest import checksums, run_snakemake
+from helpers import write_night, write_raw
+
+
+def job_counts(dry_run_output):
+    table = dry_run_output.split("Job stats:")[1]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_dry_run_lists_every_job_before_anything_runs(demo_run, truth):
+    frames = truth.frames
+    nights_with_bias = {f["night"] for f in frames if f["kind"] == "bias"}
+    darks = {(f["night"], f["exposure"]) for f in frames if f["kind"] == "dark"}
+    flats = {(f["night"], f["filter"]) for f in frames if f["kind"] == "flat"}
+    lights = [f for f in frames if f["kind"] == "light"]
+    expected = {
+        "master_bias": len(nights_with_bias),
+        "master_dark": len(darks),
+        "master_flat": len(flats),
+        "master_preview": len(nights_with_bias) + len(darks) + len(flats),
+        "calibrate": len(lights),
+        "frame_table": len(truth.data["nights"]),
+        "all": 1,
+    }
+    counts = job_counts(demo_run["dry_run"])
+    assert counts == expected | {"total": sum(expected.values())}
+    for record in lights:
+        assert f"calibrated/{record['night']}/{record['stem']}.fits" in demo_run["dry_run"]
+
+
+def test_a_finished_run_has_nothing_left_to_do(demo_run):
+    result = run_snakemake("-n", *demo_run["config"])
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_raw_files_are_byte_identical_after_the_run(demo_run):
+    assert checksums(demo_run["raw"]) == demo_run["checksums_before"]
+    assert len(demo_run["checksums_before"]) == 100
+
+
+def test_every_rule_wrote_a_log_and_a_benchmark(demo_run):
+    results = demo_run["results"]
+    logs = list((results / "logs").rglob("*.log"))
+    benchmarks = list((results / "benchmarks").rglob("*.tsv"))
+    total = job_counts(demo_run["dry_run"])["total"] - 1  # 'all' runs nothing
+    assert len(logs) == total and len(benchmarks) == total
+    assert all(p.stat().st_size > 0 for p in logs)
+
+
+def test_frame_tables_say_which_masters_each_frame_used(demo_run, truth):
+    results = demo_run["results"]
+    for night in truth.data["nights"]:
+        table = Table.read(results / "calib" / night["name"] / "frames.ecsv")
+        raw = [f["file"] for f in truth.frames if f["night"] == night["name"]]
+        assert sorted(table["file"]) == sorted(raw)
+        assert set(table["status"]) == {"used"}
+        for column in ("file", "type", "filter", "exposure", "date_obs", "object", "shape",
+                       "bias", "dark", "dark_scale", "flat", "policy"):
+            assert column in table.colnames
+    table = Table.read(results / "calib" / "2025-03-02" / "frames.ecsv")
+    light = table[table["file"] == "2025-03-02/NGC2362/V/light_V_30s_025.fits.fz"][0]
+    assert light["bias"] == "calib/2025-03-01/bias.fits"
+    assert light["dark"] == "calib/2025-03-02/dark_30s.fits" and light["dark_scale"] == 1.0
+    assert light["flat"] == "calib/2025-03-02/flat_V.fits"
+    assert light["output"] == "calibrated/2025-03-02/light_V_30s_025.fits"
+    assert light["object"] == "NGC 2362" and light["shape"] == "528x512"
+    table = Table.read(results / "calib" / "2025-03-05" / "frames.ecsv")
+    light = table[table["file"] == "2025-03-05/NGC2362/R/light_R_45s_021.fts"][0]
+    assert light["flat"] == "calib/2025-03-02/flat_R.fits"
+    assert "flat R: borrowed from night 2025-03-02 (3.0 d away)" in light["policy"]
+    assert light["dark"] == "calib/2025-03-05/dark_60s.fits" and light["dark_scale"] == 0.75
+    counts = Counter(table["type"])
+    assert counts == {"bias": 7, "dark": 10, "light": 8}
+
+
+def test_calibrated_frames_carry_float32_pixels_and_their_provenance(demo_run):
+    path = demo_run["results"] / "calibrated" / "2025-03-01" / "light_R_30s_037.fits"
+    with fits.open(path) as hdul:
+        header = hdul[0].header
+        assert hdul[0].data.dtype == np.dtype(">f4") and hdul[0].data.shape == (512, 512)
+        assert hdul["MASK"].data.dtype == np.uint8
+    assert header["RAWFILE"] == "2025-03-01/NGC2362/R/light_R_30s_037.fits"
+    assert header["BIASFILE"] == "calib/2025-03-01/bias.fits"
+    assert header["FLATFILE"] == "calib/2025-03-01/flat_R.fits"
+    assert header["TRIMSEC"] == "[1:512,1:512]"
+    assert header["DATE-OBS"] == "2025-03-01T20:03:35"
+    assert "JD" not in header and "MJD-OBS" not in header  # no Julian date on UTC
+    assert "BZERO" not in header and header["BUNIT"] == "adu"
+
+
+def bad_night(raw):
+    """A night with every kind of bad file beside enough good ones."""
+    folder = write_night(raw, "2025-03-01", "2025-03-01T20:00:00", lights=(("R", 30.0),))
+    (folder / "empty.fits").write_bytes(b"")
+    (folder / "readme.fits").write_text("exported by the camera, not a FITS file\n" * 100)
+    good = (folder / "light_R_30s_0.fits").read_bytes()
+    (folder / "cut.fits").write_bytes(good[: len(good) // 2])
+    write_raw(folder / "zwo.fits", "Light Frame", "6,4E-05", filt="R")
+    write_raw(folder / "noexp.fits", "Light Frame", None, filt="R")
+    write_raw(folder / "focus.fits", "Focus", 1.0)
+    write_raw(folder / "flat_R_binned.fits", "Flat Field", 2.0, shape=(20, 24), filt="R",
+              XBINNING=2, YBINNING=2)
+    (folder / "log.txt").write_text("clouds at 23h")
+    return folder
+
+
+def test_bad_frames_are_excluded_with_their_reason_and_the_rest_goes_on(tmp_path):
+    raw, results = tmp_path / "raw", tmp_path / "results"
+    bad_night(raw)
+    before = checksums(raw)
+    run_snakemake("--config", f"raw_dir={raw}", f"results_dir={results}", "trim_section=")
+    assert checksums(raw) == before
+    table = Table.read(results / "calib" / "2025-03-01" / "frames.ecsv")
+    rows = {row["file"].split("/")[-1]: row for row in table}
+    expected = {
+        "empty.fits": "file is empty (0 bytes)",
+        "readme.fits": "not a readable FITS file",
+        "cut.fits": "file is truncated",
+        "zwo.fits": "EXPTIME = '6,4E-05' is not a usable exposure time",
+        "noexp.fits": "no exposure time",
+        "focus.fits": "unknown frame type IMAGETYP = 'Focus'",
+        "flat_R_binned.fits": "binning 2x2 differs from the other R flats",
+    }
+    for name, reason in expected.items():
+        assert rows[name]["status"] == "excluded"
+        assert reason in rows[name]["reason"] and "Fix:" in rows[name]["reason"]
+    assert rows["log.txt"]["status"] == "ignored"
+    used = [name for name, row in rows.items() if row["status"] == "used"]
+    assert len(used) == 3 + 3 + 3 + 3  # bias, darks, flats, lights
+    assert sorted(p.name for p in (results / "calibrated" / "2025-03-01").iterdir()) == [
+        "light_R_30s_0.fits", "light_R_30s_1.fits", "light_R_30s_2.fits"
+    ]
+    log = (results / "logs" / "calib" / "2025-03-01" / "frames.log").read_text()
+    assert "zwo.fits excluded: EXPTIME = '6,4E-05'" in log
+
+
+def test_nothing_usable_stops_the_run_naming_night_frame_and_what_is_missing(tmp_path):
+    raw = tmp_path / "raw"
+    write_night(raw, "2025-03-01", "2025-03-01T20:00:00", bias=0, darks=(), flats=("R",))
+    result = run_snakemake("-n", "--config", f"raw_dir={raw}", f"results_dir={tmp_path / 'r'}",
+                           "trim_section=", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "night 2025-03-01, frame 2025-03-01/flat_R_0.fits: no bias frames and no usable dark" in output
+    assert "Fix: add bias or dark frames" in output
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (["results_dir={raw}/results"], "raw_dir .* and results_dir .* overlap"),
+        (["trim_section=1:10"], "does not match"),
+        (["raw_dir={tmp}/nowhere"], "is not a folder"),
+    ],
+)
+def test_bad_configuration_is_refused_before_anything_runs(tmp_path, config, message):
+    raw = tmp_path / "raw"
+    write_night(raw, "2025-03-01", "2025-03-01T20:00:00")
+    args = [c.format(raw=raw, tmp=tmp_path) for c in config]
+    base = [f"raw_dir={raw}", f"results_dir={tmp_path / 'results'}"]
+    result = run_snakemake("-n", "--config", *base, *args, check=False)
+    assert result.returncode != 0
+    assert re.search(message, result.stdout + result.stderr), result.stderr[-2000:]
+
+
+def test_trim_section_from_the_command_line_and_a_section_too_large(tmp_path):
+    raw, results = tmp_path / "raw", tmp_path / "results"
+    write_night(raw, "2025-03-01", "2025-03-01T20:00:00", shape=(40, 48))
+    run_snakemake("--config", f"raw_dir={raw}", f"results_dir={results}",
+                  "trim_section=[3:42,1:30]")
+    data = fits.getdata(results / "calibrated" / "2025-03-01" / "light_R_30s_0.fits")
+    assert data.shape == (30, 40)
+    result = run_snakemake("--config", f"raw_dir={raw}", f"results_dir={tmp_path / 'r2'}",
+                           "trim_section=[1:4096,1:4096]", check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "r2" / "logs" / "calib" / "2025-03-01" / "bias.log").read_text()
+    assert "trim_section section [1:4096,1:4096] does not fit in a frame of 48x40" in log
+    assert "Fix: set trim_section" in log
