@@ -11,12 +11,12 @@ rule master_bias:
         f"{RESULTS}/logs/calib/{{night}}/bias.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/bias.tsv"
+    conda:
+        "../envs/reduce.yaml"
     params:
         kind="bias",
         frames=master_frames("bias"),
         combine=config["calibration"]["combine"]["bias"],
-    conda:
-        "../envs/reduce.yaml"
     script:
         "../scripts/make_master.py"
 
@@ -30,12 +30,12 @@ rule master_dark:
         f"{RESULTS}/logs/calib/{{night}}/dark_{{exposure}}s.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/dark_{{exposure}}s.tsv"
+    conda:
+        "../envs/reduce.yaml"
     params:
         kind="dark",
         frames=master_frames("dark"),
         combine=config["calibration"]["combine"]["dark"],
-    conda:
-        "../envs/reduce.yaml"
     script:
         "../scripts/make_master.py"
 
@@ -49,12 +49,12 @@ rule master_flat:
         f"{RESULTS}/logs/calib/{{night}}/flat_{{filter}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/flat_{{filter}}.tsv"
+    conda:
+        "../envs/reduce.yaml"
     params:
         kind="flat",
         frames=master_frames("flat"),
         combine=config["calibration"]["combine"]["flat"],
-    conda:
-        "../envs/reduce.yaml"
     script:
         "../scripts/make_master.py"
 
@@ -90,10 +90,10 @@ rule calibrate:
         f"{RESULTS}/logs/calibrated/{{night}}/{{stem}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/calibrated/{{night}}/{{stem}}.tsv"
-    params:
-        frame=calibrate_params,
     conda:
         "../envs/reduce.yaml"
+    params:
+        frame=calibrate_params,
     script:
         "../scripts/calibrate_frame.py"
 
@@ -111,9 +111,9 @@ rule frame_table:
         f"{RESULTS}/logs/calib/{{night}}/frames.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/frames.tsv"
-    params:
-        rows=night_table,
     conda:
         "../envs/reduce.yaml"
+    params:
+        rows=night_table,
     script:
         "../scripts/frame_table.py"

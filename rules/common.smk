@@ -13,7 +13,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from ccdreduce import errors, frametable, inventory, policy  # noqa: E402
 from ccdreduce.config import check_config, normalise  # noqa: E402
 
-
 normalise(config)
 validate(config, "../schemas/config.schema.yaml")
 
@@ -41,7 +40,11 @@ wildcard_constraints:
 
 
 def _master(wildcards, kind):
-    key = {"bias": "", "dark": wildcards.get("exposure"), "flat": wildcards.get("filter")}
+    key = {
+        "bias": "",
+        "dark": wildcards.get("exposure"),
+        "flat": wildcards.get("filter"),
+    }
     ref = policy.MasterRef(wildcards.night, kind, key[kind] or "")
     if ref not in PLAN.masters:
         raise WorkflowError(f"no {ref.filename} is planned for night {ref.night}")
@@ -77,7 +80,9 @@ def master_frames(kind):
 def _light(wildcards):
     key = (wildcards.night, wildcards.stem)
     if key not in PLAN.lights:
-        raise WorkflowError(f"no science frame {wildcards.stem} in night {wildcards.night}")
+        raise WorkflowError(
+            f"no science frame {wildcards.stem} in night {wildcards.night}"
+        )
     return PLAN.lights[key]
 
 
@@ -109,7 +114,10 @@ def night_targets(night):
     return (
         masters
         + [m.replace(".fits", ".png") for m in masters]
-        + [f"{RESULTS}/calibrated/{night}/{f.stem}.fits" for f, _ in PLAN.lights_of(night)]
+        + [
+            f"{RESULTS}/calibrated/{night}/{f.stem}.fits"
+            for f, _ in PLAN.lights_of(night)
+        ]
         + [f"{RESULTS}/calib/{night}/frames.ecsv"]
     )
 

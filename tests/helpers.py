@@ -6,8 +6,17 @@ import numpy as np
 from astropy.io import fits
 
 
-def write_raw(path, imagetyp, exptime=None, shape=(40, 48), level=1000, filt=None,
-              date="2025-03-01T20:00:00", compress=False, **cards):
+def write_raw(
+    path,
+    imagetyp,
+    exptime=None,
+    shape=(40, 48),
+    level=1000,
+    filt=None,
+    date="2025-03-01T20:00:00",
+    compress=False,
+    **cards,
+):
     """A uint16 raw frame with a MaxIm-style header; returns its Path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +38,17 @@ def write_raw(path, imagetyp, exptime=None, shape=(40, 48), level=1000, filt=Non
     return path
 
 
-def write_night(raw_dir, night, date, bias=3, darks=(30.0,), flats=("R",), lights=(("R", 30.0),),
-                shape=(40, 48), n=3):
+def write_night(
+    raw_dir,
+    night,
+    date,
+    bias=3,
+    darks=(30.0,),
+    flats=("R",),
+    lights=(("R", 30.0),),
+    shape=(40, 48),
+    n=3,
+):
     """A small complete (or partial) night; returns the night folder."""
     folder = Path(raw_dir) / night
     for i in range(bias):
@@ -43,6 +61,14 @@ def write_night(raw_dir, night, date, bias=3, darks=(30.0,), flats=("R",), light
             write_raw(folder / f"flat_{f}_{i}.fits", "Flat Field", 2.0, shape, 20000, f, date=date)
     for f, t in lights:
         for i in range(n):
-            write_raw(folder / f"light_{f}_{t:g}s_{i}.fits", "Light Frame", t, shape, 1200, f,
-                      date=date, OBJECT="M 67")
+            write_raw(
+                folder / f"light_{f}_{t:g}s_{i}.fits",
+                "Light Frame",
+                t,
+                shape,
+                1200,
+                f,
+                date=date,
+                OBJECT="M 67",
+            )
     return folder

@@ -11,8 +11,16 @@ SHAPE = (30, 40)
 
 
 def recipe(**kwargs):
-    base = {"bias": None, "dark": None, "dark_scale": 0.0, "dark_includes_bias": False,
-            "flat": None, "overscan": False, "notes": [], "uncorrected": []}
+    base = {
+        "bias": None,
+        "dark": None,
+        "dark_scale": 0.0,
+        "dark_includes_bias": False,
+        "flat": None,
+        "overscan": False,
+        "notes": [],
+        "uncorrected": [],
+    }
     return base | kwargs
 
 
@@ -36,8 +44,12 @@ def test_bias_scaled_dark_and_flat_give_back_the_sky(tmp_path):
     settings = Settings(trim_section=f"[1:{nx},1:{ny}]")
     result = calibrate_frame(
         tmp_path / "raw.fits",
-        recipe(bias="calib/n/bias.fits", dark="calib/n/dark_60s.fits", dark_scale=0.75,
-               flat="calib/n/flat_R.fits"),
+        recipe(
+            bias="calib/n/bias.fits",
+            dark="calib/n/dark_60s.fits",
+            dark_scale=0.75,
+            flat="calib/n/flat_R.fits",
+        ),
         settings,
         Masters(tmp_path),
     )
@@ -46,9 +58,14 @@ def test_bias_scaled_dark_and_flat_give_back_the_sky(tmp_path):
     # without the dark's scale the answer is off by the dark current
     wrong = calibrate_frame(
         tmp_path / "raw.fits",
-        recipe(bias="calib/n/bias.fits", dark="calib/n/dark_60s.fits", dark_scale=1.0,
-               flat="calib/n/flat_R.fits"),
-        settings, Masters(tmp_path),
+        recipe(
+            bias="calib/n/bias.fits",
+            dark="calib/n/dark_60s.fits",
+            dark_scale=1.0,
+            flat="calib/n/flat_R.fits",
+        ),
+        settings,
+        Masters(tmp_path),
     )
     assert np.abs(wrong.data - sky).max() > 1.0
 
@@ -59,10 +76,14 @@ def test_overscan_levels_are_subtracted_per_frame_or_per_row(tmp_path):
     raw = np.full((ny, nx + 8), 500.0) + 2.0 * rows
     fits.PrimaryHDU(raw.astype(np.float32)).writeto(tmp_path / "raw.fits")
     for model, expected_rows in (("row", 0.0), ("median", 2.0 * rows - np.median(2.0 * rows))):
-        settings = Settings(trim_section=f"[1:{nx},1:{ny}]",
-                            overscan_section=f"[{nx + 2}:{nx + 8},1:{ny}]", overscan_model=model)
-        result = calibrate_frame(tmp_path / "raw.fits", recipe(overscan=True), settings,
-                                 Masters(tmp_path))
+        settings = Settings(
+            trim_section=f"[1:{nx},1:{ny}]",
+            overscan_section=f"[{nx + 2}:{nx + 8},1:{ny}]",
+            overscan_model=model,
+        )
+        result = calibrate_frame(
+            tmp_path / "raw.fits", recipe(overscan=True), settings, Masters(tmp_path)
+        )
         np.testing.assert_allclose(result.data, np.broadcast_to(expected_rows, SHAPE), atol=1e-3)
 
 
@@ -74,8 +95,9 @@ def test_saturated_and_unflattenable_pixels_are_flagged(tmp_path):
     flat[10, 11] = 0.01
     flat[12, 13] = np.nan
     write_image(tmp_path / "flat.fits", flat, fits.Header())
-    result = calibrate_frame(tmp_path / "raw.fits", recipe(flat="flat.fits"), Settings(),
-                             Masters(tmp_path))
+    result = calibrate_frame(
+        tmp_path / "raw.fits", recipe(flat="flat.fits"), Settings(), Masters(tmp_path)
+    )
     assert result.mask[5, 6] == MASK_SATURATED
     assert result.mask[10, 11] == MASK_BAD_FLAT and np.isnan(result.data[10, 11])
     assert result.mask[12, 13] == MASK_BAD_FLAT and np.isnan(result.data[12, 13])
@@ -85,15 +107,24 @@ def test_saturated_and_unflattenable_pixels_are_flagged(tmp_path):
 def test_trim_outside_the_frame_names_file_and_fix(tmp_path):
     fits.PrimaryHDU(np.zeros(SHAPE, np.uint16)).writeto(tmp_path / "raw.fits")
     with pytest.raises(ValueError, match=r"raw.fits: trim_section .*Fix: set trim_section"):
-        calibrate_frame(tmp_path / "raw.fits", recipe(), Settings(trim_section="[1:4096,1:4096]"),
-                        Masters(tmp_path))
+        calibrate_frame(
+            tmp_path / "raw.fits",
+            recipe(),
+            Settings(trim_section="[1:4096,1:4096]"),
+            Masters(tmp_path),
+        )
 
 
 # --- the workflow's calibrated demo frames against the truth -----------------
 
 
 def star_photometry(image, xs, ys):
-    from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture, aperture_photometry
+    from photutils.aperture import (
+        ApertureStats,
+        CircularAnnulus,
+        CircularAperture,
+        aperture_photometry,
+    )
 
     positions = np.column_stack([xs, ys])
     aperture = CircularAperture(positions, r=12)
@@ -113,10 +144,12 @@ def truth_stars(truth, record, margin=35):
     n = truth.camera["nx"]
     inside = (x > margin) & (x < n - margin) & (y > margin) & (y < n - margin)
     peak = adu / (1.2 * record["fwhm"] ** 2)  # a Moffat's peak, roughly
-    isolated = np.array([
-        np.all((np.hypot(x - xi, y - yi) > 30) | (adu < 0.02 * ai) | (np.arange(len(x)) == i))
-        for i, (xi, yi, ai) in enumerate(zip(x, y, adu))
-    ])
+    isolated = np.array(
+        [
+            np.all((np.hypot(x - xi, y - yi) > 30) | (adu < 0.02 * ai) | (np.arange(len(x)) == i))
+            for i, (xi, yi, ai) in enumerate(zip(x, y, adu, strict=True))
+        ]
+    )
     keep = inside & isolated & (adu > 15000) & (peak < 30000)
     return x[keep], y[keep], adu[keep]
 
@@ -157,7 +190,9 @@ def test_scaled_dark_removes_hot_pixels(demo_run, truth):
     from scipy.ndimage import median_filter
 
     record = truth.frames_of(stem="light_R_45s_021")[0]  # 45 s with the 60 s dark x 0.75
-    data, header, _ = read_product(demo_run["results"] / "calibrated" / record["night"] / "light_R_45s_021.fits")
+    data, header, _ = read_product(
+        demo_run["results"] / "calibrated" / record["night"] / "light_R_45s_021.fits"
+    )
     assert header["DARKSCAL"] == pytest.approx(0.75)
     rate = truth.active("dark_current")
     hot = truth.image("hot_pixels").astype(bool) & (rate > 10)  # > 300 ADU in 45 s
@@ -172,7 +207,9 @@ def test_scaled_dark_removes_hot_pixels(demo_run, truth):
 def test_saturation_is_flagged_in_the_mask(demo_run, truth):
     record = truth.frames_of(stem="light_V_60s_036")[0]
     raw = fits.getdata(demo_run["raw"] / record["file"])[:512, :512]
-    _, _, mask = read_product(demo_run["results"] / "calibrated" / record["night"] / "light_V_60s_036.fits")
+    _, _, mask = read_product(
+        demo_run["results"] / "calibrated" / record["night"] / "light_V_60s_036.fits"
+    )
     saturated = raw >= 65535
     assert saturated.sum() > 0
     np.testing.assert_array_equal((mask & MASK_SATURATED) > 0, saturated)

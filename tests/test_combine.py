@@ -15,14 +15,30 @@ def stack(n=9, shape=(60, 70), seed=3):
 
 
 @pytest.mark.parametrize("maxiters", [1, 3, None])
-@pytest.mark.parametrize("cenfunc, stdfunc", [("median", "mad_std"), ("mean", "std"),
-                                              ("median", "std")])
+@pytest.mark.parametrize(
+    "cenfunc, stdfunc", [("median", "mad_std"), ("mean", "std"), ("median", "std")]
+)
 def test_sigma_clip_equals_astropy(maxiters, cenfunc, stdfunc):
     cube = stack()
-    image, coverage = combine(cube, "sigclip", sigma_lower=2.5, sigma_upper=3.0,
-                              maxiters=maxiters, cenfunc=cenfunc, stdfunc=stdfunc)
-    clipped = sigma_clip(cube, sigma_lower=2.5, sigma_upper=3.0, maxiters=maxiters, axis=0,
-                         cenfunc=cenfunc, stdfunc=stdfunc, masked=True)
+    image, coverage = combine(
+        cube,
+        "sigclip",
+        sigma_lower=2.5,
+        sigma_upper=3.0,
+        maxiters=maxiters,
+        cenfunc=cenfunc,
+        stdfunc=stdfunc,
+    )
+    clipped = sigma_clip(
+        cube,
+        sigma_lower=2.5,
+        sigma_upper=3.0,
+        maxiters=maxiters,
+        axis=0,
+        cenfunc=cenfunc,
+        stdfunc=stdfunc,
+        masked=True,
+    )
     np.testing.assert_allclose(image, clipped.mean(axis=0).filled(np.nan), rtol=1e-6)
     np.testing.assert_array_equal(coverage, (~clipped.mask).sum(axis=0))
     if cenfunc == "median":  # mean and std of 9 values are dragged along by a +5000 hit
@@ -36,9 +52,15 @@ def test_master_recipe_equals_ccdproc_combine():
 
     cube = stack(n=7)
     frames = [CCDData(frame, unit="adu") for frame in cube]
-    reference = ccdproc_combine(frames, method="average", sigma_clip=True,
-                                sigma_clip_low_thresh=5, sigma_clip_high_thresh=5,
-                                sigma_clip_func=np.ma.median, sigma_clip_dev_func=mad_std)
+    reference = ccdproc_combine(
+        frames,
+        method="average",
+        sigma_clip=True,
+        sigma_clip_low_thresh=5,
+        sigma_clip_high_thresh=5,
+        sigma_clip_func=np.ma.median,
+        sigma_clip_dev_func=mad_std,
+    )
     image, _ = combine(cube, "sigclip", sigma_lower=5, sigma_upper=5, maxiters=1)
     np.testing.assert_allclose(image, reference.data, rtol=1e-5)
 

@@ -81,7 +81,13 @@ def test_exposure_keys_name_files():
 
 @pytest.mark.parametrize(
     "value, expected",
-    [("NGC 2362", "NGC_2362"), ("../../etc", "etc"), ("..", "_"), ("R ", "R"), ("H-alpha/3nm", "H-alpha_3nm")],
+    [
+        ("NGC 2362", "NGC_2362"),
+        ("../../etc", "etc"),
+        ("..", "_"),
+        ("R ", "R"),
+        ("H-alpha/3nm", "H-alpha_3nm"),
+    ],
 )
 def test_safe_names_never_leave_their_folder(value, expected):
     assert safe_name(value) == expected

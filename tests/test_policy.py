@@ -49,8 +49,13 @@ def test_borrowing_stops_at_max_borrow_days(tmp_path):
 
 
 def test_no_matching_dark_scales_the_nearest_bias_subtracted_dark(tmp_path):
-    write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(60.0, 300.0),
-                lights=(("R", 45.0), ("R", 60.0)))
+    write_night(
+        tmp_path,
+        "n1",
+        "2025-03-01T20:00:00",
+        darks=(60.0, 300.0),
+        lights=(("R", 45.0), ("R", 60.0)),
+    )
     plan = plan_for(tmp_path)
     _, recipe = light(plan, "n1", "light_R_45s_0")
     assert recipe.dark == policy.MasterRef("n1", "dark", "60")
@@ -79,8 +84,9 @@ def test_without_bias_a_dark_of_the_same_exposure_serves_as_bias_plus_dark(tmp_p
 
 def test_without_bias_or_matching_dark_says_what_stays_uncorrected(tmp_path):
     # the real BSU night: darks only at 1 s and 1.5 s, science at 120 s
-    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(1.0, 1.5),
-                lights=(("R", 120.0),))
+    write_night(
+        tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(1.0, 1.5), lights=(("R", 120.0),)
+    )
     plan = plan_for(tmp_path)
     _, recipe = light(plan, "n1", "light_R_120s_0")
     assert recipe.dark == policy.MasterRef("n1", "dark", "1.5")
@@ -113,8 +119,15 @@ def test_overscan_alone_is_allowed_and_said(tmp_path):
 
 def test_a_frame_of_other_binning_is_excluded_from_its_group(tmp_path):
     write_night(tmp_path, "n1", "2025-03-01T20:00:00")
-    odd = write_raw(tmp_path / "n1" / "flat_R_odd.fits", "Flat Field", 2.0, shape=(20, 24),
-                    filt="R", XBINNING=2, YBINNING=2)
+    odd = write_raw(
+        tmp_path / "n1" / "flat_R_odd.fits",
+        "Flat Field",
+        2.0,
+        shape=(20, 24),
+        filt="R",
+        XBINNING=2,
+        YBINNING=2,
+    )
     plan = plan_for(tmp_path)
     flat = plan.masters[policy.MasterRef("n1", "flat", "R")]
     assert "n1/flat_R_odd.fits" not in {f.relpath for f in flat.frames}
@@ -124,7 +137,14 @@ def test_a_frame_of_other_binning_is_excluded_from_its_group(tmp_path):
 
 def test_a_light_of_other_binning_finds_no_master(tmp_path):
     write_night(tmp_path, "n1", "2025-03-01T20:00:00")
-    write_raw(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0, shape=(20, 24),
-              filt="R", XBINNING=2, YBINNING=2)
+    write_raw(
+        tmp_path / "n1" / "light_binned.fits",
+        "Light Frame",
+        30.0,
+        shape=(20, 24),
+        filt="R",
+        XBINNING=2,
+        YBINNING=2,
+    )
     with pytest.raises(CalibrationMissing, match="binning 2x2"):
         plan_for(tmp_path)

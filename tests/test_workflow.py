@@ -64,8 +64,20 @@ def test_frame_tables_say_which_masters_each_frame_used(demo_run, truth):
         raw = [f["file"] for f in truth.frames if f["night"] == night["name"]]
         assert sorted(table["file"]) == sorted(raw)
         assert set(table["status"]) == {"used"}
-        for column in ("file", "type", "filter", "exposure", "date_obs", "object", "shape",
-                       "bias", "dark", "dark_scale", "flat", "policy"):
+        for column in (
+            "file",
+            "type",
+            "filter",
+            "exposure",
+            "date_obs",
+            "object",
+            "shape",
+            "bias",
+            "dark",
+            "dark_scale",
+            "flat",
+            "policy",
+        ):
             assert column in table.colnames
     table = Table.read(results / "calib" / "2025-03-02" / "frames.ecsv")
     light = table[table["file"] == "2025-03-02/NGC2362/V/light_V_30s_025.fits.fz"][0]
@@ -108,8 +120,15 @@ def bad_night(raw):
     write_raw(folder / "zwo.fits", "Light Frame", "6,4E-05", filt="R")
     write_raw(folder / "noexp.fits", "Light Frame", None, filt="R")
     write_raw(folder / "focus.fits", "Focus", 1.0)
-    write_raw(folder / "flat_R_binned.fits", "Flat Field", 2.0, shape=(20, 24), filt="R",
-              XBINNING=2, YBINNING=2)
+    write_raw(
+        folder / "flat_R_binned.fits",
+        "Flat Field",
+        2.0,
+        shape=(20, 24),
+        filt="R",
+        XBINNING=2,
+        YBINNING=2,
+    )
     (folder / "log.txt").write_text("clouds at 23h")
     return folder
 
@@ -138,7 +157,9 @@ def test_bad_frames_are_excluded_with_their_reason_and_the_rest_goes_on(tmp_path
     used = [name for name, row in rows.items() if row["status"] == "used"]
     assert len(used) == 3 + 3 + 3 + 3  # bias, darks, flats, lights
     assert sorted(p.name for p in (results / "calibrated" / "2025-03-01").iterdir()) == [
-        "light_R_30s_0.fits", "light_R_30s_1.fits", "light_R_30s_2.fits"
+        "light_R_30s_0.fits",
+        "light_R_30s_1.fits",
+        "light_R_30s_2.fits",
     ]
     log = (results / "logs" / "calib" / "2025-03-01" / "frames.log").read_text()
     assert "zwo.fits excluded: EXPTIME = '6,4E-05'" in log
@@ -147,11 +168,20 @@ def test_bad_frames_are_excluded_with_their_reason_and_the_rest_goes_on(tmp_path
 def test_nothing_usable_stops_the_run_naming_night_frame_and_what_is_missing(tmp_path):
     raw = tmp_path / "raw"
     write_night(raw, "2025-03-01", "2025-03-01T20:00:00", bias=0, darks=(), flats=("R",))
-    result = run_snakemake("-n", "--config", f"raw_dir={raw}", f"results_dir={tmp_path / 'r'}",
-                           "trim_section=", check=False)
+    result = run_snakemake(
+        "-n",
+        "--config",
+        f"raw_dir={raw}",
+        f"results_dir={tmp_path / 'r'}",
+        "trim_section=",
+        check=False,
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert "night 2025-03-01, frame 2025-03-01/flat_R_0.fits: no bias frames and no usable dark" in output
+    assert (
+        "night 2025-03-01, frame 2025-03-01/flat_R_0.fits: no bias frames and no usable dark"
+        in output
+    )
     assert "Fix: add bias or dark frames" in output
 
 
@@ -176,12 +206,18 @@ def test_bad_configuration_is_refused_before_anything_runs(tmp_path, config, mes
 def test_trim_section_from_the_command_line_and_a_section_too_large(tmp_path):
     raw, results = tmp_path / "raw", tmp_path / "results"
     write_night(raw, "2025-03-01", "2025-03-01T20:00:00", shape=(40, 48))
-    run_snakemake("--config", f"raw_dir={raw}", f"results_dir={results}",
-                  "trim_section=[3:42,1:30]")
+    run_snakemake(
+        "--config", f"raw_dir={raw}", f"results_dir={results}", "trim_section=[3:42,1:30]"
+    )
     data = fits.getdata(results / "calibrated" / "2025-03-01" / "light_R_30s_0.fits")
     assert data.shape == (30, 40)
-    result = run_snakemake("--config", f"raw_dir={raw}", f"results_dir={tmp_path / 'r2'}",
-                           "trim_section=[1:4096,1:4096]", check=False)
+    result = run_snakemake(
+        "--config",
+        f"raw_dir={raw}",
+        f"results_dir={tmp_path / 'r2'}",
+        "trim_section=[1:4096,1:4096]",
+        check=False,
+    )
     assert result.returncode != 0
     log = (tmp_path / "r2" / "logs" / "calib" / "2025-03-01" / "bias.log").read_text()
     assert "trim_section section [1:4096,1:4096] does not fit in a frame of 48x40" in log

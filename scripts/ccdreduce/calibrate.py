@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 
-from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, read_image, read_product
+from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, read_image
 from .sections import section_slices
+
+assert MASK_SATURATED == 1  # load_raw writes the saturation test's booleans as bit 1
 
 
 @dataclass
@@ -58,18 +61,29 @@ class Masters:
     def __init__(self, results_dir="."):
         self.results_dir = Path(results_dir)
         self._loaded = {}
+        self._bad_flat = {}
 
     def get(self, name):
         if name not in self._loaded:
-            data, _, _ = read_product(self.results_dir / name)
-            self._loaded[name] = np.asarray(data, dtype=np.float32)
+            # Memory-mapped: a per-frame job touches each master once, so
+            # mapping the page-cached file beats copying 64 MB into memory.
+            with fits.open(self.results_dir / name, memmap=True) as hdul:
+                self._loaded[name] = hdul[0].data
         return self._loaded[name]
+
+    def bad_flat(self, name, min_flat):
+        """Where a master flat is too low (or NaN) to divide by; computed once."""
+        if (name, min_flat) not in self._bad_flat:
+            flat = self.get(name)
+            bad = ~(flat >= min_flat)
+            self._bad_flat[(name, min_flat)] = bad if bad.any() else None
+        return self._bad_flat[(name, min_flat)]
 
 
 def load_raw(path, settings):
     data, header = read_image(path)
     saturation = float(header.get("SATURATE", settings.saturation_adu))
-    mask = np.where(data >= saturation, MASK_SATURATED, 0).astype(np.uint8)
+    mask = (data >= saturation).view(np.uint8)  # MASK_SATURATED is 1
     return WorkFrame(path=str(path), data=data, header=header, mask=mask)
 
 
@@ -143,10 +157,10 @@ def divide_flat(frame, recipe, masters, settings):
         return
     flat = masters.get(recipe["flat"])
     _same_shape(frame, flat, recipe["flat"])
-    bad = ~(flat >= settings.min_flat)  # also catches NaN
+    bad = masters.bad_flat(recipe["flat"], settings.min_flat)
     with np.errstate(divide="ignore", invalid="ignore"):
         frame.data /= flat
-    if bad.any():
+    if bad is not None:
         frame.data[bad] = np.nan
         frame.mask[bad] |= MASK_BAD_FLAT
         frame.history.append(f"{int(bad.sum())} pixels with flat < {settings.min_flat} set to NaN")

@@ -4,7 +4,6 @@ from pathlib import Path
 
 from .errors import ConfigProblem
 
-
 _NULLS = {"", "null", "none", "~"}
 
 

@@ -28,9 +28,7 @@ class CalibrationMissing(Exception):
         self.frame = str(frame)
         self.missing = missing
         self.fix = fix
-        super().__init__(
-            f"night {night}, frame {self.frame}: {missing}. Fix: {fix}"
-        )
+        super().__init__(f"night {night}, frame {self.frame}: {missing}. Fix: {fix}")
 
 
 class ConfigProblem(Exception):

@@ -3,9 +3,23 @@ was used, and which masters calibrated it (results/calib/<night>/frames.ecsv).
 """
 
 COLUMNS = (
-    "file", "type", "filter", "exposure", "date_obs", "object", "shape",
-    "binning", "status", "reason", "bias", "dark", "dark_scale", "flat",
-    "policy", "uncorrected", "output",
+    "file",
+    "type",
+    "filter",
+    "exposure",
+    "date_obs",
+    "object",
+    "shape",
+    "binning",
+    "status",
+    "reason",
+    "bias",
+    "dark",
+    "dark_scale",
+    "flat",
+    "policy",
+    "uncorrected",
+    "output",
 )
 
 
@@ -18,8 +32,9 @@ def rows(plan, night):
 
     Masters and outputs are named relative to results_dir.
     """
-    recipes = {f.relpath: (r, f"calibrated/{night}/{f.stem}.fits")
-               for f, r in plan.lights_of(night)}
+    recipes = {
+        f.relpath: (r, f"calibrated/{night}/{f.stem}.fits") for f, r in plan.lights_of(night)
+    }
     for master in plan.masters_of(night):
         for relpath, recipe in master.recipes.items():
             recipes[relpath] = (recipe, master.ref.name)
@@ -41,10 +56,10 @@ def rows(plan, night):
             data = recipe.as_dict()
             row.update(
                 status="used",
-                bias=data["bias"] or "",
-                dark=data["dark"] or "",
+                bias=data["bias"] or "none",
+                dark=data["dark"] or "none",
                 dark_scale=data["dark_scale"] if data["dark"] else float("nan"),
-                flat=data["flat"] or "",
+                flat=data["flat"] or "none",
                 policy="; ".join(data["notes"]),
                 uncorrected=", ".join(data["uncorrected"]),
                 output=output,

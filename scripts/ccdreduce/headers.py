@@ -83,8 +83,7 @@ def exposure_time(fields, keywords):
     if key is None:
         raise HeaderError(
             f"no exposure time (looked for {', '.join(names)})",
-            "give it with header_overrides in config.yaml, e.g. "
-            "{'<night>/<file>': {EXPTIME: 30}}",
+            "give it with header_overrides in config.yaml, e.g. {'<night>/<file>': {EXPTIME: 30}}",
         )
     if isinstance(value, bool):
         number = math.nan

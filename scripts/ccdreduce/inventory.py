@@ -12,7 +12,7 @@ import json
 import os
 import statistics
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import ConfigProblem
@@ -103,7 +103,7 @@ class Night:
         stamps = [parse_date_obs(f.date_obs) for f in self.frames if f.usable]
         stamps = sorted(s.timestamp() for s in stamps if s is not None)
         if stamps:
-            return datetime.fromtimestamp(statistics.median_low(stamps), timezone.utc)
+            return datetime.fromtimestamp(statistics.median_low(stamps), UTC)
         return parse_night_name(self.name)
 
 
@@ -116,7 +116,7 @@ def parse_date_obs(text):
     except ValueError:
         return None
     if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=timezone.utc)
+        stamp = stamp.replace(tzinfo=UTC)
     return stamp
 
 
@@ -125,7 +125,7 @@ def parse_night_name(name):
     digits = "".join(ch for ch in name[:10] if ch.isdigit())
     if len(digits) >= 8:
         try:
-            return datetime.strptime(digits[:8], "%Y%m%d").replace(tzinfo=timezone.utc)
+            return datetime.strptime(digits[:8], "%Y%m%d").replace(tzinfo=UTC)
         except ValueError:
             return None
     return None
@@ -156,8 +156,10 @@ def read_header_fields(path, wanted):
                 if header["NAXIS"] > 2 and any(
                     header.get(f"NAXIS{i}", 1) > 1 for i in range(3, header["NAXIS"] + 1)
                 ):
-                    return {"_problem": "image has more than 2 axes (a cube); "
-                            "Fix: split it into single frames"}
+                    return {
+                        "_problem": "image has more than 2 axes (a cube); "
+                        "Fix: split it into single frames"
+                    }
                 if not path.lower().endswith(".gz"):
                     info = hdu.fileinfo()
                     needed = info["datLoc"] + _data_bytes(hdu, info)
@@ -253,7 +255,9 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
     try:
         frame.binning = binning(fields)
     except ValueError:
-        frame.problem = "binning keywords are not whole numbers. Fix: correct them with header_overrides"
+        frame.problem = (
+            "binning keywords are not whole numbers. Fix: correct them with header_overrides"
+        )
         return frame
     hits = _matches(relpath, exclude)
     if hits:
@@ -295,8 +299,13 @@ def scan_night(raw_dir, night, config, cache_dir=None):
                 continue
             fields = cache.fields(relpath, path)
             frame = describe(
-                fields, relpath, path, night, headers_cfg,
-                config.get("header_overrides") or {}, config.get("exclude") or [],
+                fields,
+                relpath,
+                path,
+                night,
+                headers_cfg,
+                config.get("header_overrides") or {},
+                config.get("exclude") or [],
             )
             if frame.stem in seen:
                 frame.problem = (
@@ -320,9 +329,7 @@ def night_names(raw_dir):
             "config.yaml (or --config raw_dir=PATH) to the folder that holds "
             "one sub-folder per night"
         )
-    names = sorted(
-        p.name for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    names = sorted(p.name for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
         if safe_name(name) != name:
             raise ConfigProblem(
@@ -342,7 +349,4 @@ def night_names(raw_dir):
 
 def scan(raw_dir, config, cache_dir=None):
     """Inventory every night of ``raw_dir``: {night name: Night}."""
-    return {
-        night: scan_night(raw_dir, night, config, cache_dir)
-        for night in night_names(raw_dir)
-    }
+    return {night: scan_night(raw_dir, night, config, cache_dir) for night in night_names(raw_dir)}

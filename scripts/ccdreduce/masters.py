@@ -36,8 +36,9 @@ def make_master(kind, inputs, settings, combine_params, masters):
     """
     cube, stats, header = None, [], None
     for i, (path, recipe) in enumerate(inputs):
-        frame = run_stages(load_raw(path, settings), recipe, masters, settings,
-                           until=STAGE_BEFORE[kind])
+        frame = run_stages(
+            load_raw(path, settings), recipe, masters, settings, until=STAGE_BEFORE[kind]
+        )
         level = _median(frame.data)
         if kind in NORMALISED:
             if not level > 0:

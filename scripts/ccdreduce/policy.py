@@ -194,8 +194,11 @@ class _Planner:
                 elif frame.kind == "flat":
                     groups[MasterRef(name, "flat", frame.filter_key)].append(frame)
             for ref, frames in groups.items():
-                what = {"bias": "bias frames", "dark": f"{ref.key} s darks",
-                        "flat": f"{ref.key} flats"}[ref.kind]
+                what = {
+                    "bias": "bias frames",
+                    "dark": f"{ref.key} s darks",
+                    "flat": f"{ref.key} flats",
+                }[ref.kind]
                 kept = _exclude_odd_geometry(frames, what + " of this night")
                 self.masters[ref] = Master(ref, kept)
 
@@ -211,7 +214,7 @@ class _Planner:
 
     # --- recipes ---------------------------------------------------------
     def recipe(self, frame, with_dark=True, with_flat=True):
-        night, geometry, exposure = frame.night, frame.geometry(), frame.exposure
+        night, geometry = frame.night, frame.geometry()
         recipe = Recipe(overscan=self.overscan)
         biases, bias_night, days = self._find(night, "bias", geometry)
         if biases:
@@ -225,7 +228,8 @@ class _Planner:
                 recipe.uncorrected.append("bias structure")
             else:
                 raise CalibrationMissing(
-                    night, frame.relpath,
+                    night,
+                    frame.relpath,
                     f"no bias frames and no usable dark frames within "
                     f"{self.max_days:g} days ({frame.describe_geometry()})",
                     "add bias or dark frames of this binning to the night, raise "
@@ -235,7 +239,8 @@ class _Planner:
             flats, flat_night, days = self._find(night, "flat", geometry, frame.filter_key)
             if not flats:
                 raise CalibrationMissing(
-                    night, frame.relpath,
+                    night,
+                    frame.relpath,
                     f"no flat for filter {frame.filter_key!r} within "
                     f"{self.max_days:g} days ({frame.describe_geometry()})",
                     "add flats in this filter, raise calibration.max_borrow_days, "
@@ -310,7 +315,10 @@ class _Planner:
         for ref in sorted(self.masters):
             master = self.masters[ref]
             if ref.kind == "bias":
-                master.recipes = {f.relpath: Recipe(overscan=self.overscan, notes=["raw bias"]) for f in master.frames}
+                master.recipes = {
+                    f.relpath: Recipe(overscan=self.overscan, notes=["raw bias"])
+                    for f in master.frames
+                }
             elif ref.kind == "dark":
                 for frame in master.frames:
                     recipe = Recipe(overscan=self.overscan)
@@ -325,9 +333,7 @@ class _Planner:
         for ref in sorted(r for r in self.masters if r.kind == "flat"):
             master = self.masters[ref]
             try:
-                master.recipes = {
-                    f.relpath: self.recipe(f, with_flat=False) for f in master.frames
-                }
+                master.recipes = {f.relpath: self.recipe(f, with_flat=False) for f in master.frames}
             except CalibrationMissing as exc:
                 for frame in master.frames:
                     self._missing(exc, frame)

@@ -41,11 +41,10 @@ def stamp(header, step, *, inputs=(), recipe=None, params=None, config=None, not
         del header[key]
     if dropped:
         header.add_history(
-            f"removed {', '.join(dropped)}: Julian dates on the UTC scale "
-            "(the raw file keeps them)"
+            f"removed {', '.join(dropped)}: Julian dates on the UTC scale (the raw file keeps them)"
         )
     header["PIPELINE"] = (f"ccdreduce {__version__}", "reduction workflow")
-    header["SOFTVERS"] = (f"astropy {astropy.__version__}, numpy {numpy.__version__}")
+    header["SOFTVERS"] = f"astropy {astropy.__version__}, numpy {numpy.__version__}"
     header["PROCSTEP"] = (step, "processing step that wrote this file")
     if config is not None:
         header["CFGHASH"] = (config_hash(config), "sha256 of the effective config, first 16")
@@ -59,16 +58,12 @@ def stamp(header, step, *, inputs=(), recipe=None, params=None, config=None, not
         header["BIASFILE"] = (_card_text(recipe["bias"]), "master bias")
         header["DARKFILE"] = (_card_text(recipe["dark"]), "master dark")
         header["DARKSCAL"] = (recipe["dark_scale"], "factor applied to the master dark")
-        header["DARKBIAS"] = (
-            recipe["dark_includes_bias"], "T: the dark also removed the bias"
-        )
+        header["DARKBIAS"] = (recipe["dark_includes_bias"], "T: the dark also removed the bias")
         header["FLATFILE"] = (_card_text(recipe["flat"]), "master flat")
         header["OVERSCAN"] = (recipe["overscan"], "overscan level subtracted")
         policy = "; ".join(recipe["notes"]) or "none"
         header["CALPOL"] = (policy, "calibration policy applied")
-        header["UNCORR"] = (
-            ", ".join(recipe["uncorrected"]) or "none", "left uncorrected"
-        )
+        header["UNCORR"] = (", ".join(recipe["uncorrected"]) or "none", "left uncorrected")
     for key, value in sorted((params or {}).items()):
         header.add_history(f"{step}: {key} = {value}")
     for note in notes:

@@ -20,9 +20,7 @@ def parse_section(text):
         )
     x1, x2, y1, y2 = (int(v) for v in match.groups())
     if x1 < 1 or y1 < 1 or x2 < x1 or y2 < y1:
-        raise ValueError(
-            f"section {text!r} must have 1 <= x1 <= x2 and 1 <= y1 <= y2"
-        )
+        raise ValueError(f"section {text!r} must have 1 <= x1 <= x2 and 1 <= y1 <= y2")
     return x1, x2, y1, y2
 
 
@@ -36,8 +34,7 @@ def section_slices(text, shape):
     ny, nx = shape
     if x2 > nx or y2 > ny:
         raise ValueError(
-            f"section {text} does not fit in a frame of {nx}x{ny} pixels "
-            f"(NAXIS1={nx}, NAXIS2={ny})"
+            f"section {text} does not fit in a frame of {nx}x{ny} pixels (NAXIS1={nx}, NAXIS2={ny})"
         )
     return slice(y1 - 1, y2), slice(x1 - 1, x2)
 

@@ -74,23 +74,61 @@ def demo_nights():
     """
     return [
         NightSpec("2025-03-01", "maxim", "2025-03-01T19:40:00", (0.0, 0.0)),
-        NightSpec("2025-03-02", "nina", "2025-03-02T19:42:00", (43.0, -27.0), n_bias=0,
-                  suffix=".fit", seeing=3.9),
-        NightSpec("2025-03-05", "lab", "2025-03-05T19:50:00", (-31.0, 18.0), flats={},
-                  lights={("V", 45.0): 3, ("R", 45.0): 3, ("R", 60.0): 2},
-                  suffix=".fts", seeing=3.0),
+        NightSpec(
+            "2025-03-02",
+            "nina",
+            "2025-03-02T19:42:00",
+            (43.0, -27.0),
+            n_bias=0,
+            suffix=".fit",
+            seeing=3.9,
+        ),
+        NightSpec(
+            "2025-03-05",
+            "lab",
+            "2025-03-05T19:50:00",
+            (-31.0, 18.0),
+            flats={},
+            lights={("V", 45.0): 3, ("R", 45.0): 3, ("R", 60.0): 2},
+            suffix=".fts",
+            seeing=3.0,
+        ),
     ]
 
 
 DIALECTS = {
-    "maxim": {"key": "IMAGETYP", "bias": "Bias Frame", "dark": "Dark Frame",
-              "flat": "Flat Field", "light": "Light Frame", "exptime": ("EXPTIME", "EXPOSURE")},
-    "nina": {"key": "IMAGETYP", "bias": "BIAS", "dark": "DARK", "flat": "FLAT",
-             "light": "LIGHT", "exptime": ("EXPOSURE",)},
-    "iraf": {"key": "IMAGETYP", "bias": "zero", "dark": "dark", "flat": "flat",
-             "light": "object", "exptime": ("EXPTIME",)},
-    "lab": {"key": "PICTTYPE", "bias": 2, "dark": 3, "flat": 4, "light": 1,
-            "exptime": ("EXPTIME",)},
+    "maxim": {
+        "key": "IMAGETYP",
+        "bias": "Bias Frame",
+        "dark": "Dark Frame",
+        "flat": "Flat Field",
+        "light": "Light Frame",
+        "exptime": ("EXPTIME", "EXPOSURE"),
+    },
+    "nina": {
+        "key": "IMAGETYP",
+        "bias": "BIAS",
+        "dark": "DARK",
+        "flat": "FLAT",
+        "light": "LIGHT",
+        "exptime": ("EXPOSURE",),
+    },
+    "iraf": {
+        "key": "IMAGETYP",
+        "bias": "zero",
+        "dark": "dark",
+        "flat": "flat",
+        "light": "object",
+        "exptime": ("EXPTIME",),
+    },
+    "lab": {
+        "key": "PICTTYPE",
+        "bias": 2,
+        "dark": 3,
+        "flat": 4,
+        "light": 1,
+        "exptime": ("EXPTIME",),
+    },
 }
 
 
@@ -173,7 +211,7 @@ def render_stars(shape, xs, ys, fluxes, fwhm):
     image = np.zeros(shape)
     radius = 15
     ny, nx = shape
-    for x, y, flux in zip(xs, ys, fluxes):
+    for x, y, flux in zip(xs, ys, fluxes, strict=True):
         ix, iy = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
         if not (-radius <= ix < nx + radius and -radius <= iy < ny + radius):
             continue
@@ -203,8 +241,17 @@ def cosmic_rays(rng, shape, exposure):
     return image, hits
 
 
-def expose(sky, rng, kind, exposure, filt=None, pointing=(0.0, 0.0), transparency=1.0,
-           fwhm=3.4, flat_level=25000.0):
+def expose(
+    sky,
+    rng,
+    kind,
+    exposure,
+    filt=None,
+    pointing=(0.0, 0.0),
+    transparency=1.0,
+    fwhm=3.4,
+    flat_level=25000.0,
+):
     """One raw frame as uint16, and what went into it."""
     c = sky.camera
     electrons = np.zeros((c.ny, c.nx))
@@ -219,8 +266,9 @@ def expose(sky, rng, kind, exposure, filt=None, pointing=(0.0, 0.0), transparenc
         stars = render_stars((c.ny, c.nx), xs, ys, sky.stars[filt] * exposure * transparency, fwhm)
         sky_e = sky.sky_rate[filt] * exposure
         electrons += (stars + sky_e) * sky.flats[filt]
-        truth.update(sky_adu=sky_e / c.gain, transparency=transparency, fwhm=fwhm,
-                     pointing=list(pointing))
+        truth.update(
+            sky_adu=sky_e / c.gain, transparency=transparency, fwhm=fwhm, pointing=list(pointing)
+        )
     if kind != "bias":
         electrons += sky.dark_current * exposure
     electrons = rng.poisson(np.clip(electrons, 0, None)).astype(float)
@@ -239,7 +287,9 @@ def _header(spec, kind, exposure, filt, start, index, camera):
     h[d["key"]] = d[kind]
     for key in d["exptime"]:
         h[key] = exposure
-    h["DATE-OBS"] = start.isoformat(timespec="milliseconds" if spec.dialect == "nina" else "seconds")
+    h["DATE-OBS"] = start.isoformat(
+        timespec="milliseconds" if spec.dialect == "nina" else "seconds"
+    )
     if filt is not None:
         h["FILTER"] = filt
     h["OBJECT"] = {"light": "NGC 2362", "flat": "FLAT", "dark": "DARK", "bias": "BIAS"}[kind]
@@ -281,7 +331,7 @@ def simulate_night(sky, spec, raw_dir):
     plan += [("light", t, f, n) for (f, t), n in spec.lights.items()]
     index = 0
     for kind, exposure, filt, count in plan:
-        for k in range(count):
+        for _ in range(count):
             index += 1
             rng = _rng(sky.seed, spec.name, index)
             kwargs = {}
@@ -294,8 +344,12 @@ def simulate_night(sky, spec, raw_dir):
                 }
             data, truth = expose(sky, rng, kind, exposure, filt, **kwargs)
             header = _header(spec, kind, exposure, filt, clock, index, c)
-            folder = {"bias": "calib/bias", "dark": "calib/darks", "flat": f"calib/flats/{filt}",
-                      "light": f"NGC2362/{filt}"}[kind]
+            folder = {
+                "bias": "calib/bias",
+                "dark": "calib/darks",
+                "flat": f"calib/flats/{filt}",
+                "light": f"NGC2362/{filt}",
+            }[kind]
             label = f"{kind}_{filt}_{exposure:g}s" if filt else f"{kind}_{exposure:g}s"
             name = f"{label}_{index:03d}"
             compress = spec.dialect == "nina" and kind == "light"
@@ -304,9 +358,15 @@ def simulate_night(sky, spec, raw_dir):
                 suffix = ".fits.gz"
             path = Path(raw_dir) / spec.name / folder / (name + suffix)
             write_frame(path, data, header, compress=compress)
-            truth.update(file=path.relative_to(raw_dir).as_posix(), night=spec.name, kind=kind,
-                         exposure=exposure, filter=filt, date_obs=header["DATE-OBS"],
-                         stem=name)
+            truth.update(
+                file=path.relative_to(raw_dir).as_posix(),
+                night=spec.name,
+                kind=kind,
+                exposure=exposure,
+                filter=filt,
+                date_obs=header["DATE-OBS"],
+                stem=name,
+            )
             records.append(truth)
             clock += timedelta(seconds=exposure + 20.0)
     return records

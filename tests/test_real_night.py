@@ -1,0 +1,91 @@
+"""The real BSU night (../shared/data/bsu-2022-10-29): no bias frames, darks
+only at 1 s and 1.5 s, science at 60 s and 120 s. Runs when the folder is
+there, skips otherwise."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from conftest import REAL_NIGHT, checksums, run_snakemake
+
+pytestmark = pytest.mark.skipif(
+    not REAL_NIGHT.is_dir(), reason=f"real data not present at {REAL_NIGHT}"
+)
+NIGHT = "2022-10-29"
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    results = tmp_path_factory.mktemp("real") / "results"
+    before = checksums(REAL_NIGHT)
+    run_snakemake("--config", f"raw_dir={REAL_NIGHT}", f"results_dir={results}", "trim_section=")
+    return results, before
+
+
+def test_real_night_is_calibrated_with_a_stated_policy(real_run):
+    results, _ = real_run
+    table = Table.read(results / "calib" / NIGHT / "frames.ecsv")
+    assert len(table) == 67 and set(table["status"]) == {"used"}
+    lights = table[table["type"] == "light"]
+    assert len(lights) == 23
+    for row in lights:
+        assert row["bias"] == "none" and row["dark"] == f"calib/{NIGHT}/dark_1.5s.fits"
+        assert row["dark_scale"] == 1.0
+        assert "no bias frames and no" in row["policy"]
+        assert "subtracted unscaled as bias + 1.5 s of dark current" in row["policy"]
+        remaining = row["exposure"] - 1.5
+        assert (
+            row["uncorrected"] == f"dark current of the remaining {remaining:g} s (hot pixels stay)"
+        )
+    flats = table[table["type"] == "flat"]
+    assert all("dark 1.5 s (own night) serves as bias + dark" in p for p in flats["policy"])
+    assert sorted(p.name for p in (results / "calib" / NIGHT).glob("*.fits")) == [
+        "dark_1.5s.fits",
+        "dark_1s.fits",
+        "flat_R.fits",
+        "flat_V.fits",
+    ]
+    log = (
+        results / "logs" / "calibrated" / NIGHT / "SN2022yid_10292022-0006_R_120s.log"
+    ).read_text()
+    assert "left uncorrected: dark current of the remaining 118.5 s" in log
+
+
+def test_real_calibrated_frames_say_so_in_their_headers(real_run):
+    results, _ = real_run
+    header = fits.getheader(results / "calibrated" / NIGHT / "NGC6760_10272022-0001_V_60s.fits")
+    assert header["DARKBIAS"] is True and header["BIASFILE"] == "none"
+    assert header["UNCORR"] == "dark current of the remaining 58.5 s (hot pixels stay)"
+    assert "JD" not in header and "JD-HELIO" not in header  # MaxIm's UTC Julian dates
+    assert header["DATE-OBS"].startswith("2022-10-30T")  # untouched, UTC
+
+
+def test_real_flat_field_flattens_the_sky(real_run):
+    """Vignetting and dust donuts gone: the sky's large-scale spread drops."""
+    results, _ = real_run
+    name = "SN2022yid_10292022-0006_R_120s"
+    raw = fits.getdata(REAL_NIGHT / NIGHT / "SN2022yid" / "R" / f"{name}.fit").astype(float)
+    dark = fits.getdata(results / "calib" / NIGHT / "dark_1.5s.fits")
+    calibrated = fits.getdata(results / "calibrated" / NIGHT / f"{name}.fits")
+
+    def spread(image):
+        ny, nx = image.shape
+        medians = np.array(
+            [
+                np.nanmedian(
+                    image[i * ny // 8 : (i + 1) * ny // 8, j * nx // 8 : (j + 1) * nx // 8]
+                )
+                for i in range(8)
+                for j in range(8)
+            ]
+        )
+        return medians.std() / np.median(medians)
+
+    assert spread(raw - dark) > 0.02  # vignetting is plain before
+    assert spread(calibrated) < 0.006
+    assert spread(calibrated) < spread(raw - dark) / 5
+
+
+def test_real_raw_files_are_untouched(real_run):
+    _, before = real_run
+    assert checksums(REAL_NIGHT) == before
