@@ -38,6 +38,11 @@ def write_raw(
     return path
 
 
+def write_binned(path, imagetyp, exptime, filt="R"):
+    """A 2x2-binned frame, a quarter of the helpers' usual size."""
+    return write_raw(path, imagetyp, exptime, shape=(20, 24), filt=filt, XBINNING=2, YBINNING=2)
+
+
 def write_night(
     raw_dir,
     night,

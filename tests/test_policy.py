@@ -5,7 +5,7 @@ import pytest
 from ccdreduce import inventory, policy
 from ccdreduce.errors import CalibrationMissing
 from conftest import default_config
-from helpers import write_night, write_raw
+from helpers import write_binned, write_night
 
 CONFIG = default_config(raw_dir="x")
 
@@ -119,15 +119,7 @@ def test_overscan_alone_is_allowed_and_said(tmp_path):
 
 def test_a_frame_of_other_binning_is_excluded_from_its_group(tmp_path):
     write_night(tmp_path, "n1", "2025-03-01T20:00:00")
-    odd = write_raw(
-        tmp_path / "n1" / "flat_R_odd.fits",
-        "Flat Field",
-        2.0,
-        shape=(20, 24),
-        filt="R",
-        XBINNING=2,
-        YBINNING=2,
-    )
+    odd = write_binned(tmp_path / "n1" / "flat_R_odd.fits", "Flat Field", 2.0)
     plan = plan_for(tmp_path)
     flat = plan.masters[policy.MasterRef("n1", "flat", "R")]
     assert "n1/flat_R_odd.fits" not in {f.relpath for f in flat.frames}
@@ -137,14 +129,6 @@ def test_a_frame_of_other_binning_is_excluded_from_its_group(tmp_path):
 
 def test_a_light_of_other_binning_finds_no_master(tmp_path):
     write_night(tmp_path, "n1", "2025-03-01T20:00:00")
-    write_raw(
-        tmp_path / "n1" / "light_binned.fits",
-        "Light Frame",
-        30.0,
-        shape=(20, 24),
-        filt="R",
-        XBINNING=2,
-        YBINNING=2,
-    )
+    write_binned(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0)
     with pytest.raises(CalibrationMissing, match="binning 2x2"):
         plan_for(tmp_path)

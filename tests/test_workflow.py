@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 from conftest import checksums, run_snakemake
-from helpers import write_night, write_raw
+from helpers import write_binned, write_night, write_raw
 
 
 def job_counts(dry_run_output):
@@ -120,15 +120,7 @@ def bad_night(raw):
     write_raw(folder / "zwo.fits", "Light Frame", "6,4E-05", filt="R")
     write_raw(folder / "noexp.fits", "Light Frame", None, filt="R")
     write_raw(folder / "focus.fits", "Focus", 1.0)
-    write_raw(
-        folder / "flat_R_binned.fits",
-        "Flat Field",
-        2.0,
-        shape=(20, 24),
-        filt="R",
-        XBINNING=2,
-        YBINNING=2,
-    )
+    write_binned(folder / "flat_R_binned.fits", "Flat Field", 2.0)
     (folder / "log.txt").write_text("clouds at 23h")
     return folder
 

@@ -121,45 +121,42 @@ def trim(frame, recipe, masters, settings):
     frame.history.append(f"trimmed to {settings.trim_section}")
 
 
-def _same_shape(frame, master, path):
+def _master_for(frame, recipe, masters, kind):
+    """The master the recipe names for this stage, checked against the frame."""
+    name = recipe[kind]
+    master = masters.get(name)
     if master.shape != frame.data.shape:
         raise ValueError(
             f"{frame.path}: shape {frame.data.shape[::-1]} after trimming differs "
-            f"from master {path} {master.shape[::-1]}. Fix: use the same "
+            f"from master {name} {master.shape[::-1]}. Fix: use the same "
             "trim_section for all frames, and keep binnings in separate nights"
         )
+    return master
 
 
 def subtract_bias(frame, recipe, masters, settings):
     if not recipe["bias"]:
         return
-    bias = masters.get(recipe["bias"])
-    _same_shape(frame, bias, recipe["bias"])
-    frame.data -= bias
+    frame.data -= _master_for(frame, recipe, masters, "bias")
     frame.history.append(f"bias subtracted: {recipe['bias']}")
 
 
 def subtract_dark(frame, recipe, masters, settings):
     if not recipe["dark"]:
         return
-    dark = masters.get(recipe["dark"])
-    _same_shape(frame, dark, recipe["dark"])
+    dark = _master_for(frame, recipe, masters, "dark")
     scale = np.float32(recipe["dark_scale"])
-    if scale == 1:
-        frame.data -= dark
-    else:
-        frame.data -= scale * dark
+    frame.data -= dark if scale == 1 else scale * dark
     frame.history.append(f"dark subtracted x{float(scale):.6g}: {recipe['dark']}")
 
 
 def divide_flat(frame, recipe, masters, settings):
     if not recipe["flat"]:
         return
-    flat = masters.get(recipe["flat"])
-    _same_shape(frame, flat, recipe["flat"])
-    bad = masters.bad_flat(recipe["flat"], settings.min_flat)
+    flat = _master_for(frame, recipe, masters, "flat")
     with np.errstate(divide="ignore", invalid="ignore"):
         frame.data /= flat
+    bad = masters.bad_flat(recipe["flat"], settings.min_flat)
     if bad is not None:
         frame.data[bad] = np.nan
         frame.mask[bad] |= MASK_BAD_FLAT

@@ -11,6 +11,7 @@ import fnmatch
 import json
 import os
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -137,13 +138,20 @@ def read_header_fields(path, wanted):
     Returns a dict of keyword -> value, or ``{"_problem": reason}`` when the
     file cannot be used (empty, not FITS, truncated, no image).
     """
-    from astropy.io import fits  # only here: parsing a cached archive needs no astropy
-    from astropy.io.fits.verify import VerifyError
-
     path = str(path)
     size = os.path.getsize(path)
     if size == 0:
         return {"_problem": f"file is empty (0 bytes). Fix: {_EMPTY_FIX}"}
+    # astropy's warnings ("may have been truncated"...) are said better below
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _first_image_fields(path, size, wanted)
+
+
+def _first_image_fields(path, size, wanted):
+    from astropy.io import fits  # only here: parsing a cached archive needs no astropy
+    from astropy.io.fits.verify import VerifyError
+
     try:
         with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
             for index, hdu in enumerate(hdul):
