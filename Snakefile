@@ -1,6 +1,7 @@
 # CCD reduction workflow: raw nights -> master calibrations -> calibrated
-# science frames. Configuration in config.yaml; rules in rules/; the science
-# in scripts/ccdreduce/. Run with: .venv/bin/snakemake --cores 2
+# science frames -> registered, scaled and combined stacks. Configuration in
+# config.yaml; rules in rules/; the science in scripts/ccdreduce/.
+# Run with: .venv/bin/snakemake --cores 2   (or the target `calibration` only)
 
 
 from snakemake.utils import min_version
@@ -16,9 +17,15 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/calibration.smk"
+include: "rules/stacking.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+
+
+rule calibration:
+    input:
+        calibration_targets(),

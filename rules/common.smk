@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from ccdreduce import errors, frametable, inventory, policy  # noqa: E402
+from ccdreduce import errors, frametable, inventory, policy, stacking  # noqa: E402
 from ccdreduce.config import check_config, normalise  # noqa: E402
 
 normalise(config)
@@ -31,12 +31,25 @@ try:
 except (errors.ConfigProblem, errors.CalibrationMissing) as exc:
     raise WorkflowError(str(exc)) from None
 
+STACKING = config["stacking"]
+STACKS = stacking.stack_groups(PLAN, STACKING["group_by"])
+STACK_OF = {
+    (f.night, f.stem): group for group, frames in STACKS.items() for f in frames
+}
+for _method in STACKING["methods"]:
+    if _method not in STACKING["combine"]:
+        raise WorkflowError(
+            f"stacking.methods names {_method!r}, which has no entry under "
+            f"stacking.combine. Fix: add one, e.g. {_method}: {{method: median}}"
+        )
+
 
 wildcard_constraints:
     night=r"[A-Za-z0-9._-]+",
     exposure=r"[0-9.e+-]+",
     filter=r"[A-Za-z0-9._-]+",
     stem=r"[^/]+",
+    group=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
 
 
 def _master(wildcards, kind):
@@ -122,5 +135,69 @@ def night_targets(night):
     )
 
 
-def all_targets():
+def group_frames(wildcards):
+    if wildcards.group not in STACKS:
+        raise WorkflowError(
+            f"no stack {wildcards.group!r}; stacks: {', '.join(STACKS)}"
+        )
+    return STACKS[wildcards.group]
+
+
+def group_files(pattern):
+    """One path per frame of the stack, from a pattern with {night}, {stem}."""
+
+    def files(wildcards):
+        return [
+            pattern.format(results=RESULTS, night=f.night, stem=f.stem)
+            for f in group_frames(wildcards)
+        ]
+
+    return files
+
+
+def group_frame_info(wildcards):
+    return [
+        {
+            "id": stacking.frame_id(f),
+            "night": f.night,
+            "stem": f.stem,
+            "file": f.relpath,
+        }
+        for f in group_frames(wildcards)
+    ]
+
+
+def group_calibrated(wildcards):
+    return {
+        stacking.frame_id(f): f"{RESULTS}/calibrated/{f.night}/{f.stem}.fits"
+        for f in group_frames(wildcards)
+    }
+
+
+def pinned_reference(group):
+    return STACKING["reference"].get(group)
+
+
+def reference_of_frame(wildcards):
+    return (
+        f"{RESULTS}/stacks/{STACK_OF[(wildcards.night, wildcards.stem)]}/reference.json"
+    )
+
+
+def stack_targets(group):
+    folder = f"{RESULTS}/stacks/{group}"
+    return (
+        [f"{folder}/{m}.fits" for m in STACKING["methods"]]
+        + [f"{folder}/{m}.png" for m in STACKING["methods"]]
+        + [f"{folder}/frames.ecsv", f"{folder}/frames.png", f"{folder}/stats.ecsv"]
+    )
+
+
+def calibration_targets():
     return [target for night in NIGHTS for target in night_targets(night)]
+
+
+def all_targets():
+    return calibration_targets() + [
+        target for group in STACKS for target in stack_targets(group)
+    ]

@@ -28,6 +28,7 @@ provenance.stamp(
     header,
     f"master_{kind}",
     inputs=[relpath for _, relpath, _ in frames],
+    combined=True,
     recipe=first if kind != "bias" else None,
     params=snakemake.params.combine,
     config=snakemake.config,

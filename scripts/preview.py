@@ -8,7 +8,10 @@ from ccdreduce.preview import save_preview
 
 log = runlog.start(snakemake)
 data, header, _ = read_product(snakemake.input[0])
-title = f"{Path(snakemake.input[0]).parent.name} / {Path(snakemake.input[0]).name}"
+path = Path(snakemake.input[0])
+title = f"{path.parent.name} / {path.name}"
+if "stacks" in path.parts:  # results/stacks/<object>/<filter>/<method>.fits
+    title = "/".join(path.parts[path.parts.index("stacks") + 1 :])
 if header.get("NCOMBINE"):
     title += f" ({header['NCOMBINE']} frames, {header.get('PROCSTEP', '')})"
 save_preview(data, snakemake.output[0], title)

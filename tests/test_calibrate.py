@@ -4,6 +4,7 @@ workflow's calibrated demo frames against the simulator's truth."""
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from ccdreduce.calibrate import STAGES, Masters, Settings, calibrate_frame
 from ccdreduce.fitsfile import MASK_BAD_FLAT, MASK_SATURATED, read_product, write_image
 
@@ -160,6 +161,8 @@ def flux_ratios(demo_run, truth, night, flat_back=False):
     ratios, radii, levels = [], [], []
     half = truth.camera["nx"] / 2
     for record in truth.frames_of(night=night, kind="light"):
+        if record["transparency"] < 0.5:  # the clouded frames have too few bright stars
+            continue
         path = demo_run["results"] / "calibrated" / night / f"{record['stem']}.fits"
         data = read_product(path)[0].astype(np.float64)
         if flat_back:  # undo the flat field: what an uncalibrated frame would give
@@ -172,18 +175,28 @@ def flux_ratios(demo_run, truth, night, flat_back=False):
     return np.concatenate(ratios), np.concatenate(radii), np.array(levels)
 
 
-def test_star_fluxes_are_recovered_flat_across_the_field(demo_run, truth):
-    ratio, r2, levels = flux_ratios(demo_run, truth, "2025-03-01")
+@pytest.mark.parametrize("night", ["2025-03-01", "2025-03-02", "2025-03-05"])
+def test_star_fluxes_are_recovered_flat_across_the_field(demo_run, truth, night):
+    """Night 1 complete (.fits), night 2 tile-compressed (.fits.fz) with a
+    borrowed bias, night 3 (.fts) with borrowed flats and a scaled dark."""
+    ratio, r2, levels = flux_ratios(demo_run, truth, night)
     assert len(ratio) >= 80
     # an r=12 px aperture holds ~99 % of a Moffat(beta=3) star
     assert 0.97 < np.median(levels) < 1.01, levels
-    slope = np.polyfit(r2, ratio, 1)[0]
-    assert abs(slope) < 0.01, slope
     robust = 1.4826 * np.median(np.abs(ratio - 1))
     assert robust < 0.01, robust
+    assert abs(clipped_slope(r2, ratio)) < 0.01
     # the same frames without the flat show the vignetting: the test can fail
-    ratio, r2, _ = flux_ratios(demo_run, truth, "2025-03-01", flat_back=True)
-    assert np.polyfit(r2, ratio, 1)[0] < -0.08
+    ratio, r2, _ = flux_ratios(demo_run, truth, night, flat_back=True)
+    assert clipped_slope(r2, ratio) < -0.08
+
+
+def clipped_slope(r2, ratio):
+    """Slope of ratio against r^2, after dropping 4-sigma outliers (a cosmic
+    ray or a faint neighbour in one aperture)."""
+    spread = 1.4826 * np.median(np.abs(ratio - np.median(ratio)))
+    keep = np.abs(ratio - np.median(ratio)) < 4 * spread
+    return np.polyfit(r2[keep], ratio[keep], 1)[0]
 
 
 def test_scaled_dark_removes_hot_pixels(demo_run, truth):

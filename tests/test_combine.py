@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from astropy.stats import mad_std, sigma_clip
+
 from ccdreduce.combine import combine
 
 

@@ -1,6 +1,8 @@
 """Header dialects: MaxIm DL/SBIG, N.I.N.A./ASCOM, IRAF and numeric PICTTYPE."""
 
 import pytest
+from conftest import default_config
+
 from ccdreduce.headers import (
     HeaderError,
     exposure_key,
@@ -8,7 +10,6 @@ from ccdreduce.headers import (
     frame_type,
     safe_name,
 )
-from conftest import default_config
 
 HEADERS = default_config(raw_dir="x")["headers"]
 KEYWORDS, TYPES = HEADERS["keywords"], HEADERS["frame_types"]

@@ -5,10 +5,11 @@ import os
 
 import pytest
 from astropy.io import fits
-from ccdreduce import inventory
-from ccdreduce.errors import ConfigProblem
 from conftest import default_config
 from helpers import write_night, write_raw
+
+from ccdreduce import inventory
+from ccdreduce.errors import ConfigProblem
 
 CONFIG = default_config(raw_dir="x")
 

@@ -2,10 +2,11 @@
 darks, and a clear error when nothing usable is left."""
 
 import pytest
-from ccdreduce import inventory, policy
-from ccdreduce.errors import CalibrationMissing
 from conftest import default_config
 from helpers import write_binned, write_night
+
+from ccdreduce import inventory, policy
+from ccdreduce.errors import CalibrationMissing
 
 CONFIG = default_config(raw_dir="x")
 

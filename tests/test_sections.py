@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from ccdreduce.sections import parse_section, section_shape, section_slices
 
 

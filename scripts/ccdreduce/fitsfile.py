@@ -61,12 +61,11 @@ def read_image(path):
 
 
 def _to_float32(hdu):
+    """Pixels as float32, BZERO/BSCALE applied (plain and tile-compressed)."""
     data = hdu.data
     data = data.reshape(data.shape[-2:])
-    if hdu.__class__.__name__ == "CompImageHDU" or data.dtype.kind == "f":
-        return np.asarray(hdu.data if data.dtype.kind == "f" else data, dtype=np.float32).reshape(
-            data.shape
-        )
+    if data.dtype.kind == "f":
+        return np.asarray(data, dtype=np.float32)
     bscale = float(hdu.header.get("BSCALE", 1.0))
     bzero = float(hdu.header.get("BZERO", 0.0))
     out = np.empty(data.shape, dtype=np.float32)
@@ -95,8 +94,9 @@ def clean_header(header):
     return header
 
 
-def write_image(path, data, header, mask=None):
-    """Write a float32 product (and its MASK extension) atomically."""
+def write_image(path, data, header, mask=None, extensions=None):
+    """Write a float32 product atomically, with its MASK extension and any
+    ``extensions`` ({EXTNAME: array}, e.g. a stack's COVERAGE)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hdus = [fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=clean_header(header))]
@@ -106,6 +106,8 @@ def write_image(path, data, header, mask=None):
             f"{MASK_SATURATED}=saturated in raw, {MASK_BAD_FLAT}=flat too low or undefined"
         )
         hdus.append(fits.ImageHDU(mask.astype(np.uint8), header=mask_header, name="MASK"))
+    for name, array in (extensions or {}).items():
+        hdus.append(fits.ImageHDU(array, name=name))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings():

@@ -30,10 +30,13 @@ def _card_text(value):
     return str(value) if value is not None else "none"
 
 
-def stamp(header, step, *, inputs=(), recipe=None, params=None, config=None, notes=()):
+def stamp(
+    header, step, *, inputs=(), combined=False, recipe=None, params=None, config=None, notes=()
+):
     """Record in ``header`` how this product was made (in place; returns it).
 
-    ``inputs`` are raw paths relative to raw_dir (or product paths);
+    ``inputs`` are raw paths relative to raw_dir; ``combined`` says they
+    were combined into this product (IMCMBnnn) rather than processed (RAWFILE);
     ``recipe`` is a Recipe.as_dict(); ``params`` the step's parameters.
     """
     dropped = [key for key in UTC_JULIAN_DATES if key in header]
@@ -48,7 +51,7 @@ def stamp(header, step, *, inputs=(), recipe=None, params=None, config=None, not
     header["PROCSTEP"] = (step, "processing step that wrote this file")
     if config is not None:
         header["CFGHASH"] = (config_hash(config), "sha256 of the effective config, first 16")
-    if len(inputs) > 1 or step.startswith("master"):
+    if combined:
         header["NCOMBINE"] = (len(inputs), "number of frames combined")
         for i, name in enumerate(inputs, start=1):
             header[f"IMCMB{i:03d}"] = str(name)

@@ -63,6 +63,8 @@ class NightSpec:
     )
     suffix: str = ".fits"
     seeing: float = 3.4  # FWHM in pixels
+    # extra science frames through cloud: (filter, exposure, transparency)
+    clouded: list = field(default_factory=list)
 
 
 def demo_nights():
@@ -70,7 +72,9 @@ def demo_nights():
 
     2025-03-01 has everything; 2025-03-02 has no bias frames (borrows the
     bias of 03-01); 2025-03-05 has no flats (borrows those of 03-02) and its
-    darks do not match the 45 s science frames (scaled).
+    darks do not match the 45 s science frames (scaled); its last two R
+    frames were taken through cloud, one clouded out (no stars), one with
+    30 % transparency, and must be left out of the stack.
     """
     return [
         NightSpec("2025-03-01", "maxim", "2025-03-01T19:40:00", (0.0, 0.0)),
@@ -92,6 +96,7 @@ def demo_nights():
             lights={("V", 45.0): 3, ("R", 45.0): 3, ("R", 60.0): 2},
             suffix=".fts",
             seeing=3.0,
+            clouded=[("R", 60.0, 0.0), ("R", 60.0, 0.3)],
         ),
     ]
 
@@ -329,8 +334,9 @@ def simulate_night(sky, spec, raw_dir):
     plan += [("dark", t, None, n) for t, n in spec.darks.items()]
     plan += [("flat", t, f, n) for f, (t, n) in spec.flats.items()]
     plan += [("light", t, f, n) for (f, t), n in spec.lights.items()]
+    plan += [("light", t, f, 1, cloud) for f, t, cloud in spec.clouded]
     index = 0
-    for kind, exposure, filt, count in plan:
+    for kind, exposure, filt, count, *cloud in plan:
         for _ in range(count):
             index += 1
             rng = _rng(sky.seed, spec.name, index)
@@ -339,7 +345,7 @@ def simulate_night(sky, spec, raw_dir):
                 dither = rng.uniform(-3.0, 3.0, 2)
                 kwargs = {
                     "pointing": (spec.pointing[0] + dither[0], spec.pointing[1] + dither[1]),
-                    "transparency": float(rng.uniform(0.75, 1.0)),
+                    "transparency": cloud[0] if cloud else float(rng.uniform(0.75, 1.0)),
                     "fwhm": float(spec.seeing * rng.uniform(0.9, 1.1)),
                 }
             data, truth = expose(sky, rng, kind, exposure, filt, **kwargs)

@@ -1,0 +1,32 @@
+"""Star catalogues of calibrated frames, written beside them as ECSV, and
+read back by the reference choice, the registration and the scaling."""
+
+import numpy as np
+
+COLUMNS = ("x", "y", "flux", "peak", "fwhm", "saturated")
+
+
+def write(path, stars, meta):
+    from astropy.table import Table
+
+    table = Table({name: np.asarray(stars[name]) for name in COLUMNS})
+    table.meta.update(meta)
+    table.meta["comments"] = [
+        "Stars of one calibrated frame, brightest first; x, y 0-based pixel centres",
+        "(x along FITS axis 1). flux and peak above the sky, in ADU.",
+    ]
+    table.write(path, format="ascii.ecsv", overwrite=True)
+
+
+def read(path):
+    """(stars as a dict of arrays, meta dict)."""
+    from astropy.table import Table
+
+    table = Table.read(path, format="ascii.ecsv")
+    stars = {name: np.asarray(table[name]) for name in COLUMNS}
+    stars["saturated"] = stars["saturated"].astype(bool)
+    return stars, dict(table.meta)
+
+
+def xy(stars):
+    return np.column_stack([stars["x"], stars["y"]])

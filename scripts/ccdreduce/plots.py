@@ -1,0 +1,58 @@
+"""Plots of a stack's frames: shifts, scale factors and seeing."""
+
+import numpy as np
+
+
+def frames_plot(table, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(table)
+    index = np.arange(n)
+    used = np.asarray(table["used"], dtype=bool)
+    labels = [f"{night}/{stem}" for night, stem in zip(table["night"], table["stem"], strict=True)]
+    fig, axes = plt.subplots(3, 1, figsize=(max(7.0, 0.35 * n + 2), 8.5), sharex=True)
+    panels = (
+        (("dx_measured", "dx"), ("dy_measured", "dy")),
+        (("scale", None),),
+        (("fwhm", None),),
+    )
+    names = ("shift to the reference (px)", "scale factor (x frame = reference)", "FWHM (px)")
+    for ax, panel, name in zip(axes, panels, names, strict=True):
+        for column, applied in panel:
+            values = np.asarray(table[column], dtype=float)
+            ax.plot(index[used], values[used], "o", label=column)
+            ax.plot(
+                index[~used],
+                values[~used],
+                "x",
+                color="red",
+                label=f"{column} (excluded)" if (~used).any() else None,
+            )
+            if applied:
+                ax.plot(
+                    index,
+                    np.asarray(table[applied], dtype=float),
+                    "_",
+                    color="k",
+                    markersize=12,
+                    label=f"{applied} applied",
+                )
+        if name.startswith("scale"):
+            ax.errorbar(
+                index,
+                np.asarray(table["scale"], dtype=float),
+                yerr=np.asarray(table["scale_err"], dtype=float),
+                fmt="none",
+                ecolor="grey",
+            )
+        ax.set_ylabel(name, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    axes[-1].set_xticks(index, labels, rotation=90, fontsize=7)
+    axes[0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

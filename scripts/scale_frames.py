@@ -1,0 +1,152 @@
+"""Rule scale_frames: the stack's frame table. Scale factors from aperture
+photometry of the reference's bright, isolated, unsaturated stars; frames
+that failed registration or are clouded are marked unused, with the reason.
+"""
+
+import json
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from ccdreduce import catalog, plots, runlog, stacking
+
+log = runlog.start(snakemake)
+params = snakemake.params
+cfg = params.scaling
+reference = json.loads(open(snakemake.input.reference).read())
+ref_stars = {k: np.asarray(v) for k, v in reference["stars"].items()}
+ref_stars["saturated"] = ref_stars["saturated"].astype(bool)
+fwhm = float(reference["fwhm"])
+radius = cfg["aperture_fwhm"] * fwhm
+chosen = stacking.select_photometry_stars(
+    ref_stars, tuple(reference["shape"]), fwhm, cfg["max_peak_adu"], cfg["max_stars"]
+)
+xs, ys = ref_stars["x"][chosen], ref_stars["y"][chosen]
+log.info(
+    "%d photometry stars, aperture radius %.2f px (%.1f x FWHM %.2f)",
+    len(chosen),
+    radius,
+    cfg["aperture_fwhm"],
+    fwhm,
+)
+
+rows, fluxes = [], {}
+for path, cat_path, info in zip(
+    snakemake.input.registered, snakemake.input.catalogs, params.frames, strict=True
+):
+    _, meta = catalog.read(cat_path)
+    with fits.open(path, memmap=True) as hdul:
+        header = hdul[0].header
+        row = {
+            "night": info["night"],
+            "stem": info["stem"],
+            "file": info["file"],
+            "exposure": float(meta["exposure"]),
+            "dx": float(header.get("DX", np.nan)),
+            "dy": float(header.get("DY", np.nan)),
+            "dx_measured": float(header.get("DXMEAS", np.nan)),
+            "dy_measured": float(header.get("DYMEAS", np.nan)),
+            "n_match": int(header.get("NMATCH", 0)),
+            "fwhm": float(meta["fwhm"]),
+            "sky": float(header["SKYSUB"]),
+            "noise": float(meta["noise"]),
+            "reason": header.get("REGNOTE", ""),
+        }
+        if header["REGSTAT"] == "ok" and len(chosen):
+            fluxes[info["id"]] = stacking.aperture_fluxes(hdul[0].data, xs, ys, radius)
+    rows.append(row)
+
+ref_flux = fluxes.get(reference["reference"])
+in_all = np.all([np.isfinite(f) for f in fluxes.values()], axis=0) if fluxes else np.zeros(0, bool)
+use_stars = in_all if in_all.sum() >= cfg["min_stars"] else None
+if use_stars is None and len(chosen):
+    log.warning(
+        "only %d photometry stars are inside every frame; each frame uses the stars it has",
+        int(in_all.sum()),
+    )
+ref_exposure = float(reference["exposure"])
+for row, info in zip(rows, params.frames, strict=True):
+    flux = fluxes.get(info["id"])
+    row.update(scale=np.nan, scale_err=np.nan, n_scale_stars=0, transparency=np.nan, weight=0.0)
+    if flux is None:
+        row["used"] = False
+        row["reason"] = row["reason"] or "no photometry stars in the reference"
+        continue
+    mask = use_stars if use_stars is not None else np.isfinite(flux) & np.isfinite(ref_flux)
+    scale, error, count = stacking.scale_factor(ref_flux[mask], flux[mask])
+    row.update(scale=scale, scale_err=error, n_scale_stars=count)
+    row["transparency"] = ref_exposure / (row["exposure"] * scale) if scale > 0 else np.nan
+    if count < cfg["min_stars"]:
+        row["used"], row["reason"] = (
+            False,
+            f"only {count} stars to scale on ({cfg['min_stars']} needed)",
+        )
+    elif not row["transparency"] >= cfg["min_transparency"]:
+        row["used"] = False
+        row["reason"] = (
+            f"heavy cloud: transparency {row['transparency']:.2f} of the reference "
+            f"(min {cfg['min_transparency']:g})"
+        )
+    else:
+        row["used"] = True
+        row["weight"] = 1.0 / (row["noise"] * scale) ** 2
+for row in rows:
+    log.info(
+        "%s/%s: %s dx %+.2f dy %+.2f scale %.4f +- %.4f transparency %.3f FWHM %.2f %s",
+        row["night"],
+        row["stem"],
+        "used" if row["used"] else "EXCLUDED",
+        row["dx_measured"],
+        row["dy_measured"],
+        row["scale"],
+        row["scale_err"],
+        row["transparency"],
+        row["fwhm"],
+        row["reason"],
+    )
+names = [
+    "night",
+    "file",
+    "stem",
+    "exposure",
+    "dx",
+    "dy",
+    "dx_measured",
+    "dy_measured",
+    "n_match",
+    "scale",
+    "scale_err",
+    "n_scale_stars",
+    "transparency",
+    "fwhm",
+    "sky",
+    "noise",
+    "weight",
+    "used",
+    "reason",
+]
+table = Table(rows=[[r[n] for n in names] for r in rows], names=names)
+table.meta.update(
+    {
+        "reference": reference["reference"],
+        "reference_how": reference["how"],
+        "aperture_radius": radius,
+        "photometry_stars_x": [float(v) for v in xs],
+        "photometry_stars_y": [float(v) for v in ys],
+        "comments": [
+            "One row per candidate frame. A star at (x, y) in the calibrated frame lands at",
+            "(x + dx, y + dy) in the stack. scale multiplies the sky-subtracted frame to match",
+            "the reference; transparency is star flux per second against the reference.",
+        ],
+    }
+)
+table.write(snakemake.output.table, format="ascii.ecsv", overwrite=True)
+plots.frames_plot(
+    table,
+    snakemake.output.plot,
+    f"{params.group}: {int(table['used'].sum())} "
+    f"of {len(table)} frames used, reference {reference['reference']}",
+)
+if not table["used"].any():
+    raise SystemExit(f"{params.group}: no frame can be stacked; see {snakemake.output.table}")

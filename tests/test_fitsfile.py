@@ -1,0 +1,80 @@
+"""Reading raw pixels in every storage form, and writing products atomically."""
+
+import gzip
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from ccdreduce.errors import FrameProblem
+from ccdreduce.fitsfile import read_image, read_product, write_image
+
+RNG = np.random.default_rng(7)
+UINT16 = RNG.integers(0, 65536, (20, 30)).astype(np.uint16)
+
+
+def plain(path, data, **cards):
+    hdu = fits.PrimaryHDU(data)
+    for key, value in cards.items():
+        hdu.header[key] = value
+    hdu.writeto(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: plain(p / "u16.fits", UINT16),  # BZERO 32768
+        lambda p: plain(p / "i16.fits", UINT16.astype(np.int16)),
+        lambda p: plain(p / "f32.fits", UINT16.astype(np.float32) / 3),
+        lambda p: plain(p / "i32.fits", UINT16.astype(np.int32) - 1000),
+        lambda p: (
+            fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(UINT16)]).writeto(p / "rice.fits.fz")
+            or p / "rice.fits.fz"
+        ),
+        lambda p: (
+            (p / "g.fits.gz").write_bytes(gzip.compress((plain(p / "g.fits", UINT16)).read_bytes()))
+            and p / "g.fits.gz"
+        ),
+    ],
+    ids=["uint16-bzero", "int16", "float32", "int32", "tile-compressed", "gzip"],
+)
+def test_pixels_equal_astropys_scaled_values_in_every_storage_form(tmp_path, make):
+    path = make(tmp_path)
+    data, header = read_image(path)
+    with fits.open(path) as hdul:
+        expected = next(h.data for h in hdul if h.data is not None).astype(np.float32)
+    assert data.dtype == np.float32
+    np.testing.assert_array_equal(data, expected)
+
+
+def test_bscale_is_applied(tmp_path):
+    hdu = fits.PrimaryHDU(UINT16.astype(np.int16))
+    hdu.scale("int16", bscale=0.5, bzero=10.0)
+    hdu.writeto(tmp_path / "scaled.fits")
+    data, _ = read_image(tmp_path / "scaled.fits")
+    np.testing.assert_allclose(data, fits.getdata(tmp_path / "scaled.fits"), rtol=1e-6)
+
+
+def test_unreadable_pixels_name_the_file(tmp_path):
+    path = plain(tmp_path / "cut.fits", UINT16)
+    path.write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(FrameProblem, match="cut.fits: cannot read its pixels"):
+        read_image(path)
+
+
+def test_products_are_written_atomically_with_their_extensions(tmp_path):
+    out = tmp_path / "sub" / "product.fits"
+    header = fits.Header({"BZERO": 32768, "OBJECT": "M 67"})
+    write_image(
+        out,
+        np.ones((4, 5)),
+        header,
+        mask=np.zeros((4, 5), np.uint8),
+        extensions={"COVERAGE": np.full((4, 5), 3, np.int16)},
+    )
+    data, header, mask = read_product(out)
+    assert data.dtype == np.dtype(">f4") and "BZERO" not in header and header["OBJECT"] == "M 67"
+    assert mask.shape == (4, 5)
+    assert fits.getdata(out, "COVERAGE")[0, 0] == 3
+    assert [p.name for p in out.parent.iterdir()] == ["product.fits"]  # no temporary left
