@@ -5,6 +5,7 @@
 rule master_bias:
     input:
         unpack(master_input("bias")),
+        code=code("make_master.py"),
     output:
         f"{RESULTS}/calib/{{night}}/bias.fits",
     log:
@@ -24,6 +25,7 @@ rule master_bias:
 rule master_dark:
     input:
         unpack(master_input("dark")),
+        code=code("make_master.py"),
     output:
         f"{RESULTS}/calib/{{night}}/dark_{{exposure}}s.fits",
     log:
@@ -43,6 +45,7 @@ rule master_dark:
 rule master_flat:
     input:
         unpack(master_input("flat")),
+        code=code("make_master.py"),
     output:
         f"{RESULTS}/calib/{{night}}/flat_{{filter}}.fits",
     log:
@@ -62,6 +65,7 @@ rule master_flat:
 rule master_preview:
     input:
         f"{RESULTS}/calib/{{night}}/{{master}}.fits",
+        code=code("preview.py"),
     output:
         report(
             f"{RESULTS}/calib/{{night}}/{{master}}.png",
@@ -84,6 +88,7 @@ rule master_preview:
 rule calibrate:
     input:
         unpack(calibrate_input),
+        code=code("calibrate_frame.py"),
     output:
         f"{RESULTS}/calibrated/{{night}}/{{stem}}.fits",
     log:
@@ -101,6 +106,7 @@ rule calibrate:
 rule frame_table:
     input:
         night_files,
+        code=code("frame_table.py"),
     output:
         report(
             f"{RESULTS}/calib/{{night}}/frames.ecsv",

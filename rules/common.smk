@@ -10,7 +10,14 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 
-from ccdreduce import errors, frametable, inventory, policy, stacking  # noqa: E402
+from ccdreduce import (
+    codedeps,
+    errors,
+    frametable,
+    inventory,
+    policy,
+    stacking,
+)  # noqa: E402
 from ccdreduce.config import check_config, normalise  # noqa: E402
 
 normalise(config)
@@ -50,6 +57,13 @@ wildcard_constraints:
     filter=r"[A-Za-z0-9._-]+",
     stem=r"[^/]+",
     group=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
+
+
+def code(script):
+    """The package modules a rule's script runs, declared as inputs so that
+    editing one reruns the rules that use it (Snakemake tracks only the
+    script file itself)."""
+    return list(codedeps.modules_of(Path(workflow.basedir) / "scripts" / script))
 
 
 def _master(wildcards, kind):

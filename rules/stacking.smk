@@ -6,6 +6,7 @@
 rule star_catalog:
     input:
         f"{RESULTS}/calibrated/{{night}}/{{stem}}.fits",
+        code=code("star_catalog.py"),
     output:
         f"{RESULTS}/catalogs/{{night}}/{{stem}}.ecsv",
     log:
@@ -23,7 +24,8 @@ rule star_catalog:
 
 rule choose_reference:
     input:
-        group_files("{results}/catalogs/{night}/{stem}.ecsv"),
+        catalogs=group_files("{results}/catalogs/{night}/{stem}.ecsv"),
+        code=code("choose_reference.py"),
     output:
         f"{RESULTS}/stacks/{{group}}/reference.json",
     log:
@@ -47,6 +49,7 @@ rule register:
         # ancient: a stack's reference file is rewritten when nights are
         # added, but the reference itself stays, so registered frames stay
         reference=lambda wc: ancient(reference_of_frame(wc)),
+        code=code("register_frame.py"),
     output:
         f"{RESULTS}/registered/{{night}}/{{stem}}.fits",
     log:
@@ -72,6 +75,7 @@ rule scale_frames:
         reference=f"{RESULTS}/stacks/{{group}}/reference.json",
         registered=group_files("{results}/registered/{night}/{stem}.fits"),
         catalogs=group_files("{results}/catalogs/{night}/{stem}.ecsv"),
+        code=code("scale_frames.py"),
     output:
         table=report(
             f"{RESULTS}/stacks/{{group}}/frames.ecsv",
@@ -103,6 +107,7 @@ rule combine_stack:
     input:
         table=f"{RESULTS}/stacks/{{group}}/frames.ecsv",
         registered=group_files("{results}/registered/{night}/{stem}.fits"),
+        code=code("combine_stack.py"),
     output:
         f"{RESULTS}/stacks/{{group}}/{{method}}.fits",
     log:
@@ -128,6 +133,7 @@ rule combine_stack:
 rule stack_preview:
     input:
         f"{RESULTS}/stacks/{{group}}/{{method}}.fits",
+        code=code("preview.py"),
     output:
         report(
             f"{RESULTS}/stacks/{{group}}/{{method}}.png",
@@ -155,6 +161,7 @@ rule stack_stats:
             method=STACKING["methods"],
         ),
         registered=group_files("{results}/registered/{night}/{stem}.fits"),
+        code=code("stack_stats.py"),
     output:
         report(
             f"{RESULTS}/stacks/{{group}}/stats.ecsv",

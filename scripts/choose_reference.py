@@ -14,7 +14,7 @@ from ccdreduce import catalog, runlog, stacking
 
 log = runlog.start(snakemake)
 rows, catalogs = [], {}
-for path, frame_id in zip(snakemake.input, snakemake.params.frames, strict=True):
+for path, frame_id in zip(snakemake.input.catalogs, snakemake.params.frames, strict=True):
     stars, meta = catalog.read(path)
     catalogs[frame_id] = (stars, meta)
     top = np.sort(stars["flux"])[::-1][:20]

@@ -24,11 +24,10 @@ chosen = stacking.select_photometry_stars(
 )
 xs, ys = ref_stars["x"][chosen], ref_stars["y"][chosen]
 log.info(
-    "%d photometry stars, aperture radius %.2f px (%.1f x FWHM %.2f)",
+    "%d photometry stars; apertures %.1f x each frame's FWHM (%.2f px on the reference)",
     len(chosen),
-    radius,
     cfg["aperture_fwhm"],
-    fwhm,
+    radius,
 )
 
 rows, fluxes = [], {}
@@ -54,7 +53,11 @@ for path, cat_path, info in zip(
             "reason": header.get("REGNOTE", ""),
         }
         if header["REGSTAT"] == "ok" and len(chosen):
-            fluxes[info["id"]] = stacking.aperture_fluxes(hdul[0].data, xs, ys, radius)
+            # each frame's aperture in units of its own FWHM: the same share of
+            # every star's light whatever the seeing, so ratios are unbiased
+            fluxes[info["id"]] = stacking.aperture_fluxes(
+                hdul[0].data, xs, ys, cfg["aperture_fwhm"] * row["fwhm"]
+            )
     rows.append(row)
 
 ref_flux = fluxes.get(reference["reference"])

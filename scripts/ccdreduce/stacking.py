@@ -100,13 +100,13 @@ def read_lock(path):
 # --- scale factors -----------------------------------------------------------
 
 
-def select_photometry_stars(stars, shape, fwhm, saturation, max_stars, isolation_fwhm=6.0):
+def select_photometry_stars(stars, shape, fwhm, saturation, max_stars, isolation_fwhm=4.0):
     """Reference stars fit to measure scale factors: bright but below
     ``saturation``, not flagged saturated, isolated, away from the edges.
     Returns indices into the reference star list, brightest first."""
     x, y, peak = stars["x"], stars["y"], stars["peak"]
     ny, nx = shape
-    margin = 6 * fwhm
+    margin = 4 * fwhm
     chosen = []
     for i in np.argsort(-stars["flux"]):
         if stars["saturated"][i] or peak[i] >= saturation:

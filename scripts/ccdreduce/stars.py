@@ -51,7 +51,8 @@ def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300, b
 
     Returns (stars, background): ``stars`` a dict of arrays x, y (0-based
     pixel centres, FITS axis 1 and 2), flux (window sum above sky), peak
-    (highest pixel above sky), fwhm (from second moments) and saturated.
+    (highest pixel above sky), fwhm (twice the half-light radius, exact for
+    a Gaussian star) and saturated.
     """
     from scipy import ndimage
 
@@ -61,7 +62,7 @@ def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300, b
     smooth = ndimage.gaussian_filter(image, sigma)
     # noise of the smoothed image: a Gaussian filter divides white noise by 2 sqrt(pi) sigma
     smooth_noise = sky.noise / (2.0 * np.sqrt(np.pi) * sigma)
-    radius = int(np.ceil(2.5 * fwhm_guess))
+    radius = int(np.ceil(3.0 * fwhm_guess))
     border = radius + 2 if border is None else border
     peaks = (smooth == ndimage.maximum_filter(smooth, size=2 * int(sigma) + 3)) & (
         smooth > threshold * smooth_noise
@@ -96,12 +97,7 @@ def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300, b
     rx = offsets[None, None, :] - dx[:, None, None]
     ry = offsets[None, :, None] - dy[:, None, None]
     r2 = rx**2 + ry**2
-    inner = r2 <= (1.5 * fwhm_guess) ** 2
-    positive = np.where(inner, np.clip(stamps, 0, None), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        second = (positive * r2).sum(axis=(1, 2)) / positive.sum(axis=(1, 2))
-        # the second moment of a Gaussian truncated at 1.5 FWHM is 0.985 of 2 sigma^2
-        fwhm = GAUSS_FWHM * np.sqrt(second / 2 / 0.985)
+    fwhm = _half_light_fwhm(stamps, r2, radius)
     flux = np.where(r2 <= (2 * fwhm_guess) ** 2, stamps, 0.0).sum(axis=(1, 2))
     peak = stamps.max(axis=(1, 2))
     is_saturated = np.zeros(xs.size, bool)
@@ -131,6 +127,36 @@ def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300, b
         "saturated": is_saturated[chosen],
     }
     return stars, sky
+
+
+def _half_light_fwhm(stamps, r2, radius):
+    """FWHM from the half-light radius: twice the radius that holds half the
+    light within ``radius`` (exact for a Gaussian). Unlike second moments it
+    scales with the star's size whatever the pixel sampling, so apertures
+    set in FWHM units take the same share of light in every frame."""
+    n = stamps.shape[0]
+    flat_r = np.sqrt(r2.reshape(n, -1))
+    flat_v = stamps.reshape(n, -1)
+    outer = flat_r > radius
+    local = np.array(
+        [np.median(v[o]) if o.any() else 0.0 for v, o in zip(flat_v, outer, strict=True)]
+    )
+    values = np.where(outer, 0.0, flat_v - local[:, None])
+    order = np.argsort(flat_r, axis=1)
+    r_sorted = np.take_along_axis(flat_r, order, axis=1)
+    cumulative = np.cumsum(np.take_along_axis(values, order, axis=1), axis=1)
+    total = cumulative[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = cumulative / total
+    # first pixel past half the light, interpolated with the one before
+    past = np.argmax(fraction >= 0.5, axis=1)
+    before = np.clip(past - 1, 0, None)
+    rows = np.arange(n)
+    f0, f1 = fraction[rows, before], fraction[rows, past]
+    r0, r1 = r_sorted[rows, before], r_sorted[rows, past]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r_half = np.where(f1 > f0, r0 + (0.5 - f0) * (r1 - r0) / (f1 - f0), r1)
+    return np.where(total[:, 0] > 0, 2.0 * r_half, np.nan)
 
 
 def median_fwhm(stars, count=30):

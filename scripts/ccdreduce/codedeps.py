@@ -1,0 +1,45 @@
+"""Which modules of this package a rule's script runs, so that Snakemake can
+rerun the rule when one of them changes.
+
+Snakemake tracks a `script:` file's own code but not the modules it imports;
+rules therefore list these files as inputs (`code=`), found here by reading
+the imports, transitively, with no module executed.
+"""
+
+import ast
+from functools import cache
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def _imports(path):
+    """Package modules imported by one file, as module names."""
+    found = set()
+    for node in ast.walk(ast.parse(Path(path).read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level and node.module:  # from .stars import detect
+                found.add(node.module.split(".")[0])
+            elif node.level:  # from . import stars
+                found.update(alias.name for alias in node.names)
+            elif node.module == PACKAGE.name:  # from ccdreduce import stars
+                found.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith(PACKAGE.name + "."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith(PACKAGE.name + "."):
+                    found.add(alias.name.split(".")[1])
+    return {name for name in found if (PACKAGE / f"{name}.py").exists()}
+
+
+@cache
+def modules_of(script):
+    """Sorted paths of the package modules ``script`` runs (with __init__)."""
+    todo, seen = list(_imports(script)), {"__init__"}
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(_imports(PACKAGE / f"{name}.py"))
+    return tuple(sorted(str(PACKAGE / f"{name}.py") for name in seen))
