@@ -46,7 +46,23 @@ def _stamps(image, xs, ys, radius):
     return image[rows, cols]
 
 
-def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300, border=None):
+def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300):
+    """Stars in a calibrated frame, brightest first (see _detect_once).
+
+    A second pass with windows sized to the measured seeing follows when the
+    stars are much broader or sharper than the first guess, so that FWHM and
+    fluxes hold over the whole range of seeing.
+    """
+    stars, sky = _detect_once(data, saturated, threshold, fwhm_guess, max_stars)
+    # twice the half-light radius runs 1.0 (Gaussian) to 1.3 (Moffat) times the
+    # true FWHM; windows need the true size only roughly
+    seeing = median_fwhm(stars) / 1.15
+    if np.isfinite(seeing) and not 0.75 < seeing / fwhm_guess < 1.33:
+        stars, sky = _detect_once(data, saturated, threshold, seeing, max_stars)
+    return stars, sky
+
+
+def _detect_once(data, saturated, threshold, fwhm_guess, max_stars, border=None):
     """Stars in a calibrated frame, brightest first.
 
     Returns (stars, background): ``stars`` a dict of arrays x, y (0-based
@@ -103,8 +119,11 @@ def detect(data, saturated=None, threshold=5.0, fwhm_guess=3.5, max_stars=300, b
     is_saturated = np.zeros(xs.size, bool)
     if saturated is not None:
         is_saturated = _stamps(saturated, xs, ys, 2).any(axis=(1, 2))
-    # cosmic-ray hits are sharper than any star the optics can make
-    keep = ~bad & (flux > 0) & np.isfinite(fwhm) & (fwhm > 1.2)
+    # cosmic-ray hits are sharper than any star the optics can make: most of
+    # their light sits in one pixel
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sharp = peak / flux
+    keep = ~bad & (flux > 0) & np.isfinite(fwhm) & (fwhm > 1.2) & (sharp < 0.6)
     # merge duplicates: two peaks whose centroids met are one star
     x, y = xs + dx, ys + dy
     order = np.argsort(-flux)

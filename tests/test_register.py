@@ -1,0 +1,61 @@
+"""Registration: the shift from star lists, and moving images by it."""
+
+import numpy as np
+import pytest
+
+from ccdreduce.register import RegistrationFailed, find_shift, shift_image, shift_mask
+
+
+def star_lists(dx, dy, n=60, seed=0, jitter=0.02, keep=1.0, extra=0):
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform(0, 1024, (n, 2))
+    frame = ref - [dx, dy] + rng.normal(0, jitter, (n, 2))
+    frame = frame[rng.random(n) < keep]  # thin cloud: faint stars lost
+    frame = np.vstack([frame, rng.uniform(0, 1024, (extra, 2))])  # cosmic rays, a satellite
+    return ref, frame
+
+
+@pytest.mark.parametrize("dx, dy", [(0.3, -0.7), (43.37, -27.52), (-250.25, 180.8), (-3.0, 255.9)])
+def test_shifts_up_to_a_quarter_of_the_frame_within_a_hundredth(dx, dy):
+    ref, frame = star_lists(dx, dy)
+    shift = find_shift(ref, frame, max_shift=256)
+    assert abs(shift.dx - dx) < 0.01 and abs(shift.dy - dy) < 0.01
+    assert shift.matches >= 55
+
+
+def test_thin_cloud_and_spurious_sources_do_not_fool_it():
+    ref, frame = star_lists(61.4, -12.2, keep=0.3, extra=40)
+    shift = find_shift(ref, frame, max_shift=256)
+    assert abs(shift.dx - 61.4) < 0.02 and abs(shift.dy + 12.2) < 0.02
+
+
+def test_a_starless_or_unrelated_frame_fails_with_a_reason():
+    ref, _ = star_lists(0, 0)
+    with pytest.raises(RegistrationFailed, match="too few stars: 2 found"):
+        find_shift(ref, ref[:2], max_shift=256)
+    unrelated = np.random.default_rng(9).uniform(0, 1024, (60, 2))
+    with pytest.raises(RegistrationFailed, match="match the reference"):
+        find_shift(ref, unrelated, max_shift=256, min_matches=10)
+
+
+def test_integer_shift_moves_pixels_and_fills_nan():
+    image = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    moved = shift_image(image, 3.4, -2.6)  # rounds to (3, -3)
+    # a star at (x, y) lands at (x + dx, y + dy)
+    assert moved[5 - 3, 10 + 3] == image[5, 10]
+    assert np.isnan(moved[:, :3]).all() and np.isnan(moved[-3:]).all()
+    assert np.isfinite(moved).sum() == (20 - 3) * (30 - 3)
+    mask = shift_mask(np.ones((20, 30), np.uint8), 3.4, -2.6)
+    assert mask.sum() == (20 - 3) * (30 - 3) and mask.dtype == np.uint8
+
+
+def test_subpixel_shift_moves_the_centroid():
+    yy, xx = np.mgrid[0:41, 0:41]
+    star = np.exp(-((xx - 20.0) ** 2 + (yy - 20.0) ** 2) / (2 * 2.0**2)).astype(np.float32)
+    moved = shift_image(star, 0.35, -0.6, subpixel=True)
+    good = np.isfinite(moved)
+    total = moved[good].sum()
+    cx = (moved[good] * xx[good]).sum() / total
+    cy = (moved[good] * yy[good]).sum() / total
+    assert abs(cx - 20.35) < 0.01 and abs(cy - 19.4) < 0.01
+    assert np.isnan(moved[:, 0]).all() is np.False_ or np.isnan(moved).any()

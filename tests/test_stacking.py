@@ -1,0 +1,214 @@
+"""Stacks made by the workflow on the demo nights, against the truth:
+shifts, scale factors, fluxes, cosmic rays, noise, and clouded frames."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from scipy.ndimage import median_filter
+
+from ccdreduce import stacking
+
+METHODS = ("average", "median", "minmax", "sigclip")
+
+
+@pytest.fixture(scope="module", params=["R", "V"])
+def stack(request, demo_run, truth):
+    folder = demo_run["results"] / "stacks" / "NGC_2362" / request.param
+    table = Table.read(folder / "frames.ecsv")
+    night, stem = table.meta["reference"].split("/")
+    return {
+        "folder": folder,
+        "table": table,
+        "reference": truth.frames_of(night=night, stem=stem)[0],
+        "filter": request.param,
+    }
+
+
+def records(truth, table):
+    return [truth.frames_of(night=r["night"], stem=r["stem"])[0] for r in table]
+
+
+def test_shifts_are_measured_within_five_hundredths_of_a_pixel(stack, truth):
+    ref = stack["reference"]["pointing"]
+    table = stack["table"]
+    measured = np.isfinite(np.asarray(table["dx_measured"], dtype=float))
+    true_dx, true_dy = np.array(
+        [[r["pointing"][0] - ref[0], r["pointing"][1] - ref[1]] for r in records(truth, table)]
+    ).T
+    assert np.abs(true_dx).max() > 40  # the nights' pointings differ by tens of pixels
+    dx, dy = np.asarray(table["dx_measured"]), np.asarray(table["dy_measured"])
+    assert np.abs(dx - true_dx)[measured].max() < 0.05
+    assert np.abs(dy - true_dy)[measured].max() < 0.05
+    # integer shifts as applied: never off by more than 0.6 px
+    assert np.abs(np.asarray(table["dx"]) - true_dx)[measured].max() <= 0.6
+    assert np.abs(np.asarray(table["dy"]) - true_dy)[measured].max() <= 0.6
+    assert np.all(np.asarray(table["dx"])[measured] % 1 == 0)
+
+
+def test_transparency_is_recovered_as_scale_factors_within_half_a_percent(stack, truth):
+    table = stack["table"][stack["table"]["used"]]
+    ref = stack["reference"]
+    expected = np.array(
+        [
+            ref["transparency"] * ref["exposure"] / (r["transparency"] * r["exposure"])
+            for r in records(truth, table)
+        ]
+    )
+    error = np.asarray(table["scale"]) / expected - 1
+    assert np.abs(error).max() < 0.005, error
+    assert np.all(table["scale_err"] < 0.01) and np.all(table["n_scale_stars"] >= 10)
+
+
+def test_clouded_frames_are_left_out_with_their_reason(demo_run):
+    table = Table.read(demo_run["results"] / "stacks" / "NGC_2362" / "R" / "frames.ecsv")
+    rows = {r["stem"]: r for r in table}
+    starless, cloudy = rows["light_R_60s_026"], rows["light_R_60s_027"]
+    assert not starless["used"] and starless["reason"].startswith("too few stars")
+    assert not cloudy["used"]
+    assert cloudy["reason"].startswith("heavy cloud: transparency 0.3")
+    assert cloudy["transparency"] == pytest.approx(0.3, abs=0.01)
+    assert table["used"].sum() == len(table) - 2
+    header = fits.getheader(demo_run["results"] / "stacks" / "NGC_2362" / "R" / "average.fits")
+    assert header["NCOMBINE"] == len(table) - 2
+
+
+def test_frame_table_follows_the_output_contract(stack, demo_run):
+    table = stack["table"]
+    for column in (
+        "night",
+        "file",
+        "dx",
+        "dy",
+        "dx_measured",
+        "dy_measured",
+        "scale",
+        "scale_err",
+        "fwhm",
+        "sky",
+        "used",
+        "reason",
+    ):
+        assert column in table.colnames
+    for row in table:
+        assert (demo_run["raw"] / row["file"]).is_file()  # relative to raw_dir
+    ref = table[[f"{r['night']}/{r['stem']}" == table.meta["reference"] for r in table]][0]
+    assert ref["dx"] == 0 and ref["scale"] == 1.0 and ref["used"]
+
+
+def truth_in_stack(truth, ref, filt, margin=40, min_adu=20000):
+    """Bright, isolated, unsaturated stars in the reference grid, and their
+    true flux in reference ADU (flux x exposure x transparency / gain)."""
+    stars = truth.data["stars"]
+    x = np.asarray(stars["x"]) - ref["pointing"][0]
+    y = np.asarray(stars["y"]) - ref["pointing"][1]
+    adu = np.asarray(stars[filt]) * ref["exposure"] * ref["transparency"] / truth.camera["gain"]
+    n = truth.camera["nx"]
+    inside = (x > margin) & (x < n - margin) & (y > margin) & (y < n - margin)
+    d = np.hypot(x[:, None] - x[None], y[:, None] - y[None]) + np.eye(len(x)) * 1e9
+    isolated = ~np.any((d < 30) & (adu[None, :] > 0.01 * adu[:, None]), axis=1)
+    keep = inside & isolated & (adu > min_adu) & (adu < 6e5)
+    return x[keep], y[keep], adu[keep]
+
+
+def test_average_stack_keeps_star_fluxes_within_half_a_percent(stack, truth):
+    image = fits.getdata(stack["folder"] / "average.fits").astype(np.float64)
+    # bright enough that the stack's own noise is under 0.2 % in the aperture
+    x, y, adu = truth_in_stack(truth, stack["reference"], stack["filter"], min_adu=50000)
+    assert len(x) >= 8
+    ratio = stacking.aperture_fluxes(image, x, y, radius=10.0) / adu
+    relative = ratio / np.nanmedian(ratio)
+    assert np.nanmax(np.abs(relative - 1)) < 0.005, relative
+    assert 0.96 < np.nanmedian(ratio) < 1.01  # the aperture holds ~98 % of the light
+
+
+def test_cosmic_rays_are_gone_from_every_rejecting_stack_but_not_the_average(stack, truth):
+    table = stack["table"][stack["table"]["used"]]
+    images = {m: fits.getdata(stack["folder"] / f"{m}.fits").astype(np.float64) for m in METHODS}
+    ny, nx = images["median"].shape
+    hits = []
+    for row, record in zip(table, records(truth, table), strict=True):
+        for x, y in record.get("cosmic_rays", []):
+            hx, hy = int(x + row["dx"]), int(y + row["dy"])
+            if 2 <= hx < nx - 2 and 2 <= hy < ny - 2:
+                hits.append((hy, hx))
+    assert len(hits) > 50
+    rows, cols = np.array(hits).T
+    quiet = images["median"][rows, cols] < 5 * 1.4826 * np.nanmedian(np.abs(images["median"]))
+    rows, cols = rows[quiet], cols[quiet]  # hits on the sky, away from stars
+    for method, image in images.items():
+        ring = median_filter(np.nan_to_num(image), size=3)
+        excess = (image - ring)[rows, cols]
+        noise = 1.4826 * np.nanmedian(np.abs((image - ring)[np.isfinite(image)]))
+        if method == "average":
+            assert np.median(excess) > 5 * noise, (method, np.median(excess), noise)
+        else:
+            assert np.median(excess) < 1.0 * noise, (method, np.median(excess), noise)
+
+
+def mad_std(values):
+    return 1.4826 * np.median(np.abs(values - np.median(values)))
+
+
+def test_background_noise_of_the_average_is_the_ideal_one_over_sqrt_n(stack, demo_run):
+    """Measured where every frame contributes and no star is (by the median
+    stack, eroded), against the frames' own noise in the same pixels."""
+    from scipy.ndimage import binary_erosion
+
+    table = stack["table"][stack["table"]["used"]]
+    with fits.open(stack["folder"] / "average.fits") as hdul:
+        image, coverage = hdul[0].data.astype(np.float64), hdul["COVERAGE"].data
+    median = fits.getdata(stack["folder"] / "median.fits")
+    full = coverage == len(table)
+    sky = full & (np.abs(median) < 3 * mad_std(median[full]))
+    sky = binary_erosion(sky, iterations=6)
+    assert sky.sum() > 20000
+    frame_noise = [
+        mad_std(
+            row["scale"]
+            * fits.getdata(
+                demo_run["results"] / "registered" / row["night"] / f"{row['stem']}.fits"
+            )[sky]
+        )
+        for row in table
+    ]
+    ideal = np.sqrt(np.sum(np.square(frame_noise))) / len(table)
+    measured = mad_std(image[sky])
+    assert abs(measured / ideal - 1) < 0.03, (measured, ideal)
+
+
+def test_stacks_carry_coverage_and_provenance(stack):
+    table = stack["table"][stack["table"]["used"]]
+    for method in METHODS:
+        with fits.open(stack["folder"] / f"{method}.fits") as hdul:
+            header, coverage = hdul[0].header, hdul["COVERAGE"].data
+            data = hdul[0].data
+        assert header["COMBMETH"] == method and header["NCOMBINE"] == len(table)
+        assert header["IMCMB001"] == table["file"][0]
+        assert header["REFFRAME"] == stack["table"].meta["reference"]
+        expected_max = len(table) - (6 if method == "minmax" else 0)
+        assert coverage.max() == expected_max
+        assert np.isnan(data[coverage == 0]).all()  # no sentinel where nothing landed
+
+
+def test_stats_table_compares_the_methods(stack):
+    stats = Table.read(stack["folder"] / "stats.ecsv")
+    assert list(stats["image"]) == ["reference", *METHODS]
+    rows = {r["image"]: r for r in stats}
+    assert rows["average"]["median_ratio"] == pytest.approx(1.0, abs=0.01)
+    for method in METHODS:  # every stack is less noisy than one frame
+        assert rows[method]["sky_std"] < 0.6 * rows["reference"]["sky_std"]
+
+
+def test_reference_choice_prefers_quality_keeps_its_first_choice_and_obeys_a_pin():
+    rows = [
+        {"id": "n1/a", "n_stars": 90, "fwhm": 4.0, "flux_rate": 100.0},
+        {"id": "n1/b", "n_stars": 95, "fwhm": 3.5, "flux_rate": 110.0},
+        {"id": "n2/c", "n_stars": 5, "fwhm": 3.0, "flux_rate": 10.0},
+    ]
+    assert stacking.choose_reference(rows)[0] == "n1/b"
+    assert stacking.choose_reference(rows, remembered="n1/a")[0] == "n1/a"
+    assert stacking.choose_reference(rows, pinned="n2/c", remembered="n1/a")[0] == "n2/c"
+    assert stacking.choose_reference(rows, remembered="gone/x")[0] == "n1/b"
+    with pytest.raises(ValueError, match="pins 'n9/z'.*Fix: use one of"):
+        stacking.choose_reference(rows, pinned="n9/z")

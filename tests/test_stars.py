@@ -1,0 +1,73 @@
+"""Star finding on simulated images with known positions."""
+
+import numpy as np
+
+from ccdreduce.simulate import render_stars
+from ccdreduce.stars import background, detect, median_fwhm
+
+
+def field(fwhm=3.4, seed=1, sky=200.0, noise=10.0, n=40):
+    rng = np.random.default_rng(seed)
+    shape = (256, 256)
+    x = rng.uniform(20, 236, n)
+    y = rng.uniform(20, 236, n)
+    flux = 10 ** rng.uniform(3.5, 5.0, n)
+    image = render_stars(shape, x, y, flux, fwhm) + sky + rng.normal(0, noise, shape)
+    return image.astype(np.float32), x, y, flux
+
+
+def nearest(stars, x, y):
+    d = np.hypot(stars["x"][:, None] - x[None], stars["y"][:, None] - y[None])
+    return d.argmin(axis=1), d.min(axis=1)
+
+
+def test_background_ignores_the_stars():
+    image, *_ = field(sky=200.0, noise=10.0)
+    level = background(image)
+    # within 0.1 sigma: the wings of 40 bright stars lift the median a little
+    assert abs(level.level - 200.0) < 1.0 and abs(level.noise - 10.0) < 0.3
+
+
+def test_bright_star_centroids_within_two_hundredths_of_a_pixel():
+    image, x, y, flux = field()
+    stars, _ = detect(image)
+    index, distance = nearest(stars, x, y)
+    separation = np.hypot(x[:, None] - x[None], y[:, None] - y[None]) + np.eye(len(x)) * 1e9
+    isolated = separation.min(axis=1) > 15  # a blended pair pulls both centroids
+    bright = (flux[index] > 20000) & isolated[index]
+    assert bright.sum() >= 8
+    assert distance.max() < 1.0  # every detection is a real star
+    errors = np.hypot(stars["x"] - x[index], stars["y"] - y[index])[bright]
+    assert np.sqrt(np.mean(errors**2)) < 0.02
+
+
+def test_fwhm_scales_with_the_star_size():
+    """Twice the half-light radius: a fixed multiple of the true FWHM for one
+    profile shape (1.26 for Moffat beta=3), so apertures in FWHM units take
+    the same share of light whatever the seeing."""
+    ratios = []
+    for fwhm in (2.5, 3.4, 4.5, 6.0):
+        stars, _ = detect(field(fwhm=fwhm)[0], fwhm_guess=3.5)
+        ratios.append(median_fwhm(stars) / fwhm)
+    # within 7 %: at an aperture of 2 FWHM that moves the light caught by < 0.5 %
+    assert max(ratios) / min(ratios) < 1.07, ratios
+    assert 1.15 < np.mean(ratios) < 1.35
+
+
+def test_noise_and_cosmic_rays_are_not_stars():
+    rng = np.random.default_rng(5)
+    image = (200 + rng.normal(0, 10, (256, 256))).astype(np.float32)
+    image[rng.integers(10, 246, 40), rng.integers(10, 246, 40)] += 3000  # cosmic rays
+    stars, _ = detect(image)
+    assert len(stars["x"]) == 0
+
+
+def test_saturated_stars_are_flagged():
+    image, x, y, flux = field()
+    saturated = np.zeros(image.shape, bool)
+    brightest = np.argmax(flux)
+    saturated[int(round(y[brightest])), int(round(x[brightest]))] = True
+    stars, _ = detect(image, saturated)
+    index, _ = nearest(stars, x, y)
+    assert stars["saturated"][index == brightest].all()
+    assert stars["saturated"].sum() == 1
