@@ -78,8 +78,7 @@ def _detect_once(data, saturated, threshold, fwhm_guess, max_stars, border=None)
     smooth = ndimage.gaussian_filter(image, sigma)
     # noise of the smoothed image: a Gaussian filter divides white noise by 2 sqrt(pi) sigma
     smooth_noise = sky.noise / (2.0 * np.sqrt(np.pi) * sigma)
-    radius = int(np.ceil(3.0 * fwhm_guess))
-    border = radius + 2 if border is None else border
+    border = int(np.ceil(3.0 * fwhm_guess)) + 2 if border is None else border
     peaks = (smooth == ndimage.maximum_filter(smooth, size=2 * int(sigma) + 3)) & (
         smooth > threshold * smooth_noise
     )
@@ -88,12 +87,43 @@ def _detect_once(data, saturated, threshold, fwhm_guess, max_stars, border=None)
     ys, xs = np.nonzero(peaks)
     order = np.argsort(smooth[ys, xs])[::-1][: 3 * max_stars]
     ys, xs = ys[order], xs[order]
-    empty = {k: np.zeros(0) for k in ("x", "y", "flux", "peak", "fwhm")}
-    empty["saturated"] = np.zeros(0, bool)
+    measured = _measure(data, image, xs, ys, fwhm_guess, saturated)
+    # cosmic-ray hits are sharper than any star the optics can make: most of
+    # their light sits in one pixel
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sharp = measured["peak"] / measured["flux"]
+    flux, fwhm = measured["flux"], measured["fwhm"]
+    keep = measured["ok"] & (flux > 0) & np.isfinite(fwhm) & (fwhm > 1.2) & (sharp < 0.6)
+    # merge duplicates: two peaks whose centroids met are one star
+    x, y = measured["x"], measured["y"]
+    order = np.argsort(-flux)
+    taken = np.zeros(xs.size, bool)
+    chosen = []
+    for i in order:
+        if not keep[i] or taken[i]:
+            continue
+        chosen.append(i)
+        taken |= (x - x[i]) ** 2 + (y - y[i]) ** 2 < (0.7 * fwhm_guess) ** 2
+        if len(chosen) == max_stars:
+            break
+    chosen = np.array(chosen, dtype=int)
+    return {name: measured[name][chosen] for name in STAR_COLUMNS}, sky
+
+
+STAR_COLUMNS = ("x", "y", "flux", "peak", "fwhm", "saturated")
+
+
+def _measure(data, image, xs, ys, fwhm_guess, saturated=None):
+    """Centroid, flux, peak and FWHM of stars near integer pixels (xs, ys) of
+    a sky-subtracted ``image``; ``ok`` is False where ``data`` has NaN."""
+    radius = int(np.ceil(3.0 * fwhm_guess))
     if xs.size == 0:
-        return empty, sky
+        return {name: np.zeros(0) for name in STAR_COLUMNS} | {
+            "saturated": np.zeros(0, bool),
+            "ok": np.zeros(0, bool),
+        }
     stamps = _stamps(image, xs, ys, radius).astype(np.float64)
-    bad = ~np.isfinite(_stamps(data, xs, ys, radius)).all(axis=(1, 2))
+    ok = np.isfinite(_stamps(data, xs, ys, radius)).all(axis=(1, 2))
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     dx = np.zeros(xs.size)
     dy = np.zeros(xs.size)
@@ -113,39 +143,30 @@ def _detect_once(data, saturated, threshold, fwhm_guess, max_stars, border=None)
     rx = offsets[None, None, :] - dx[:, None, None]
     ry = offsets[None, :, None] - dy[:, None, None]
     r2 = rx**2 + ry**2
-    fwhm = _half_light_fwhm(stamps, r2, radius)
-    flux = np.where(r2 <= (2 * fwhm_guess) ** 2, stamps, 0.0).sum(axis=(1, 2))
-    peak = stamps.max(axis=(1, 2))
     is_saturated = np.zeros(xs.size, bool)
     if saturated is not None:
         is_saturated = _stamps(saturated, xs, ys, 2).any(axis=(1, 2))
-    # cosmic-ray hits are sharper than any star the optics can make: most of
-    # their light sits in one pixel
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sharp = peak / flux
-    keep = ~bad & (flux > 0) & np.isfinite(fwhm) & (fwhm > 1.2) & (sharp < 0.6)
-    # merge duplicates: two peaks whose centroids met are one star
-    x, y = xs + dx, ys + dy
-    order = np.argsort(-flux)
-    taken = np.zeros(xs.size, bool)
-    chosen = []
-    for i in order:
-        if not keep[i] or taken[i]:
-            continue
-        chosen.append(i)
-        taken |= (x - x[i]) ** 2 + (y - y[i]) ** 2 < (0.7 * fwhm_guess) ** 2
-        if len(chosen) == max_stars:
-            break
-    chosen = np.array(chosen, dtype=int)
-    stars = {
-        "x": x[chosen],
-        "y": y[chosen],
-        "flux": flux[chosen],
-        "peak": peak[chosen],
-        "fwhm": fwhm[chosen],
-        "saturated": is_saturated[chosen],
+    return {
+        "x": xs + dx,
+        "y": ys + dy,
+        "flux": np.where(r2 <= (2 * fwhm_guess) ** 2, stamps, 0.0).sum(axis=(1, 2)),
+        "peak": stamps.max(axis=(1, 2)),
+        "fwhm": _half_light_fwhm(stamps, r2, radius),
+        "saturated": is_saturated,
+        "ok": ok,
     }
-    return stars, sky
+
+
+def measure_at(data, x, y, fwhm_guess=3.5):
+    """The same measurements for stars near known positions (x, y), e.g. to
+    compare one star list across two images."""
+    sky = background(data)
+    image = np.where(np.isfinite(data), data - sky.level, 0.0).astype(np.float32)
+    radius = int(np.ceil(3.0 * fwhm_guess))
+    ny, nx = data.shape
+    xs = np.clip(np.round(np.asarray(x)).astype(int), radius, nx - radius - 1)
+    ys = np.clip(np.round(np.asarray(y)).astype(int), radius, ny - radius - 1)
+    return _measure(data, image, xs, ys, fwhm_guess)
 
 
 def _half_light_fwhm(stamps, r2, radius):
