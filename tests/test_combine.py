@@ -101,3 +101,67 @@ def test_bands_give_the_same_answer_as_one_piece():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown combine method 'mode'"):
         combine(stack(n=5), "mode")
+
+
+def test_weights_make_a_weighted_mean_of_the_kept_values():
+    cube = stack(n=6)
+    weights = np.array([1.0, 2.0, 3.0, 1.0, 0.5, 2.5])
+    image, _ = combine(cube, "average", weights=weights)
+    expected = (cube * weights[:, None, None]).sum(axis=0) / weights.sum()
+    np.testing.assert_allclose(image, expected, rtol=1e-6)
+    # with clipping, the cosmic ray's frame drops out of the weighted mean there
+    image, coverage = combine(cube, "sigclip", weights=weights, sigma_lower=5, sigma_upper=5)
+    keep = np.ones(6, bool)
+    keep[2] = False
+    expected = (cube[keep, 6, 6] * weights[keep]).sum() / weights[keep].sum()
+    assert image[6, 6] == pytest.approx(expected, rel=1e-6) and coverage[6, 6] == 5
+
+
+def test_files_are_combined_band_by_band_as_in_memory(tmp_path):
+    from astropy.io import fits
+
+    from ccdreduce.combine import combine_files
+
+    cube = stack(n=7, shape=(90, 50))
+    cube[1, :10] = np.nan  # an edge no frame 1 covers
+    paths = []
+    for i, frame in enumerate(cube):
+        paths.append(tmp_path / f"f{i}.fits")
+        fits.PrimaryHDU(frame).writeto(paths[-1])
+    scales = np.linspace(0.9, 1.2, 7)
+    bands = []
+    for method in ("median", "sigclip", "minmax"):
+        whole, cov = combine(cube * scales[:, None, None], method, n_low=1, n_high=1)
+        banded, bcov = combine_files(
+            paths,
+            method,
+            scales=scales,
+            memory_mb=0.05,
+            threads=2,
+            progress=lambda done, total: bands.append(done),
+            n_low=1,
+            n_high=1,
+        )
+        np.testing.assert_allclose(banded, whole, rtol=1e-6)
+        np.testing.assert_array_equal(bcov, cov)
+    assert len(set(bands)) > 3  # it really went in bands
+    assert (cov[:10] == 6 - 2).all()  # minmax of the 6 frames covering the edge
+
+
+def test_stack_groups_are_safe_folders(tmp_path):
+    from ccdreduce.inventory import Frame
+    from ccdreduce.stacking import group_name
+
+    frame = Frame(
+        night="2025-03-01",
+        relpath="x",
+        path="x",
+        stem="x",
+        object="NGC 2362",
+        filter="H-alpha/3nm",
+        exposure=30.0,
+    )
+    assert group_name(frame, ["object", "filter"]) == "NGC_2362/H-alpha_3nm"
+    assert group_name(frame, ["object", "filter", "night"]) == "NGC_2362/H-alpha_3nm/2025-03-01"
+    frame.object = "../../etc"
+    assert group_name(frame, ["object"]) == "etc"

@@ -78,3 +78,32 @@ def test_products_are_written_atomically_with_their_extensions(tmp_path):
     assert mask.shape == (4, 5)
     assert fits.getdata(out, "COVERAGE")[0, 0] == 3
     assert [p.name for p in out.parent.iterdir()] == ["product.fits"]  # no temporary left
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32, np.float64, np.int32])
+def test_fast_reader_reads_bands_as_astropy_scales_them(tmp_path, dtype):
+    from ccdreduce import fastfits
+
+    data = UINT16 if dtype == np.uint16 else UINT16.astype(dtype)
+    path = plain(tmp_path / "frame.fits", data, OBJECT="M 67")
+    image = fastfits.ImageFile(path)
+    band = np.empty(5 * 30, dtype=np.float32)
+    image.rows_into(7, 12, band, scale=2.0)
+    image.close()
+    expected = fits.getdata(path)[7:12].astype(np.float64) * 2.0
+    np.testing.assert_allclose(band.reshape(5, 30), expected, rtol=1e-7)
+
+
+def test_fast_reader_refuses_what_it_cannot_read_and_its_writer_is_valid_fits(tmp_path):
+    from ccdreduce import fastfits
+
+    compressed = tmp_path / "c.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(UINT16)]).writeto(compressed)
+    with pytest.raises(fastfits.NotSimple):
+        fastfits.ImageFile(compressed)
+    out = tmp_path / "out.fits"
+    fastfits.write_image(out, UINT16.astype(np.float32), [("NCOMBINE", 13), ("COMBMETH", "median")])
+    with fits.open(out) as hdul:
+        hdul.verify("exception")
+        np.testing.assert_array_equal(hdul[0].data, UINT16.astype(np.float32))
+        assert hdul[0].header["NCOMBINE"] == 13 and hdul[0].header["COMBMETH"] == "median"

@@ -169,12 +169,31 @@ def _fast(block, method, p, weights):
     if p.get("stdfunc", "mad_std") == "mad_std":
         # float32 deviations: partitioning float64 is ten times slower here
         width = MAD_TO_SIGMA * _median_of(np.abs(block - centre.astype(np.float32)))
-    else:
-        width = block.std(axis=0, dtype=np.float64)
-    low = centre - p.get("sigma_lower", 3.0) * width
-    high = centre + p.get("sigma_upper", 3.0) * width
+    else:  # two-pass standard deviation, float32 deviations, float64 sums
+        spread = block - block.mean(axis=0, dtype=np.float64).astype(np.float32)
+        width = np.sqrt(np.einsum("ij,ij->j", spread, spread, dtype=np.float64) / n)
+        del spread
+    low = _float32_above(centre - p.get("sigma_lower", 3.0) * width)
+    high = _float32_below(centre + p.get("sigma_upper", 3.0) * width)
     done = ~((block < low) | (block > high)).any(axis=0)
     return _mean(block, weights), done & (n > 0)
+
+
+def _float32_above(bound):
+    """The least float32 >= a float64 bound: for float32 x, x < bound exactly
+    when x < this, so comparisons stay in float32 and decide as astropy's."""
+    rounded = bound.astype(np.float32)
+    below = rounded < bound
+    rounded[below] = np.nextafter(rounded[below], np.float32(np.inf))
+    return rounded
+
+
+def _float32_below(bound):
+    """The greatest float32 <= a float64 bound (see _float32_above)."""
+    rounded = bound.astype(np.float32)
+    above = rounded > bound
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded
 
 
 def _kept(n, method, p):
@@ -208,10 +227,14 @@ def combine_block(block, method, params=None, weights=None):
     return image, coverage
 
 
-def _band_rows(n, nx, memory_bytes, in_flight):
-    """Rows per band so that ``in_flight`` bands and their temporaries fit."""
+def _band_rows(n, ny, nx, memory_bytes, in_flight, threads):
+    """Rows per band: ``in_flight`` bands and their temporaries must fit in
+    memory, and there must be a few bands per thread, so that every core
+    combines while the next band is read."""
     per_row = n * nx * 4 * 6  # the band, a sorted or float64 copy, temporaries
-    return max(1, int(memory_bytes // (per_row * max(1, in_flight))))
+    by_memory = int(memory_bytes // (per_row * max(1, in_flight)))
+    by_threads = -(-ny // (4 * max(1, threads)))
+    return max(1, min(by_memory, by_threads))
 
 
 def combine(
@@ -235,7 +258,7 @@ def combine(
     weights = None if weights is None else np.asarray(weights, dtype=np.float64)
     image = np.empty((ny, nx), dtype=np.float32)
     coverage = np.empty((ny, nx), dtype=np.int16)
-    rows = _band_rows(n, nx, memory_mb * 2**20, threads)
+    rows = _band_rows(n, ny, nx, memory_mb * 2**20, threads, threads)
     bands = [(start, min(ny, start + rows)) for start in range(0, ny, rows)]
 
     def work(band):
@@ -253,26 +276,52 @@ def combine(
     return image, coverage
 
 
+def _open(path):
+    """A band reader: our plain-image reader, or astropy for anything else."""
+    from . import fastfits
+
+    try:
+        return fastfits.ImageFile(path)
+    except fastfits.NotSimple:
+        return _AstropyImage(path)
+
+
+class _AstropyImage:
+    def __init__(self, path):
+        from astropy.io import fits
+
+        self.path = str(path)
+        self.hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+        self.hdu = next(h for h in self.hdul if h.is_image and h.header.get("NAXIS", 0) == 2)
+        self.shape = self.hdu.shape
+
+    def rows_into(self, start, stop, out, scale=1.0):
+        np.multiply(self.hdu.section[start:stop, :].reshape(-1), scale, out=out, casting="unsafe")
+
+    def close(self):
+        self.hdul.close()
+
+
 def combine_files(
     paths, method, scales=None, weights=None, memory_mb=2048, threads=2, progress=None, **params
 ):
     """Combine FITS images on disk band by band: each file is read once, a
     band of rows at a time, multiplied by its scale, and combined; at most
     ``threads + 1`` bands are held, sized to stay within ``memory_mb``."""
-    from astropy.io import fits
-
     n = len(paths)
     scales = np.ones(n) if scales is None else np.asarray(scales, dtype=np.float64)
     weights = None if weights is None else np.asarray(weights, dtype=np.float64)
-    handles = [fits.open(path, memmap=False, lazy_load_hdus=True) for path in paths]
+    files = [_open(path) for path in paths]
     try:
-        ny, nx = handles[0][0].shape
-        for path, hdul in zip(paths, handles, strict=True):
-            if hdul[0].shape != (ny, nx):
-                raise ValueError(f"{path}: shape {hdul[0].shape} differs from {(ny, nx)}")
+        ny, nx = files[0].shape
+        for image_file in files:
+            if image_file.shape != (ny, nx):
+                raise ValueError(
+                    f"{image_file.path}: shape {image_file.shape} differs from {(ny, nx)}"
+                )
         image = np.empty((ny, nx), dtype=np.float32)
         coverage = np.empty((ny, nx), dtype=np.int16)
-        rows = _band_rows(n, nx, memory_mb * 2**20, threads + 1)
+        rows = _band_rows(n, ny, nx, memory_mb * 2**20, threads + 1, threads)
         pending = []
 
         def finish(job):
@@ -287,9 +336,8 @@ def combine_files(
             for start in range(0, ny, rows):
                 stop = min(ny, start + rows)
                 block = np.empty((n, (stop - start) * nx), dtype=np.float32)
-                for i, hdul in enumerate(handles):  # reading stays on one thread
-                    band = hdul[0].section[start:stop, :]
-                    np.multiply(band.reshape(-1), scales[i], out=block[i], casting="unsafe")
+                for i, image_file in enumerate(files):  # reading stays on one thread
+                    image_file.rows_into(start, stop, block[i], scales[i])
                 pending.append(
                     (start, stop, pool.submit(combine_block, block, method, params, weights))
                 )
@@ -299,5 +347,5 @@ def combine_files(
                 finish(pending.pop(0))
         return image, coverage
     finally:
-        for hdul in handles:
-            hdul.close()
+        for image_file in files:
+            image_file.close()
