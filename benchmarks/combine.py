@@ -8,7 +8,8 @@ read, combine, write), medians of repetitions taken round robin.
 2. A median of 50 frames of 4096x4096 under a 2 GB memory cap, against
    numpy's in-memory median, with the peak resident memory of each.
 
-Usage: .venv/bin/python benchmarks/combine.py [--reps 3] [--skip-large] [--workdir DIR]
+Usage: .venv/bin/python benchmarks/combine.py [--reps 3] [--skip-small] [--skip-large]
+       [--workdir DIR]
 """
 
 import argparse
@@ -174,6 +175,7 @@ def large(workdir, reps, memory_mb=2048):
     print(f"\n50 float32 frames of 4096x4096 (3.2 GB), median, cap {memory_mb} MB:")
     paths, listing = make_frames(workdir / "large", 50, 4096, seed=1)
     outputs = workdir / "out"
+    outputs.mkdir(exist_ok=True)
     results = {"ours": [], "numpy": []}
     for _ in range(reps):
         results["ours"].append(
@@ -200,10 +202,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--skip-small", action="store_true")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        small(Path(tmp), args.reps)
+        if not args.skip_small:
+            small(Path(tmp), args.reps)
         if not args.skip_large:
             large(Path(tmp), max(1, args.reps - 1))
 
