@@ -16,6 +16,7 @@ rule master_bias:
         "../envs/reduce.yaml"
     params:
         kind="bias",
+        settings=MASTER_SETTINGS,
         frames=master_frames("bias"),
         combine=config["calibration"]["combine"]["bias"],
     script:
@@ -36,6 +37,7 @@ rule master_dark:
         "../envs/reduce.yaml"
     params:
         kind="dark",
+        settings=MASTER_SETTINGS,
         frames=master_frames("dark"),
         combine=config["calibration"]["combine"]["dark"],
     script:
@@ -56,6 +58,7 @@ rule master_flat:
         "../envs/reduce.yaml"
     params:
         kind="flat",
+        settings=MASTER_SETTINGS,
         frames=master_frames("flat"),
         combine=config["calibration"]["combine"]["flat"],
     script:
@@ -99,6 +102,7 @@ rule calibrate:
         "../envs/reduce.yaml"
     params:
         frame=calibrate_params,
+        settings=PIXEL_SETTINGS,
     script:
         "../scripts/calibrate_frame.py"
 

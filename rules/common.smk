@@ -18,13 +18,16 @@ from ccdreduce import (
     policy,
     stacking,
 )  # noqa: E402
-from ccdreduce.config import check_config, normalise  # noqa: E402
+from ccdreduce.config import check_config, normalise, pixel_settings  # noqa: E402
 
 normalise(config)
 validate(config, "../schemas/config.schema.yaml")
 
 RAW = config["raw_dir"].rstrip("/")
 RESULTS = config["results_dir"].rstrip("/")
+PIXEL_SETTINGS = pixel_settings(config)
+# masters never divide by a flat: min_flat is not theirs to rerun for
+MASTER_SETTINGS = {k: v for k, v in PIXEL_SETTINGS.items() if k != "min_flat"}
 
 try:
     check_config(config)

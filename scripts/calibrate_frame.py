@@ -16,7 +16,7 @@ if recipe["uncorrected"]:
 result = calibrate_frame(
     snakemake.input.raw,
     recipe,
-    Settings.from_config(snakemake.config),
+    Settings(**snakemake.params.settings),
     Masters(snakemake.config["results_dir"]),
 )
 for key, value in frame["overrides"].items():

@@ -56,4 +56,5 @@ reference = {
     "candidates": rows,
 }
 Path(snakemake.output[0]).write_text(json.dumps(reference, indent=1))
-lock.write_text(json.dumps({"reference": chosen, "how": how}))
+if stacking.read_lock(lock) != chosen:  # the lock keeps how the choice was first made
+    lock.write_text(json.dumps({"reference": chosen, "how": how}))

@@ -15,7 +15,7 @@ for policy in policies:
 image, header, stats, _ = masters.make_master(
     kind,
     [(path, recipe) for path, _, recipe in frames],
-    Settings.from_config(snakemake.config),
+    Settings(**snakemake.params.settings),
     snakemake.params.combine,
     Masters(snakemake.config["results_dir"]),
 )

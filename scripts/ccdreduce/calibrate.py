@@ -21,24 +21,14 @@ assert MASK_SATURATED == 1  # load_raw writes the saturation test's booleans as 
 
 @dataclass
 class Settings:
-    """The calibration settings of config.yaml that act on pixels."""
+    """The calibration settings of config.yaml that act on pixels
+    (built from rule params: ccdreduce.config.pixel_settings)."""
 
     trim_section: str | None = None
     overscan_section: str | None = None
     overscan_model: str = "median"  # "median": one level; "row": one per row
     saturation_adu: float = 65535.0
     min_flat: float = 0.05
-
-    @classmethod
-    def from_config(cls, config):
-        overscan = config.get("overscan") or {}
-        return cls(
-            trim_section=config.get("trim_section"),
-            overscan_section=overscan.get("section"),
-            overscan_model=overscan.get("model", "median"),
-            saturation_adu=float(config.get("saturation_adu", 65535)),
-            min_flat=float(config["calibration"].get("min_flat", 0.05)),
-        )
 
 
 @dataclass

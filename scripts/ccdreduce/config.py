@@ -48,3 +48,19 @@ def check_config(config):
             "overscan.subtract is true but overscan.section is not set. Fix: "
             "give the overscan strip as [x1:x2,y1:y2], or set subtract: false"
         )
+
+
+def pixel_settings(config):
+    """The settings that act on pixels during calibration, as plain values.
+
+    Rules pass these as params, not through the config, so that changing
+    one (trim_section, say) reruns exactly the jobs that use it.
+    """
+    overscan = config.get("overscan") or {}
+    return {
+        "trim_section": config.get("trim_section"),
+        "overscan_section": overscan.get("section"),
+        "overscan_model": overscan.get("model", "median"),
+        "saturation_adu": float(config.get("saturation_adu", 65535)),
+        "min_flat": float(config["calibration"].get("min_flat", 0.05)),
+    }
