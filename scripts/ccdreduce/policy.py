@@ -180,6 +180,8 @@ class _Planner:
         self.overscan = overscan
         self.on_missing = on_missing
         self.masters = {}
+        self._by_kind = None
+        self._answers = {}
 
     # --- which masters exist -------------------------------------------
     def group_calibrations(self):
@@ -203,14 +205,36 @@ class _Planner:
                 self.masters[ref] = Master(ref, kept)
 
     def _find(self, night, kind, geometry, key=None):
-        """Nearest (ref, days) of a master of this kind and geometry."""
-        have = defaultdict(list)
-        for ref, master in self.masters.items():
-            if ref.kind == kind and master.geometry == geometry and (key is None or ref.key == key):
-                have[ref.night].append(ref)
-        for other, days in self.calendar.nearest(night, have):
-            return sorted(have[other]), other, days
-        return None, None, None
+        """Nearest (refs, night, days) of a master of this kind and geometry.
+
+        Answers are cached per (night, kind, geometry, key): every frame of a
+        night asks the same questions, and archives have thousands of frames.
+        """
+        question = (night, kind, geometry, key)
+        if question not in self._answers:
+            have = self._index().get((kind, geometry), {})
+            if key is not None:
+                have = {n: [r for r in refs if r.key == key] for n, refs in have.items()}
+                have = {n: refs for n, refs in have.items() if refs}
+            answer = (None, None, None)
+            for other, days in self.calendar.nearest(night, have):
+                answer = (sorted(have[other]), other, days)
+                break
+            self._answers[question] = answer
+        return self._answers[question]
+
+    def _index(self):
+        """{(kind, geometry): {night: [refs]}} of the masters there are."""
+        if self._by_kind is None:
+            self._by_kind = defaultdict(lambda: defaultdict(list))
+            for ref, master in self.masters.items():
+                self._by_kind[(ref.kind, master.geometry)][ref.night].append(ref)
+        return self._by_kind
+
+    def _forget(self, ref):
+        """Drop a master that cannot be made, and every cached answer."""
+        del self.masters[ref]
+        self._by_kind, self._answers = None, {}
 
     # --- recipes ---------------------------------------------------------
     def recipe(self, frame, with_dark=True, with_flat=True):
@@ -337,7 +361,7 @@ class _Planner:
             except CalibrationMissing as exc:
                 for frame in master.frames:
                     self._missing(exc, frame)
-                del self.masters[ref]
+                self._forget(ref)
 
     def plan_lights(self):
         lights = {}
