@@ -35,4 +35,4 @@ provenance.stamp(
     notes=[f"inputs calibrated as: {p}" for p in policies if p],
 )
 write_image(snakemake.output[0], image, header)
-log.info("wrote %s (median %.4g)", snakemake.output[0], float(masters._median(image)))
+log.info("wrote %s (median %.4g)", snakemake.output[0], float(masters.finite_median(image)))

@@ -62,6 +62,13 @@ def dry(tree, *extra):
     return planned(run_snakemake("-n", *extra, *tree["config"]))
 
 
+def dry_with(tree, name, yaml_text):
+    """The dry run's plan with some configuration changed (a --configfile)."""
+    settings = tree["folder"] / f"{name}.yaml"
+    settings.write_text(yaml_text)
+    return dry(tree, "--configfile", settings)
+
+
 def test_1_a_finished_tree_has_nothing_to_do(tree):
     assert dry(tree) == []
 
@@ -107,12 +114,12 @@ def test_3_a_replaced_raw_frame_reruns_only_what_depends_on_it(tree):
 
 
 def test_4_a_combine_parameter_reruns_only_that_combine(tree):
-    settings = tree["folder"] / "sigclip.yaml"
-    settings.write_text(
+    outputs = dry_with(
+        tree,
+        "sigclip",
         "stacking:\n  combine:\n    sigclip: {method: sigclip, sigma_lower: 2.5, sigma_upper: 3, "
-        "maxiters: 10, cenfunc: median, stdfunc: std}\n"
+        "maxiters: 10, cenfunc: median, stdfunc: std}\n",
     )
-    outputs = dry(tree, "--configfile", settings)
     assert sorted(p.rsplit("/", 1)[1] for p in outputs) == [
         "sigclip.fits",
         "sigclip.png",
@@ -121,21 +128,19 @@ def test_4_a_combine_parameter_reruns_only_that_combine(tree):
 
 
 def test_4_a_flat_parameter_reruns_the_flats_and_what_they_calibrate(tree):
-    settings = tree["folder"] / "flat.yaml"
-    settings.write_text(
+    outputs = dry_with(
+        tree,
+        "flat",
         "calibration:\n  combine:\n    flat: {method: sigclip, sigma_lower: 4, sigma_upper: 4, "
-        "maxiters: 1, cenfunc: median, stdfunc: mad_std}\n"
+        "maxiters: 1, cenfunc: median, stdfunc: mad_std}\n",
     )
-    outputs = dry(tree, "--configfile", settings)
     assert sum(p.endswith("/flat_R.fits") for p in outputs) == 3
     assert not any(p.endswith(("/bias.fits", "s.fits")) and "/calib/" in p for p in outputs)
     assert sum("/calibrated/" in p for p in outputs) == 9
 
 
 def test_4_min_flat_reruns_calibrated_frames_but_not_masters(tree):
-    settings = tree["folder"] / "min_flat.yaml"
-    settings.write_text("calibration:\n  min_flat: 0.1\n")
-    outputs = dry(tree, "--configfile", settings)
+    outputs = dry_with(tree, "min_flat", "calibration:\n  min_flat: 0.1\n")
     assert not any("/calib/" in p and p.endswith(".fits") for p in outputs)
     assert sum("/calibrated/" in p for p in outputs) == 9
 

@@ -127,7 +127,7 @@ def _exact(block, method, p, weights):
         return _window_mean(values, inside, count), count
     w = np.where(inside, weights[order], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(inside, values, 0.0).__mul__(w).sum(axis=0) / w.sum(axis=0), count
+        return (np.where(inside, values, 0.0) * w).sum(axis=0) / w.sum(axis=0), count
 
 
 # --- the fast path ----------------------------------------------------------

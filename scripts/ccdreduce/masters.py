@@ -21,7 +21,8 @@ STAGE_BEFORE = {"bias": "trim", "dark": "bias", "flat": "dark"}
 NORMALISED = {"flat"}
 
 
-def _median(data):
+def finite_median(data):
+    """Median of the finite pixels (NaN if there are none)."""
     finite = data[np.isfinite(data)]
     return float(np.median(finite)) if finite.size else float("nan")
 
@@ -39,7 +40,7 @@ def make_master(kind, inputs, settings, combine_params, masters):
         frame = run_stages(
             load_raw(path, settings), recipe, masters, settings, until=STAGE_BEFORE[kind]
         )
-        level = _median(frame.data)
+        level = finite_median(frame.data)
         if kind in NORMALISED:
             if not level > 0:
                 raise ValueError(
@@ -64,7 +65,7 @@ def make_master(kind, inputs, settings, combine_params, masters):
     log.info("combining %d frames with %s %s", len(inputs), method, params)
     image, coverage = combine(cube, method, **params)
     if kind in NORMALISED:
-        image /= np.float32(_median(image))
+        image /= np.float32(finite_median(image))
     for key, value in (("BUNIT", "adu" if kind not in NORMALISED else ""),):
         header[key] = value
     return image, header, stats, coverage
