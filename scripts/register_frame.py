@@ -8,6 +8,7 @@ import numpy as np
 
 from ccdreduce import catalog, provenance, register, runlog
 from ccdreduce.fitsfile import read_product, write_image
+from ccdreduce.stars import sky_model
 
 log = runlog.start(snakemake)
 params = snakemake.params
@@ -31,13 +32,7 @@ else:
         status, reason = "failed", str(exc)
         shift = register.Shift(float("nan"), float("nan"), 0, float("nan"))
 if status == "ok":
-    if params.sky == "background2d":
-        from photutils.background import Background2D
-
-        sky = Background2D(data, params.background_box, filter_size=3).background
-        sky_level = float(np.median(sky))
-    else:
-        sky = sky_level = float(meta["sky"])
+    sky, sky_level = sky_model(data, params.sky, meta["sky"], params.background_box)
     subpixel = params.resample == "subpixel"
     dx, dy = (shift.dx, shift.dy) if subpixel else (round(shift.dx), round(shift.dy))
     moved = register.shift_image(data - sky, dx, dy, subpixel)

@@ -71,29 +71,23 @@ if use_stars is None and len(chosen):
 ref_exposure = float(reference["exposure"])
 for row, info in zip(rows, params.frames, strict=True):
     flux = fluxes.get(info["id"])
-    row.update(scale=np.nan, scale_err=np.nan, n_scale_stars=0, transparency=np.nan, weight=0.0)
-    if flux is None:
-        row["used"] = False
+    if flux is None:  # not registered, or no stars to measure
+        row.update(
+            scale=np.nan,
+            scale_err=np.nan,
+            n_scale_stars=0,
+            transparency=np.nan,
+            weight=0.0,
+            used=False,
+        )
         row["reason"] = row["reason"] or "no photometry stars in the reference"
         continue
     mask = use_stars if use_stars is not None else np.isfinite(flux) & np.isfinite(ref_flux)
-    scale, error, count = stacking.scale_factor(ref_flux[mask], flux[mask])
-    row.update(scale=scale, scale_err=error, n_scale_stars=count)
-    row["transparency"] = ref_exposure / (row["exposure"] * scale) if scale > 0 else np.nan
-    if count < cfg["min_stars"]:
-        row["used"], row["reason"] = (
-            False,
-            f"only {count} stars to scale on ({cfg['min_stars']} needed)",
+    row.update(
+        stacking.judge_frame(
+            ref_flux[mask], flux[mask], row["exposure"], ref_exposure, row["noise"], cfg
         )
-    elif not row["transparency"] >= cfg["min_transparency"]:
-        row["used"] = False
-        row["reason"] = (
-            f"heavy cloud: transparency {row['transparency']:.2f} of the reference "
-            f"(min {cfg['min_transparency']:g})"
-        )
-    else:
-        row["used"] = True
-        row["weight"] = 1.0 / (row["noise"] * scale) ** 2
+    )
 for row in rows:
     log.info(
         "%s/%s: %s dx %+.2f dy %+.2f scale %.4f +- %.4f transparency %.3f FWHM %.2f %s",

@@ -212,3 +212,16 @@ def test_reference_choice_prefers_quality_keeps_its_first_choice_and_obeys_a_pin
     assert stacking.choose_reference(rows, remembered="gone/x")[0] == "n1/b"
     with pytest.raises(ValueError, match="pins 'n9/z'.*Fix: use one of"):
         stacking.choose_reference(rows, pinned="n9/z")
+
+
+def test_a_frame_is_judged_by_its_stars_and_its_transparency():
+    cfg = {"min_stars": 3, "min_transparency": 0.5}
+    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
+    clear = stacking.judge_frame(ref, ref / 2, exposure=30, ref_exposure=60, noise=10, cfg=cfg)
+    assert clear["used"] and clear["scale"] == pytest.approx(2.0)
+    assert clear["transparency"] == pytest.approx(1.0)  # half the light in half the time
+    assert clear["weight"] == pytest.approx(1 / 20**2)
+    cloud = stacking.judge_frame(ref, ref / 5, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert not cloud["used"] and cloud["reason"].startswith("heavy cloud: transparency 0.20")
+    few = stacking.judge_frame(ref[:2], ref[:2], exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert not few["used"] and few["reason"] == "only 2 stars to scale on (3 needed)"

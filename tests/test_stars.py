@@ -71,3 +71,17 @@ def test_saturated_stars_are_flagged():
     index, _ = nearest(stars, x, y)
     assert stars["saturated"][index == brightest].all()
     assert stars["saturated"].sum() == 1
+
+
+def test_sky_model_is_a_level_or_a_map_that_follows_a_gradient():
+    from ccdreduce.stars import sky_model
+
+    rng = np.random.default_rng(3)
+    gradient = np.linspace(100, 300, 256)[None, :] * np.ones((256, 1))
+    image = (gradient + rng.normal(0, 5, (256, 256))).astype(np.float32)
+    level, median = sky_model(image, "median", 200.0)
+    assert level == median == 200.0
+    sky, median = sky_model(image, "background2d", 200.0, box=32)
+    error = np.abs(sky - gradient)
+    assert error[:, 48:-48].max() < 5 and abs(median - 200) < 5  # edge cells are flattened
+    assert np.sqrt(np.mean(error**2)) < 0.2 * np.sqrt(np.mean((gradient - 200.0) ** 2))

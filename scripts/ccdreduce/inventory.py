@@ -273,13 +273,12 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
         return frame
     try:
         frame.kind = frame_type(fields, keywords, headers_cfg["frame_types"])
-        if frame.kind != "bias":
+        try:
             frame.exposure = exposure_time(fields, keywords)
-        else:
-            try:
-                frame.exposure = exposure_time(fields, keywords)
-            except HeaderError:
-                frame.exposure = 0.0  # a bias has no exposure; some cameras omit it
+        except HeaderError:
+            if frame.kind != "bias":
+                raise
+            frame.exposure = 0.0  # a bias has no exposure; some cameras omit it
     except HeaderError as exc:
         frame.problem = f"{exc.problem}. Fix: {exc.fix}"
     return frame

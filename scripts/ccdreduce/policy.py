@@ -305,12 +305,10 @@ class _Planner:
         # The darks still hold the bias: they can only stand in for bias + dark.
         if exact:
             recipe.dark, recipe.dark_scale, recipe.dark_includes_bias = exact[0], 1.0, True
-            if recipe.bias is not None:
-                recipe.notes.remove(recipe.notes[-1])
-                recipe.bias = None
-            recipe.notes.append(
-                f"no bias frames: dark {exact[0].key} s ({where}) serves as bias + dark"
-            )
+            why = "no bias frames" if recipe.bias is None else "the dark holds its bias"
+            recipe.bias = None  # subtracting a bias as well would remove it twice
+            recipe.notes = [n for n in recipe.notes if not n.startswith("bias:")]
+            recipe.notes.append(f"{why}: dark {exact[0].key} s ({where}) serves as bias + dark")
             return
         if recipe.bias is not None:
             recipe.uncorrected.append(

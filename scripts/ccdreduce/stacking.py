@@ -161,3 +161,34 @@ def scale_factor(ref_flux, flux, sigma=3.0):
     kept = ratio[keep]
     error = 1.2533 * kept.std(ddof=1) / np.sqrt(kept.size) if kept.size > 1 else float("nan")
     return float(np.median(kept)), float(error), int(kept.size)
+
+
+def judge_frame(ref_flux, flux, exposure, ref_exposure, noise, cfg):
+    """Scale factor, transparency, weight and the verdict on one frame.
+
+    ``ref_flux`` and ``flux`` are the photometry stars' fluxes in the
+    reference and the frame (already restricted to the stars to use).
+    Returns a dict of scale, scale_err, n_scale_stars, transparency, weight,
+    used and reason (empty when used).
+    """
+    scale, error, count = scale_factor(ref_flux, flux)
+    transparency = ref_exposure / (exposure * scale) if scale > 0 else float("nan")
+    verdict = {
+        "scale": scale,
+        "scale_err": error,
+        "n_scale_stars": count,
+        "transparency": transparency,
+        "weight": 0.0,
+        "used": False,
+        "reason": "",
+    }
+    if count < cfg["min_stars"]:
+        verdict["reason"] = f"only {count} stars to scale on ({cfg['min_stars']} needed)"
+    elif not transparency >= cfg["min_transparency"]:
+        verdict["reason"] = (
+            f"heavy cloud: transparency {transparency:.2f} of the reference "
+            f"(min {cfg['min_transparency']:g})"
+        )
+    else:  # inverse variance of the frame once scaled
+        verdict.update(used=True, weight=1.0 / (noise * scale) ** 2)
+    return verdict

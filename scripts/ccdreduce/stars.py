@@ -38,6 +38,18 @@ def background(data, max_samples=1_000_000, iterations=3):
     return Background(float(level), float(noise))
 
 
+def sky_model(data, method, level, box=64):
+    """The sky to subtract: the frame's median ``level`` (method 'median'),
+    or a photutils Background2D map of ``box``-pixel cells ('background2d')
+    for gradients. Returns (sky, its median level)."""
+    if method == "background2d":
+        from photutils.background import Background2D
+
+        sky = Background2D(data, box, filter_size=3).background
+        return sky, float(np.median(sky))
+    return float(level), float(level)
+
+
 def _stamps(image, xs, ys, radius):
     """(n, 2r+1, 2r+1) cut-outs centred on integer pixels (xs, ys)."""
     offsets = np.arange(-radius, radius + 1)
