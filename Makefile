@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test lint format report clean
+.PHONY: demo test lint format report cluster clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+$(VENV)/.installed-dev: requirements-dev.txt requirements-slurm.txt $(VENV)/.installed
 	$(BIN)/python -m pip install -r requirements-dev.txt
 	touch $@
 
@@ -25,6 +25,14 @@ demo/raw: | $(VENV)/.installed
 
 demo: $(VENV)/.installed demo/raw
 	$(BIN)/snakemake --cores $(CORES)
+
+$(VENV)/.installed-slurm: requirements-slurm.txt $(VENV)/.installed
+	$(BIN)/python -m pip install -r requirements-slurm.txt
+	touch $@
+
+# the workflow on a SLURM cluster: set partition/account in profiles/slurm first
+cluster: $(VENV)/.installed-slurm
+	$(BIN)/snakemake --profile profiles/slurm
 
 report: demo
 	$(BIN)/snakemake --report report.html

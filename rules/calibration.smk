@@ -1,20 +1,25 @@
-# Masters per night, then every science frame calibrated with the masters
-# the plan (rules/common.smk) chose for it.
+# Masters per night (with their previews), then each night's science frames
+# calibrated with the masters the plan (rules/common.smk) chose for each, and
+# their stars catalogued.
 
 
 rule master_bias:
     input:
         unpack(master_input("bias")),
-        code=code("make_master.py"),
     output:
-        f"{RESULTS}/calib/{{night}}/bias.fits",
+        master=f"{RESULTS}/calib/{{night}}/bias.fits",
+        preview=master_preview("bias"),
     log:
         f"{RESULTS}/logs/calib/{{night}}/bias.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/bias.tsv"
     conda:
         "../envs/reduce.yaml"
+    resources:
+        mem_mb=job_memory("master", "bias"),
+        runtime=job_runtime("master", "bias"),
     params:
+        code=code("make_master.py"),
         kind="bias",
         settings=MASTER_SETTINGS,
         frames=master_frames("bias"),
@@ -26,16 +31,20 @@ rule master_bias:
 rule master_dark:
     input:
         unpack(master_input("dark")),
-        code=code("make_master.py"),
     output:
-        f"{RESULTS}/calib/{{night}}/dark_{{exposure}}s.fits",
+        master=f"{RESULTS}/calib/{{night}}/dark_{{exposure}}s.fits",
+        preview=master_preview("dark_{exposure}s"),
     log:
         f"{RESULTS}/logs/calib/{{night}}/dark_{{exposure}}s.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/dark_{{exposure}}s.tsv"
     conda:
         "../envs/reduce.yaml"
+    resources:
+        mem_mb=job_memory("master", "dark"),
+        runtime=job_runtime("master", "dark"),
     params:
+        code=code("make_master.py"),
         kind="dark",
         settings=MASTER_SETTINGS,
         frames=master_frames("dark"),
@@ -47,16 +56,20 @@ rule master_dark:
 rule master_flat:
     input:
         unpack(master_input("flat")),
-        code=code("make_master.py"),
     output:
-        f"{RESULTS}/calib/{{night}}/flat_{{filter}}.fits",
+        master=f"{RESULTS}/calib/{{night}}/flat_{{filter}}.fits",
+        preview=master_preview("flat_{filter}"),
     log:
         f"{RESULTS}/logs/calib/{{night}}/flat_{{filter}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/flat_{{filter}}.tsv"
     conda:
         "../envs/reduce.yaml"
+    resources:
+        mem_mb=job_memory("master", "flat"),
+        runtime=job_runtime("master", "flat"),
     params:
+        code=code("make_master.py"),
         kind="flat",
         settings=MASTER_SETTINGS,
         frames=master_frames("flat"),
@@ -65,52 +78,34 @@ rule master_flat:
         "../scripts/make_master.py"
 
 
-rule master_preview:
-    input:
-        f"{RESULTS}/calib/{{night}}/{{master}}.fits",
-        code=code("preview.py"),
-    output:
-        report(
-            f"{RESULTS}/calib/{{night}}/{{master}}.png",
-            category="Masters",
-            subcategory="{night}",
-            labels={"night": "{night}", "master": "{master}"},
-        ),
-    log:
-        f"{RESULTS}/logs/calib/{{night}}/{{master}}_preview.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/calib/{{night}}/{{master}}_preview.tsv"
-    wildcard_constraints:
-        master=r"bias|dark_[0-9.e+-]+s|flat_[A-Za-z0-9._-]+",
-    conda:
-        "../envs/reduce.yaml"
-    script:
-        "../scripts/preview.py"
-
-
 rule calibrate:
     input:
         unpack(calibrate_input),
-        code=code("calibrate_frame.py"),
     output:
-        f"{RESULTS}/calibrated/{{night}}/{{stem}}.fits",
+        calibrated=directory(f"{RESULTS}/calibrated/{{night}}"),
+        catalogs=directory(f"{RESULTS}/catalogs/{{night}}"),
     log:
-        f"{RESULTS}/logs/calibrated/{{night}}/{{stem}}.log",
+        f"{RESULTS}/logs/calibrated/{{night}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/calibrated/{{night}}/{{stem}}.tsv"
+        f"{RESULTS}/benchmarks/calibrated/{{night}}.tsv"
     conda:
         "../envs/reduce.yaml"
+    threads: 2
+    resources:
+        mem_mb=job_memory("calibrate"),
+        runtime=job_runtime("calibrate"),
     params:
-        frame=calibrate_params,
+        code=code("calibrate_night.py"),
+        frames=calibrate_params,
         settings=PIXEL_SETTINGS,
+        detect_sigma=STACKING["registration"]["detect_sigma"],
     script:
-        "../scripts/calibrate_frame.py"
+        "../scripts/calibrate_night.py"
 
 
 rule frame_table:
     input:
-        night_files,
-        code=code("frame_table.py"),
+        night_products,
     output:
         report(
             f"{RESULTS}/calib/{{night}}/frames.ecsv",
@@ -124,6 +119,7 @@ rule frame_table:
     conda:
         "../envs/reduce.yaml"
     params:
+        code=code("frame_table.py"),
         rows=night_table,
     script:
         "../scripts/frame_table.py"

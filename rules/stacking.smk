@@ -1,31 +1,11 @@
-# Stacks: stars found in every calibrated frame, a reference chosen per stack,
-# frames registered onto it and sky-subtracted, scale factors measured, and
-# the frames combined with each configured method.
-
-
-rule star_catalog:
-    input:
-        f"{RESULTS}/calibrated/{{night}}/{{stem}}.fits",
-        code=code("star_catalog.py"),
-    output:
-        f"{RESULTS}/catalogs/{{night}}/{{stem}}.ecsv",
-    log:
-        f"{RESULTS}/logs/catalogs/{{night}}/{{stem}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/catalogs/{{night}}/{{stem}}.tsv"
-    conda:
-        "../envs/reduce.yaml"
-    params:
-        frame=lambda wc: f"{wc.night}/{wc.stem}",
-        detect_sigma=STACKING["registration"]["detect_sigma"],
-    script:
-        "../scripts/star_catalog.py"
+# Stacks: a reference chosen per stack from the calibrated frames' star
+# catalogues, each night's frames registered onto it and sky-subtracted,
+# scale factors measured, and the frames combined with each configured method.
 
 
 rule choose_reference:
     input:
-        catalogs=group_files("{results}/catalogs/{night}/{stem}.ecsv"),
-        code=code("choose_reference.py"),
+        catalogs=stack_night_dirs("catalogs"),
     output:
         f"{RESULTS}/stacks/{{group}}/reference.json",
     log:
@@ -35,7 +15,8 @@ rule choose_reference:
     conda:
         "../envs/reduce.yaml"
     params:
-        frames=lambda wc: [stacking.frame_id(f) for f in group_frames(wc)],
+        code=code("choose_reference.py"),
+        frames=group_frame_info,
         calibrated=group_calibrated,
         pinned=lambda wc: pinned_reference(wc.group),
     script:
@@ -44,28 +25,35 @@ rule choose_reference:
 
 rule register:
     input:
-        calibrated=f"{RESULTS}/calibrated/{{night}}/{{stem}}.fits",
-        catalog=f"{RESULTS}/catalogs/{{night}}/{{stem}}.ecsv",
+        calibrated=f"{RESULTS}/calibrated/{{night}}",
+        catalogs=f"{RESULTS}/catalogs/{{night}}",
         # ancient: a stack's reference file is rewritten when nights are
         # added, but the reference itself stays, so registered frames stay
-        reference=lambda wc: ancient(reference_of_frame(wc)),
-        code=code("register_frame.py"),
+        reference=ancient(f"{RESULTS}/stacks/{{group}}/reference.json"),
     output:
-        f"{RESULTS}/registered/{{night}}/{{stem}}.fits",
+        directory(f"{RESULTS}/registered/{{night}}/{{group}}"),
     log:
-        f"{RESULTS}/logs/registered/{{night}}/{{stem}}.log",
+        f"{RESULTS}/logs/registered/{{night}}/{{group}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/registered/{{night}}/{{stem}}.tsv"
+        f"{RESULTS}/benchmarks/registered/{{night}}/{{group}}.tsv"
     conda:
         "../envs/reduce.yaml"
+    resources:
+        mem_mb=job_memory("register"),
+        runtime=job_runtime("register"),
     params:
-        frame=lambda wc: f"{wc.night}/{wc.stem}",
-        pinned=lambda wc: pinned_reference(STACK_OF[(wc.night, wc.stem)]) or "auto",
-        resample=STACKING["registration"]["resample"],
-        max_shift=STACKING["registration"]["max_shift"],
-        min_matches=STACKING["registration"]["min_matches"],
-        sky=STACKING["sky"],
-        background_box=STACKING["background_box"],
+        code=code("register_frame.py"),
+        group=lambda wc: wc.group,
+        frames=night_group_info,
+        # not read by the script: pinning another reference reruns the job
+        pinned=lambda wc: pinned_reference(wc.group) or "auto",
+        settings={
+            "resample": STACKING["registration"]["resample"],
+            "max_shift": STACKING["registration"]["max_shift"],
+            "min_matches": STACKING["registration"]["min_matches"],
+            "sky": STACKING["sky"],
+            "background_box": STACKING["background_box"],
+        },
     script:
         "../scripts/register_frame.py"
 
@@ -73,9 +61,8 @@ rule register:
 rule scale_frames:
     input:
         reference=f"{RESULTS}/stacks/{{group}}/reference.json",
-        registered=group_files("{results}/registered/{night}/{stem}.fits"),
-        catalogs=group_files("{results}/catalogs/{night}/{stem}.ecsv"),
-        code=code("scale_frames.py"),
+        registered=registered_dirs,
+        catalogs=stack_night_dirs("catalogs"),
     output:
         table=report(
             f"{RESULTS}/stacks/{{group}}/frames.ecsv",
@@ -95,7 +82,11 @@ rule scale_frames:
         f"{RESULTS}/benchmarks/stacks/{{group}}/frames.tsv"
     conda:
         "../envs/reduce.yaml"
+    resources:
+        mem_mb=job_memory("stack"),
+        runtime=job_runtime("stack"),
     params:
+        code=code("scale_frames.py"),
         group=lambda wc: wc.group,
         frames=group_frame_info,
         scaling=STACKING["scaling"],
@@ -106,8 +97,7 @@ rule scale_frames:
 rule combine_stack:
     input:
         table=f"{RESULTS}/stacks/{{group}}/frames.ecsv",
-        registered=group_files("{results}/registered/{night}/{stem}.fits"),
-        code=code("combine_stack.py"),
+        registered=registered_dirs,
     output:
         f"{RESULTS}/stacks/{{group}}/{{method}}.fits",
     log:
@@ -120,8 +110,11 @@ rule combine_stack:
         "../envs/reduce.yaml"
     threads: 2
     resources:
+        # the combine reads by row bands within stacking.memory_mb
         mem_mb=STACKING["memory_mb"] + 512,
+        runtime=job_runtime("stack"),
     params:
+        code=code("combine_stack.py"),
         group=lambda wc: wc.group,
         combine=lambda wc: STACKING["combine"][wc.method],
         memory_mb=STACKING["memory_mb"],
@@ -133,7 +126,6 @@ rule combine_stack:
 rule stack_preview:
     input:
         f"{RESULTS}/stacks/{{group}}/{{method}}.fits",
-        code=code("preview.py"),
     output:
         report(
             f"{RESULTS}/stacks/{{group}}/{{method}}.png",
@@ -149,6 +141,8 @@ rule stack_preview:
         method="|".join(STACKING["methods"]),
     conda:
         "../envs/reduce.yaml"
+    params:
+        code=code("preview.py"),
     script:
         "../scripts/preview.py"
 
@@ -160,8 +154,7 @@ rule stack_stats:
             f"{RESULTS}/stacks/{{{{group}}}}/{{method}}.fits",
             method=STACKING["methods"],
         ),
-        registered=group_files("{results}/registered/{night}/{stem}.fits"),
-        code=code("stack_stats.py"),
+        registered=registered_dirs,
     output:
         report(
             f"{RESULTS}/stacks/{{group}}/stats.ecsv",
@@ -176,6 +169,8 @@ rule stack_stats:
     conda:
         "../envs/reduce.yaml"
     params:
+        code=code("stack_stats.py"),
+        group=lambda wc: wc.group,
         methods=STACKING["methods"],
         registered=f"{RESULTS}/registered",
     script:

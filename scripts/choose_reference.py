@@ -14,8 +14,9 @@ from ccdreduce import catalog, runlog, stacking
 
 log = runlog.start(snakemake)
 rows, catalogs = [], {}
-for path, frame_id in zip(snakemake.input.catalogs, snakemake.params.frames, strict=True):
-    stars, meta = catalog.read(path)
+for frame in snakemake.params.frames:
+    frame_id = frame["id"]
+    stars, meta = catalog.read(frame["catalog"])
     catalogs[frame_id] = (stars, meta)
     top = np.sort(stars["flux"])[::-1][:20]
     rows.append(

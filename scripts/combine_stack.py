@@ -5,7 +5,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from ccdreduce import provenance, runlog
+from ccdreduce import provenance, runlog, stacking
 from ccdreduce.combine import combine_files
 from ccdreduce.fitsfile import write_image
 
@@ -13,12 +13,16 @@ log = runlog.start(snakemake)
 settings = dict(snakemake.params.combine)
 table = Table.read(snakemake.input.table, format="ascii.ecsv")
 used = table[np.asarray(table["used"], dtype=bool)]
-paths = [f"{snakemake.params.registered}/{row['night']}/{row['stem']}.fits" for row in used]
+group = snakemake.params.group
+paths = [
+    stacking.registered_path(snakemake.params.registered, group, f"{row['night']}/{row['stem']}")
+    for row in used
+]
 method = settings.pop("method")
 weighted = settings.pop("weights", False)
 log.info(
     "%s: %s of %d frames, %s, memory cap %d MB",
-    snakemake.params.group,
+    group,
     method,
     len(paths),
     settings,
@@ -40,7 +44,7 @@ image, coverage = combine_files(
     progress=progress,
     **settings,
 )
-reference = f"{snakemake.params.registered}/{table.meta['reference']}.fits"
+reference = stacking.registered_path(snakemake.params.registered, group, table.meta["reference"])
 header = fits.getheader(reference)
 for key in (
     "DX",

@@ -31,11 +31,9 @@ log.info(
 )
 
 rows, fluxes = [], {}
-for path, cat_path, info in zip(
-    snakemake.input.registered, snakemake.input.catalogs, params.frames, strict=True
-):
-    _, meta = catalog.read(cat_path)
-    with fits.open(path, memmap=True) as hdul:
+for info in params.frames:
+    _, meta = catalog.read(info["catalog"])
+    with fits.open(info["registered"], memmap=True) as hdul:
         header = hdul[0].header
         row = {
             "night": info["night"],

@@ -34,7 +34,9 @@ def source_free(image):
 
 rows = []
 reference_sums = None
-reference = f"{snakemake.params.registered}/{frames.meta['reference']}.fits"
+reference = stacking.registered_path(
+    snakemake.params.registered, snakemake.params.group, frames.meta["reference"]
+)
 for name, path in [("reference", reference)] + list(
     zip(snakemake.params.methods, snakemake.input.stacks, strict=True)
 ):

@@ -77,3 +77,43 @@ def write_night(
                 OBJECT="M 67",
             )
     return folder
+
+
+# --- small simulated nights that run through the whole workflow quickly ---
+
+SMALL_CAMERA_SIZE = 192
+
+
+def small_night(name, start, pointing):
+    """A night of a 192x192 camera: 3 bias, 3 darks, 3 R flats, 3 R lights."""
+    from ccdreduce.simulate import NightSpec
+
+    return NightSpec(
+        name,
+        "maxim",
+        start,
+        pointing,
+        n_bias=3,
+        darks={30.0: 3},
+        flats={"R": (2.0, 3)},
+        lights={("R", 30.0): 3},
+    )
+
+
+def small_tree(folder, nights=(("2025-03-01", (0.0, 0.0)), ("2025-03-02", (12.0, -8.0)))):
+    """Simulated small nights under folder/raw; returns (sky, raw, results,
+    the --config arguments)."""
+    from ccdreduce.simulate import Camera, Sky, simulate_night
+
+    camera = Camera(ny=SMALL_CAMERA_SIZE, nx=SMALL_CAMERA_SIZE, overscan=8)
+    sky = Sky(camera, seed=7)
+    raw, results = Path(folder) / "raw", Path(folder) / "results"
+    for name, pointing in nights:
+        simulate_night(sky, small_night(name, f"{name}T20:00:00", pointing), raw)
+    config = [
+        "--config",
+        f"raw_dir={raw}",
+        f"results_dir={results}",
+        f"trim_section=[1:{camera.nx},1:{camera.ny}]",
+    ]
+    return sky, raw, results, config

@@ -9,23 +9,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from conftest import run_snakemake
+from helpers import small_night, small_tree
 
-from ccdreduce.simulate import Camera, NightSpec, Sky, simulate_night
-
-CAMERA = Camera(ny=192, nx=192, overscan=8)
-
-
-def spec(name, start, pointing):
-    return NightSpec(
-        name,
-        "maxim",
-        start,
-        pointing,
-        n_bias=3,
-        darks={30.0: 3},
-        flats={"R": (2.0, 3)},
-        lights={("R", 30.0): 3},
-    )
+from ccdreduce.simulate import simulate_night
 
 
 def planned(result):
@@ -41,19 +27,7 @@ def planned(result):
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     folder = tmp_path_factory.mktemp("incremental")
-    sky = Sky(CAMERA, seed=7)
-    raw, results = folder / "raw", folder / "results"
-    for night in (
-        spec("2025-03-01", "2025-03-01T20:00:00", (0.0, 0.0)),
-        spec("2025-03-02", "2025-03-02T20:00:00", (12.0, -8.0)),
-    ):
-        simulate_night(sky, night, raw)
-    config = [
-        "--config",
-        f"raw_dir={raw}",
-        f"results_dir={results}",
-        f"trim_section=[1:{CAMERA.nx},1:{CAMERA.ny}]",
-    ]
+    sky, raw, results, config = small_tree(folder)
     run_snakemake(*config)
     return {"sky": sky, "raw": raw, "results": results, "config": config, "folder": folder}
 
@@ -76,14 +50,14 @@ def test_1_a_finished_tree_has_nothing_to_do(tree):
 def test_2_a_new_night_runs_only_its_own_jobs_and_the_stacks(tree):
     before = (tree["results"] / "stacks" / "NGC_2362" / "R" / "reference.lock").read_text()
     simulate_night(
-        tree["sky"], spec("2025-03-03", "2025-03-03T20:00:00", (-10.0, 6.0)), tree["raw"]
+        tree["sky"], small_night("2025-03-03", "2025-03-03T20:00:00", (-10.0, 6.0)), tree["raw"]
     )
     outputs = dry(tree)
-    old = [p for p in outputs if "/2025-03-01/" in p or "/2025-03-02/" in p]
+    old = [p for p in outputs if re.search(r"/2025-03-0[12](/|$)", p)]
     assert old == []
-    new = [p for p in outputs if "/2025-03-03/" in p]
-    assert any("/calibrated/2025-03-03/" in p for p in new)
-    assert any("/registered/2025-03-03/" in p for p in new)
+    new = [p for p in outputs if re.search(r"/2025-03-03(/|$)", p)]
+    assert f"{tree['results']}/calibrated/2025-03-03" in new
+    assert f"{tree['results']}/registered/2025-03-03/NGC_2362/R" in new
     assert {p.rsplit("/", 1)[1] for p in outputs if "/stacks/" in p} >= {
         "average.fits",
         "median.fits",
@@ -99,17 +73,27 @@ def test_2_a_new_night_runs_only_its_own_jobs_and_the_stacks(tree):
 
 def test_3_a_replaced_raw_frame_reruns_only_what_depends_on_it(tree):
     path = next((tree["raw"] / "2025-03-01").rglob("light_R_30s_*"))
-    stem = path.name.split(".")[0]
     with fits.open(path) as hdul:
         data, header = hdul[0].data.astype(np.int32) + 5, hdul[0].header
     path.unlink()
     fits.PrimaryHDU(np.clip(data, 0, 65535).astype(np.uint16), header=header).writeto(path)
     os.utime(path)
     outputs = dry(tree)
-    per_frame = [p for p in outputs if re.search(r"/(calibrated|catalogs|registered)/", p)]
-    assert sorted(p.rsplit("/", 1)[1].split(".")[0] for p in per_frame) == [stem] * 3
+    # --summary says the same per output file: stale (update pending) or not
+    summary = run_snakemake("--summary", *tree["config"]).stdout
+    plan = {line.split("\t")[0]: line.split("\t")[-1] for line in summary.splitlines()[1:]}
+    assert plan[f"{tree['results']}/calibrated/2025-03-01"] == "update pending"
+    assert plan[f"{tree['results']}/calibrated/2025-03-02"] == "no update"
+    # calibration runs per night: that night's folders, nothing else
+    assert sorted(p for p in outputs if re.search(r"/(calibrated|catalogs)/", p)) == [
+        f"{tree['results']}/{kind}/2025-03-01" for kind in ("calibrated", "catalogs")
+    ]
+    # registration runs per night and stack: that night's folder of the stack
+    assert [p for p in outputs if "/registered/" in p] == [
+        f"{tree['results']}/registered/2025-03-01/NGC_2362/R"
+    ]
     assert not any("/calib/2025-03-01/" in p and p.endswith(".fits") for p in outputs)
-    assert not any("/2025-03-02/" in p or "/2025-03-03/" in p for p in outputs)
+    assert not any(re.search(r"/2025-03-0[23](/|$)", p) for p in outputs)
     run_snakemake(*tree["config"])
 
 
@@ -136,13 +120,13 @@ def test_4_a_flat_parameter_reruns_the_flats_and_what_they_calibrate(tree):
     )
     assert sum(p.endswith("/flat_R.fits") for p in outputs) == 3
     assert not any(p.endswith(("/bias.fits", "s.fits")) and "/calib/" in p for p in outputs)
-    assert sum("/calibrated/" in p for p in outputs) == 9
+    assert sum("/calibrated/" in p for p in outputs) == 3  # one job per night
 
 
 def test_4_min_flat_reruns_calibrated_frames_but_not_masters(tree):
     outputs = dry_with(tree, "min_flat", "calibration:\n  min_flat: 0.1\n")
     assert not any("/calib/" in p and p.endswith(".fits") for p in outputs)
-    assert sum("/calibrated/" in p for p in outputs) == 9
+    assert sum("/calibrated/" in p for p in outputs) == 3  # one job per night
 
 
 def test_6_editing_a_science_module_reruns_the_rules_that_use_it(tree):
@@ -155,7 +139,12 @@ def test_6_editing_a_science_module_reruns_the_rules_that_use_it(tree):
         outputs = dry(tree)
     finally:
         module.write_text(original)
-    assert outputs and all(re.search(r"/(catalogs|registered|stacks)/", p) for p in outputs), (
-        outputs
-    )
+    # stars.py runs in the calibrate job (the catalogue), so calibrated frames,
+    # registration, stacks and the nights' tables rerun; the masters do not use it
+    assert any("/catalogs/" in p for p in outputs)
+    assert all(
+        re.search(r"/(calibrated|catalogs|registered|stacks)/", p) or p.endswith("/frames.ecsv")
+        for p in outputs
+    ), outputs
+    assert not any("/calib/" in p and p.endswith((".fits", ".png")) for p in outputs)
     assert dry(tree) == []  # back to the original: nothing to do

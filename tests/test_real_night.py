@@ -139,7 +139,9 @@ def test_real_sn2022yid_frames_register_and_stack(real_run):
         assert abs(np.median(x - seen["x"]) - row["dx_measured"]) < 0.1
         assert abs(np.median(y - seen["y"]) - row["dy_measured"]) < 0.1
     stack = fits.getdata(folder / "average.fits").astype(np.float32)
-    one = fits.getdata(results / "registered" / NIGHT / f"{table['stem'][0]}.fits")
+    one = fits.getdata(
+        results / "registered" / NIGHT / "SN2022yid" / "R" / f"{table['stem'][0]}.fits"
+    )
     assert background(stack).noise < background(one).noise / 3  # 20 frames: ~1/sqrt(20)
     # This night drifts ~1.3 px under an 8.5 px FWHM, which would widen an
     # unregistered average by ~0.5 %: registered, the stack is no blurrier.

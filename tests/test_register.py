@@ -59,3 +59,58 @@ def test_subpixel_shift_moves_the_centroid():
     cy = (moved[good] * yy[good]).sum() / total
     assert abs(cx - 20.35) < 0.01 and abs(cy - 19.4) < 0.01
     assert np.isnan(moved[:, 0]).all() is np.False_ or np.isnan(moved).any()
+
+
+def test_a_frame_goes_onto_the_reference_grid_with_its_cards_or_its_reason():
+    from astropy.io import fits
+
+    from ccdreduce.register import onto_reference
+
+    settings = {
+        "resample": "integer",
+        "max_shift": 0.3,
+        "min_matches": 5,
+        "sky": "median",
+        "background_box": 64,
+    }
+    ny = nx = 128
+    yy, xx = np.mgrid[:ny, :nx]
+    rng = np.random.default_rng(3)
+    ref_xy = rng.uniform(20, 108, (25, 2))
+
+    def image(offset):  # stars at ref_xy - offset on a sky of 100 ADU
+        data = np.full((ny, nx), 100.0, dtype=np.float32)
+        for x, y in ref_xy - offset:
+            data += 500 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4.5)
+        return data
+
+    as_lists = {"x": ref_xy[:, 0], "y": ref_xy[:, 1]}
+    reference = {"reference": "n1/ref", "stars": as_lists}
+    stars = {"x": ref_xy[:, 0] - 7.0, "y": ref_xy[:, 1] + 3.0}
+    header = fits.Header()
+    moved, _, message, ok = onto_reference(
+        image((7.0, -3.0)), header, None, stars, {"sky": 100.0}, reference, "n1/f2", settings
+    )
+    assert ok and "applied (+7, -3)" in message
+    assert header["DX"] == 7 and header["DY"] == -3 and header["REGSTAT"] == "ok"
+    np.testing.assert_allclose(
+        moved[10:-10, 10:-10], image((0, 0))[10:-10, 10:-10] - 100, atol=1e-3
+    )
+    assert np.isnan(moved[:, :7]).all()  # uncovered columns
+
+    header = fits.Header()
+    blank, _, reason, ok = onto_reference(
+        image((0, 0)),
+        header,
+        None,
+        {"x": [], "y": []},
+        {"sky": 100.0},
+        reference,
+        "n1/f3",
+        settings,
+    )
+    assert not ok and np.isnan(blank).all()
+    assert (
+        header["REGSTAT"] == "failed" and header["REGNOTE"] == reason and "too few stars" in reason
+    )
+    assert "DX" not in header

@@ -22,6 +22,7 @@ def stack(request, demo_run, truth):
         "table": table,
         "reference": truth.frames_of(night=night, stem=stem)[0],
         "filter": request.param,
+        "group": f"NGC_2362/{request.param}",
     }
 
 
@@ -167,7 +168,11 @@ def test_background_noise_of_the_average_is_the_ideal_one_over_sqrt_n(stack, dem
         mad_std(
             row["scale"]
             * fits.getdata(
-                demo_run["results"] / "registered" / row["night"] / f"{row['stem']}.fits"
+                stacking.registered_path(
+                    demo_run["results"] / "registered",
+                    stack["group"],
+                    f"{row['night']}/{row['stem']}",
+                )
             )[sky]
         )
         for row in table

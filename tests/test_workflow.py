@@ -2,6 +2,8 @@
 leaves in results/, and what it says about bad input."""
 
 import re
+import shutil
+import subprocess
 from collections import Counter
 
 import numpy as np
@@ -29,11 +31,10 @@ def test_dry_run_lists_every_job_before_anything_runs(demo_run, truth):
         "master_bias": len(nights_with_bias),
         "master_dark": len(darks),
         "master_flat": len(flats),
-        "master_preview": len(nights_with_bias) + len(darks) + len(flats),
-        "calibrate": len(lights),
+        "calibrate": len({f["night"] for f in lights}),  # one job per night
         "frame_table": len(truth.data["nights"]),
-        "star_catalog": len(lights),
-        "register": len(lights),
+        # one register job per night of each stack
+        "register": len({(f["night"], f["filter"]) for f in lights}),
         "choose_reference": len(stacks),
         "scale_frames": len(stacks),
         "combine_stack": len(stacks) * methods,
@@ -43,8 +44,10 @@ def test_dry_run_lists_every_job_before_anything_runs(demo_run, truth):
     }
     counts = job_counts(demo_run["dry_run"])
     assert counts == expected | {"total": sum(expected.values())}
-    for record in lights:
-        assert f"calibrated/{record['night']}/{record['stem']}.fits" in demo_run["dry_run"]
+    for record in lights:  # each raw frame is an input of its night's calibrate job
+        assert f"{record['night']}/" in record["file"] and record["file"] in demo_run["dry_run"]
+        calibrated = demo_run["results"] / "calibrated" / record["night"] / f"{record['stem']}.fits"
+        assert calibrated.exists()
 
 
 def test_a_finished_run_has_nothing_left_to_do(demo_run):
@@ -159,7 +162,7 @@ def test_bad_frames_are_excluded_with_their_reason_and_the_rest_goes_on(tmp_path
     assert rows["log.txt"]["status"] == "ignored"
     used = [name for name, row in rows.items() if row["status"] == "used"]
     assert len(used) == 3 + 3 + 3 + 3  # bias, darks, flats, lights
-    assert sorted(p.name for p in (results / "calibrated" / "2025-03-01").iterdir()) == [
+    assert sorted(p.name for p in (results / "calibrated" / "2025-03-01").glob("*.fits")) == [
         "light_R_30s_0.fits",
         "light_R_30s_1.fits",
         "light_R_30s_2.fits",
@@ -230,3 +233,28 @@ def test_trim_section_from_the_command_line_and_a_section_too_large(tmp_path):
     log = (tmp_path / "r2" / "logs" / "calib" / "2025-03-01" / "bias.log").read_text()
     assert "trim_section section [1:4096,1:4096] does not fit in a frame of 48x40" in log
     assert "Fix: set trim_section" in log
+
+
+def test_the_rule_graph_names_every_rule_in_graphviz_form(demo_run):
+    graph = run_snakemake("--rulegraph", *demo_run["config"]).stdout
+    assert graph.lstrip().startswith("digraph")
+    rules = set(re.findall(r'label = "(\w+)"', graph))
+    assert rules == set(job_counts(demo_run["dry_run"])) - {"total"}
+    if shutil.which("dot"):  # graphviz renders it (apt-get install graphviz)
+        png = subprocess.run(["dot", "-Tpng"], input=graph.encode(), capture_output=True)
+        assert png.returncode == 0 and png.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_collects_every_stack_night_and_preview(demo_run, truth, tmp_path):
+    report = tmp_path / "report.html"
+    run_snakemake("--report", report, *demo_run["config"])
+    html = report.read_text(errors="replace")
+    stacks = {f"NGC_2362/{f['filter']}" for f in truth.frames if f["kind"] == "light"}
+    assert stacks == {"NGC_2362/R", "NGC_2362/V"}
+    for stack in stacks:
+        assert stack in html
+        for name in ("average.png", "median.png", "minmax.png", "sigclip.png", "frames.ecsv"):
+            assert f"stacks/{stack}/{name}" in html, (stack, name)
+    for night in truth.data["nights"]:
+        assert f"calib/{night['name']}/frames.ecsv" in html
+    assert html.count("Masters") and "flat_R.png" in html and "bias.png" in html

@@ -3,7 +3,27 @@ read back by the reference choice, the registration and the scaling."""
 
 import numpy as np
 
+from .fitsfile import MASK_SATURATED
+from .stars import detect, median_fwhm
+
 COLUMNS = ("x", "y", "flux", "peak", "fwhm", "saturated")
+
+
+def measure(data, header, mask, frame_id, detect_sigma):
+    """The stars of one calibrated frame and the frame's summary (exposure,
+    sky, noise, FWHM): (stars, meta) as ``write`` stores them."""
+    saturated = None if mask is None else (mask & MASK_SATURATED) > 0
+    stars, sky = detect(data, saturated, threshold=detect_sigma)
+    meta = {
+        "frame": frame_id,
+        "exposure": float(header.get("EXPTIME", header.get("EXPOSURE", float("nan")))),
+        "sky": sky.level,
+        "noise": sky.noise,
+        "fwhm": median_fwhm(stars),
+        "n_stars": len(stars["x"]),
+        "shape": list(data.shape),
+    }
+    return stars, meta
 
 
 def write(path, stars, meta):

@@ -2,11 +2,15 @@
 rerun the rule when one of them changes.
 
 Snakemake tracks a `script:` file's own code but not the modules it imports;
-rules therefore list these files as inputs (`code=`), found here by reading
-the imports, transitively, with no module executed.
+rules therefore carry a fingerprint of those modules as a parameter
+(`params.code`), and Snakemake's params trigger reruns them when it changes.
+The modules are found by reading the imports, transitively, with no module
+executed. (A parameter, not input files: ten more inputs per job cost a dry
+run of a large archive several seconds.)
 """
 
 import ast
+import hashlib
 from functools import cache
 from pathlib import Path
 
@@ -43,3 +47,12 @@ def modules_of(script):
             seen.add(name)
             todo.extend(_imports(PACKAGE / f"{name}.py"))
     return tuple(sorted(str(PACKAGE / f"{name}.py") for name in seen))
+
+
+@cache
+def fingerprint(script):
+    """A short hash of the package modules ``script`` runs (names and text)."""
+    digest = hashlib.sha256()
+    for path in modules_of(script):
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

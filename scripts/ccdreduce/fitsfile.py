@@ -108,6 +108,11 @@ def write_image(path, data, header, mask=None, extensions=None):
         hdus.append(fits.ImageHDU(mask.astype(np.uint8), header=mask_header, name="MASK"))
     for name, array in (extensions or {}).items():
         hdus.append(fits.ImageHDU(array, name=name))
+    # written beside the target, then renamed: a killed job never leaves a
+    # half-written FITS under the product's name. What a killed job did
+    # leave (its .tmp) goes now.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings():

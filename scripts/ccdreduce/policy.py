@@ -114,10 +114,22 @@ class Plan:
     nights: dict  # night -> Night (from the inventory)
 
     def masters_of(self, night):
-        return [m for ref, m in sorted(self.masters.items()) if ref.night == night]
+        return self._by_night()[0].get(night, [])
 
     def lights_of(self, night):
-        return [(f, r) for (n, _), (f, r) in sorted(self.lights.items()) if n == night]
+        return self._by_night()[1].get(night, [])
+
+    def _by_night(self):
+        """Masters and lights indexed by night once: input functions ask per
+        night, and a scan per call costs seconds on a 100-night archive."""
+        if getattr(self, "_index", None) is None:
+            masters, lights = {}, {}
+            for ref, master in sorted(self.masters.items()):
+                masters.setdefault(ref.night, []).append(master)
+            for (night, _), pair in sorted(self.lights.items()):
+                lights.setdefault(night, []).append(pair)
+            self._index = (masters, lights)
+        return self._index
 
 
 def _exclude_odd_geometry(frames, what):

@@ -39,6 +39,17 @@ def frame_id(frame):
     return f"{frame.night}/{frame.stem}"
 
 
+def registered_dir(root, night, group):
+    """The folder one register job writes: a night's frames of one stack."""
+    return f"{root}/{night}/{group}"
+
+
+def registered_path(root, group, frame):
+    """A registered frame, from its id '<night>/<stem>'."""
+    night, stem = frame.split("/", 1)
+    return f"{registered_dir(root, night, group)}/{stem}.fits"
+
+
 # --- the reference frame ---------------------------------------------------
 
 
