@@ -157,14 +157,14 @@ def main():
     per_night, _ = timed(
         f"per-night target ({night}), up to date",
         folder,
-        ["-n", "--quiet", "rules", target],
+        [target, "-n", "--quiet", "rules"],
         args.reps,
     )
     new = write_night(folder / "raw", args.nights)
     timed(f"dry run, one new night ({new})", folder, ["-n", "--quiet", "rules"], args.reps)
     target = str(folder / "results" / "calib" / new / "frames.ecsv")
     timed(
-        "per-night target of the new night", folder, ["-n", "--quiet", "rules", target], args.reps
+        "per-night target of the new night", folder, [target, "-n", "--quiet", "rules"], args.reps
     )
     print(
         f"targets: up-to-date dry run {up_to_date:.1f} s (<= 15), "
