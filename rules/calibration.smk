@@ -99,6 +99,7 @@ rule calibrate:
         frames=calibrate_params,
         settings=PIXEL_SETTINGS,
         detect_sigma=STACKING["registration"]["detect_sigma"],
+        times=config["times"],
     script:
         "../scripts/calibrate_night.py"
 

@@ -159,6 +159,7 @@ def calibrate_params(wildcards):
             "stem": frame.stem,
             "path": frame.path,
             "raw": frame.relpath,
+            "exposure": frame.exposure,
             "recipe": recipe.as_dict(),
             "overrides": frame.overrides,
         }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ccdreduce import catalog, provenance, runlog
+from ccdreduce import catalog, provenance, runlog, times
 from ccdreduce.calibrate import Masters, Settings, calibrate_frame
 from ccdreduce.fitsfile import write_image
 
@@ -42,6 +42,16 @@ def calibrate(frame):
         result.header.add_history(f"{key} = {value!r} from header_overrides in config")
     result.header["BUNIT"] = ("adu", "flat-fielded counts")
     lines += [f"{frame['raw']}: {line}" for line in result.history]
+    # when the light was collected, on TT (and BJD_TDB where site and target are known)
+    cards, notes = times.frame_cards(
+        result.header,
+        frame["exposure"],
+        snakemake.params.times["date_obs_is"],
+        snakemake.params.times["site"],
+    )
+    for key, value in cards.items():
+        result.header[key] = value
+    lines += [f"{frame['raw']}: {note}" for note in notes]
     provenance.stamp(
         result.header,
         "calibrate",

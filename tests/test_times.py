@@ -1,0 +1,120 @@
+"""Times on named scales, against independent reference values."""
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.coordinates import EarthLocation, SkyCoord
+from astropy.io import fits
+from astropy.time import Time
+from conftest import REAL_NIGHT
+
+from ccdreduce import times
+
+
+def test_utc_to_tai_and_tt_julian_date():
+    t = times.parse_date_obs("2016-09-15T14:36:00")
+    assert t.tai.isot == "2016-09-15T14:36:36.000"
+    assert abs(t.tt.jd - 2457647.1091225) < 1e-7  # 9 ms
+
+
+def test_local_mean_sidereal_time_at_264_degrees():
+    t = Time(times.parse_date_obs("2016-09-15T14:36:00"), location=(264 * u.deg, 0 * u.deg))
+    lst = t.sidereal_time("mean")
+    assert abs(lst.hour - (7 + 51 / 60 + 56.77 / 3600)) * 3600 < 0.02  # seconds of time
+
+
+def test_an_exposure_across_the_2016_leap_second():
+    start = times.parse_date_obs("2016-12-31T23:59:59.5")
+    start, middle, end = times.exposure_span(start, 2.0)
+    assert middle.utc.iso == "2016-12-31 23:59:60.500"  # the leap second itself
+    assert end.utc.isot == "2017-01-01T00:00:00.500"  # 2 s later, one of them inserted
+    assert abs((end.tt - start.tt).sec - 2.0) < 1e-6
+    cards = times.time_cards(start, middle, end)
+    assert cards["TIMESYS"][0] == "TT"
+    # TAI-UTC is 37 s after the leap second, 36 s before; TT = TAI + 32.184 s
+    assert cards["DATE-AVG"][0] == middle.tt.isot == "2017-01-01T00:01:08.684"
+
+
+def test_mid_exposure_stamps_are_moved_to_the_start():
+    stamp = times.parse_date_obs("2025-03-01T20:00:30")
+    start, middle, end = times.exposure_span(stamp, 60.0, stamp_is="mid")
+    assert start.utc.isot == "2025-03-01T20:00:00.000" and abs((middle - stamp).sec) < 1e-6
+    assert end.utc.isot == "2025-03-01T20:01:00.000"
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2025-03-01T20:00:00Z", "2025-03-01T20:00:00.000"),
+        ("2025-03-01 20:00:00.25", "2025-03-01T20:00:00.250"),
+    ],
+)
+def test_trailing_z_and_a_space_for_t_are_read(value, expected):
+    assert times.parse_date_obs(value).utc.isot == expected
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (None, "no DATE-OBS"),
+        ("2025-03-01", "no time of day"),
+        ("01/03/2025 20:00", "not an ISO 8601"),
+        ("2025-13-01T20:00:00", "DATE-OBS = '2025-13-01T20:00:00'"),
+    ],
+)
+def test_unusable_dates_are_reported_with_a_fix(value, says):
+    with pytest.raises(times.TimeProblem, match=says):
+        times.parse_date_obs(value)
+
+
+def test_bjd_tdb_against_astropy_light_travel_time_computed_here():
+    site = EarthLocation.from_geodetic(-70.97 * u.deg, 41.988 * u.deg, 30 * u.m)
+    star = SkyCoord("02h30m36.1s", "+42d15m11.9s")
+    middle = times.parse_date_obs("2022-10-30T01:20:17")
+    cards, notes = times.sky_cards(middle, site, star)
+    t = Time("2022-10-30T01:20:17", scale="utc", location=site)
+    expected = (t.tdb + t.light_travel_time(star, kind="barycentric")).jd
+    assert abs(cards["BJD_TDB"][0] - expected) * 86400 < 1e-3  # under a millisecond
+    assert abs(cards["BJD_TDB"][0] - t.tdb.jd) * 86400 > 100  # the correction is real (~minutes)
+    assert notes == []  # 2022 is inside the bundled tables
+
+
+def test_header_site_and_target_in_maxim_style():
+    header = fits.Header()
+    header["SITELAT"], header["SITELONG"] = 41.988, -70.97
+    header["OBJCTRA"], header["OBJCTDEC"] = "02 30 36.1", "+42 15 11.9"
+    site, target = times.site_of(header), times.target_of(header)
+    assert abs(site.lat.deg - 41.988) < 1e-9 and abs(site.lon.deg + 70.97) < 1e-9
+    assert abs(target.ra.deg - 37.65042) < 1e-4 and abs(target.dec.deg - 42.25331) < 1e-4
+    assert times.site_of(fits.Header()) is None and times.target_of(fits.Header()) is None
+
+
+@pytest.mark.skipif(not REAL_NIGHT.exists(), reason="../shared/data not present")
+def test_the_real_night_gets_bjd_and_a_plausible_airmass():
+    path = next(p for p in sorted(REAL_NIGHT.rglob("SN2022yid*.fit")) if p.is_file())
+    header = fits.getheader(path)
+    start = times.parse_date_obs(header["DATE-OBS"])
+    _, middle, _ = times.exposure_span(start, header["EXPTIME"])
+    cards, _ = times.sky_cards(middle, times.site_of(header), times.target_of(header))
+    # MaxIm's JD is the UTC start: BJD_TDB of mid-exposure is later by the
+    # half exposure, TT-UTC (69.184 s) and the light travel time (< 8.5 min)
+    later = (cards["BJD_TDB"][0] - header["JD"]) * 86400
+    assert 60 + 69.184 - 500 < later < 60 + 69.184 + 500
+    assert 1.0 <= cards["AIRMASS"][0] < 2.0  # an evening target from Massachusetts
+    assert np.isfinite(cards["ALTITUDE"][0])
+
+
+def test_a_frame_without_a_usable_time_says_so_and_one_with_site_and_target_gets_all():
+    header = fits.Header()
+    header["DATE-OBS"] = "2022-10-30"
+    cards, notes = times.frame_cards(header, 120.0)
+    assert set(cards) == {"TIMENOTE"} and "no time of day" in notes[0]
+    header["DATE-OBS"] = "2022-10-30T01:19:17"
+    cards, notes = times.frame_cards(header, 120.0)
+    assert cards["DATE-AVG"][0] == "2022-10-30T01:21:26.184"  # +60 s, +69.184 s TT-UTC
+    assert "BJD_TDB" not in cards and "site and target unknown" in notes[0]
+    header["OBJCTRA"], header["OBJCTDEC"] = "02 30 36.1", "+42 15 11.9"
+    site = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
+    cards, notes = times.frame_cards(header, 120.0, site=site)
+    assert {"BJD_TDB", "AIRMASS", "LST", "MJD-AVG", "TIMESYS"} <= set(cards) and notes == []
+    assert not any(k in cards for k in ("JD", "MJD-OBS"))  # never a Julian date on UTC
