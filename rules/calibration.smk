@@ -90,7 +90,7 @@ rule calibrate:
         f"{RESULTS}/benchmarks/calibrated/{{night}}.tsv"
     conda:
         "../envs/reduce.yaml"
-    threads: 2
+    threads: CALIBRATE_THREADS
     resources:
         mem_mb=job_memory("calibrate"),
         runtime=job_runtime("calibrate"),

@@ -75,7 +75,6 @@ wildcard_constraints:
     night=r"[A-Za-z0-9._-]+",
     exposure=r"[0-9.e+-]+",
     filter=r"[A-Za-z0-9._-]+",
-    stem=r"[^/]+",
     group=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
 
 
@@ -192,74 +191,60 @@ def group_frames(wildcards):
     return STACKS[wildcards.group]
 
 
+def stack_nights(wildcards):
+    return sorted({f.night for f in group_frames(wildcards)})
+
+
 def stack_night_dirs(kind):
     """The per-night folders (calibrated, catalogs) holding a stack's frames."""
 
     def dirs(wildcards):
-        nights = sorted({f.night for f in group_frames(wildcards)})
-        return [f"{RESULTS}/{kind}/{night}" for night in nights]
+        return [f"{RESULTS}/{kind}/{night}" for night in stack_nights(wildcards)]
 
     return dirs
 
 
-def catalog_path(frame):
-    return f"{RESULTS}/catalogs/{frame.night}/{frame.stem}.ecsv"
+def registered_dirs(wildcards):
+    """The register jobs' folders of a stack: one per night."""
+    return [
+        stacking.registered_dir(f"{RESULTS}/registered", night, wildcards.group)
+        for night in stack_nights(wildcards)
+    ]
 
 
-def calibrated_path(frame):
-    return f"{RESULTS}/calibrated/{frame.night}/{frame.stem}.fits"
+def frame_info(frame, group):
+    """What the stacking scripts need of one frame: its id, raw file and the
+    paths of its calibrated, catalogue and registered files."""
+    frame_id = stacking.frame_id(frame)
+    return {
+        "id": frame_id,
+        "night": frame.night,
+        "stem": frame.stem,
+        "file": frame.relpath,
+        "calibrated": f"{RESULTS}/calibrated/{frame.night}/{frame.stem}.fits",
+        "catalog": f"{RESULTS}/catalogs/{frame.night}/{frame.stem}.ecsv",
+        "registered": stacking.registered_path(
+            f"{RESULTS}/registered", group, frame_id
+        ),
+    }
 
 
 def group_frame_info(wildcards):
-    return [
-        {
-            "id": stacking.frame_id(f),
-            "night": f.night,
-            "stem": f.stem,
-            "file": f.relpath,
-            "catalog": catalog_path(f),
-            "registered": stacking.registered_path(
-                f"{RESULTS}/registered", wildcards.group, stacking.frame_id(f)
-            ),
-        }
-        for f in group_frames(wildcards)
-    ]
-
-
-def registered_dirs(wildcards):
-    """The register jobs' folders of a stack: one per night."""
-    nights = sorted({f.night for f in group_frames(wildcards)})
-    return [
-        stacking.registered_dir(f"{RESULTS}/registered", night, wildcards.group)
-        for night in nights
-    ]
+    return [frame_info(f, wildcards.group) for f in group_frames(wildcards)]
 
 
 def night_group_info(wildcards):
-    """What the register job needs of each frame of one stack and night."""
-    return [
-        {
-            "id": stacking.frame_id(f),
-            "stem": f.stem,
-            "calibrated": calibrated_path(f),
-            "catalog": catalog_path(f),
-        }
-        for f in night_group_frames(wildcards)
+    """The frames of one stack taken in one night (a register job)."""
+    frames = [
+        frame_info(f, wildcards.group)
+        for f in group_frames(wildcards)
+        if f.night == wildcards.night
     ]
-
-
-def night_group_frames(wildcards):
-    """The frames of one stack taken in one night."""
-    frames = [f for f in group_frames(wildcards) if f.night == wildcards.night]
     if not frames:
         raise WorkflowError(
             f"stack {wildcards.group!r} has no frame from night {wildcards.night}"
         )
     return frames
-
-
-def group_calibrated(wildcards):
-    return {stacking.frame_id(f): calibrated_path(f) for f in group_frames(wildcards)}
 
 
 def pinned_reference(group):
@@ -276,49 +261,57 @@ def stack_targets(group):
 
 
 # Cluster resources that grow with the frames a job reads: (MB fixed, MB per
-# megapixel-frame, minutes fixed, minutes per megapixel-frame). Rough upper
-# estimates from the benchmarks (4k x 4k frames: ~0.2 s to calibrate, masters
-# combined in memory); on a cluster a retry (--retries) doubles them, and
-# --set-resources in the profile overrides them.
+# megapixel held in memory at once, minutes fixed, minutes per megapixel
+# processed). Rough upper estimates from the benchmarks (4k x 4k frames:
+# ~0.2 s to calibrate). Masters combine all their frames in memory; the
+# calibrate job holds one frame per thread; registration and the stack rules
+# one frame at a time (combine_stack has its own cap, stacking.memory_mb).
+# A retry (--retries) doubles them; --set-resources in a profile overrides.
 COSTS = {
     "master": (400, 12, 2, 0.02),
     "calibrate": (400, 40, 2, 0.1),
     "register": (400, 30, 2, 0.05),
     "stack": (400, 8, 5, 0.03),
 }
+CALIBRATE_THREADS = 2
 
 
 def _frames_of_job(wildcards, kind, master_kind):
+    """(frames held in memory at once, frames processed one after another)."""
     if kind == "master":
-        return _master(wildcards, master_kind).frames
-    if kind == "calibrate":  # frames calibrated in parallel by the threads
-        return [frame for frame, _ in _lights(wildcards)][:2]
+        frames = _master(wildcards, master_kind).frames
+        return frames, frames
+    if kind == "calibrate":
+        frames = [frame for frame, _ in _lights(wildcards)]
+        return frames[:CALIBRATE_THREADS], frames[::CALIBRATE_THREADS]
     if kind == "register":
-        return night_group_frames(wildcards)
-    return group_frames(wildcards)
+        frames = [f for f in group_frames(wildcards) if f.night == wildcards.night]
+    else:
+        frames = group_frames(wildcards)
+    return frames[:1], frames
 
 
-def _megapixel_frames(frames):
+def _megapixels(frames):
     ny, nx = frames[0].shape or (4096, 4096)
     return len(frames) * ny * nx / 1e6
 
 
 def job_memory(kind, master_kind=None):
-    fixed, per_frame, _, _ = COSTS[kind]
+    fixed, per_megapixel, _, _ = COSTS[kind]
 
     def mem_mb(wildcards, attempt):
-        frames = _frames_of_job(wildcards, kind, master_kind)
-        return int(attempt * (fixed + per_frame * _megapixel_frames(frames)))
+        held, _ = _frames_of_job(wildcards, kind, master_kind)
+        return int(attempt * (fixed + per_megapixel * _megapixels(held)))
 
     return mem_mb
 
 
 def job_runtime(kind, master_kind=None):
-    _, _, fixed, per_frame = COSTS[kind]
+    _, _, fixed, per_megapixel = COSTS[kind]
 
     def runtime(wildcards, attempt):
-        frames = _frames_of_job(wildcards, kind, master_kind)
-        return 1 + int(attempt * (fixed + per_frame * _megapixel_frames(frames)))
+        _, processed = _frames_of_job(wildcards, kind, master_kind)
+        return 1 + int(attempt * (fixed + per_megapixel * _megapixels(processed)))
 
     return runtime
 

@@ -17,7 +17,6 @@ rule choose_reference:
     params:
         code=code("choose_reference.py"),
         frames=group_frame_info,
-        calibrated=group_calibrated,
         pinned=lambda wc: pinned_reference(wc.group),
     script:
         "../scripts/choose_reference.py"
@@ -31,7 +30,9 @@ rule register:
         # added, but the reference itself stays, so registered frames stay
         reference=ancient(f"{RESULTS}/stacks/{{group}}/reference.json"),
     output:
-        directory(f"{RESULTS}/registered/{{night}}/{{group}}"),
+        directory(
+            stacking.registered_dir(f"{RESULTS}/registered", "{night}", "{group}")
+        ),
     log:
         f"{RESULTS}/logs/registered/{{night}}/{{group}}.log",
     benchmark:
@@ -42,7 +43,7 @@ rule register:
         mem_mb=job_memory("register"),
         runtime=job_runtime("register"),
     params:
-        code=code("register_frame.py"),
+        code=code("register_night.py"),
         group=lambda wc: wc.group,
         frames=night_group_info,
         # not read by the script: pinning another reference reruns the job
@@ -55,7 +56,7 @@ rule register:
             "background_box": STACKING["background_box"],
         },
     script:
-        "../scripts/register_frame.py"
+        "../scripts/register_night.py"
 
 
 rule scale_frames:

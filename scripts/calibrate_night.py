@@ -66,9 +66,9 @@ def calibrate(frame):
     # the catalogue is measured on the pixels exactly as written (float32)
     stars, meta = catalog.measure(
         np.asarray(result.data, dtype=np.float32),
-        result.header,
         result.mask,
         frame["id"],
+        frame["exposure"],
         snakemake.params.detect_sigma,
     )
     catalog.write(catalog_dir / f"{frame['stem']}.ecsv", stars, meta)
@@ -76,15 +76,19 @@ def calibrate(frame):
         f"{frame['raw']}: {meta['n_stars']} stars, FWHM {meta['fwhm']:.2f} px, "
         f"sky {meta['sky']:.1f} ADU, noise {meta['noise']:.2f} ADU"
     )
-    return lines, recipe["uncorrected"]
+    return lines
 
 
 with ThreadPoolExecutor(max_workers=snakemake.threads) as pool:
-    for done, (lines, uncorrected) in enumerate(pool.map(calibrate, frames), start=1):
+    for done, (frame, lines) in enumerate(
+        zip(frames, pool.map(calibrate, frames), strict=True), start=1
+    ):
         for line in lines:
             log.info(line)
-        if uncorrected:
-            log.warning("%s: left uncorrected: %s", lines[0].split(":")[0], ", ".join(uncorrected))
+        if frame["recipe"]["uncorrected"]:
+            log.warning(
+                "%s: left uncorrected: %s", frame["raw"], ", ".join(frame["recipe"]["uncorrected"])
+            )
         log.info("calibrated %d/%d", done, len(frames))
 log.info(
     "wrote %d frames to %s and their catalogues to %s", len(frames), calibrated_dir, catalog_dir

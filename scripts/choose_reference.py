@@ -17,7 +17,7 @@ rows, catalogs = [], {}
 for frame in snakemake.params.frames:
     frame_id = frame["id"]
     stars, meta = catalog.read(frame["catalog"])
-    catalogs[frame_id] = (stars, meta)
+    catalogs[frame_id] = (stars, meta, frame["calibrated"])
     top = np.sort(stars["flux"])[::-1][:20]
     rows.append(
         {
@@ -34,7 +34,7 @@ try:
     )
 except ValueError as exc:
     raise SystemExit(f"stack {snakemake.wildcards.group}: {exc}") from None
-stars, meta = catalogs[chosen]
+stars, meta, calibrated = catalogs[chosen]
 for rank, row in enumerate(stacking.quality_ranks(rows), start=1):
     log.info(
         "%2d. %s: %d stars, FWHM %.2f px, %.0f ADU/s in the 20 brightest",
@@ -48,7 +48,7 @@ log.info("reference: %s (%s)", chosen, how)
 reference = {
     "reference": chosen,
     "how": how,
-    "calibrated": snakemake.params.calibrated[chosen],
+    "calibrated": calibrated,
     "fwhm": meta["fwhm"],
     "shape": meta["shape"],
     "exposure": meta["exposure"],

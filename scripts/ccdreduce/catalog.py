@@ -9,14 +9,14 @@ from .stars import detect, median_fwhm
 COLUMNS = ("x", "y", "flux", "peak", "fwhm", "saturated")
 
 
-def measure(data, header, mask, frame_id, detect_sigma):
-    """The stars of one calibrated frame and the frame's summary (exposure,
-    sky, noise, FWHM): (stars, meta) as ``write`` stores them."""
+def measure(data, mask, frame_id, exposure, detect_sigma):
+    """The stars of one calibrated frame and the frame's summary (exposure
+    in s, sky, noise, FWHM): (stars, meta) as ``write`` stores them."""
     saturated = None if mask is None else (mask & MASK_SATURATED) > 0
     stars, sky = detect(data, saturated, threshold=detect_sigma)
     meta = {
         "frame": frame_id,
-        "exposure": float(header.get("EXPTIME", header.get("EXPOSURE", float("nan")))),
+        "exposure": float(exposure),
         "sky": sky.level,
         "noise": sky.noise,
         "fwhm": median_fwhm(stars),
@@ -46,7 +46,3 @@ def read(path):
     stars = {name: np.asarray(table[name]) for name in COLUMNS}
     stars["saturated"] = stars["saturated"].astype(bool)
     return stars, dict(table.meta)
-
-
-def xy(stars):
-    return np.column_stack([stars["x"], stars["y"]])

@@ -126,6 +126,11 @@ def shift_mask(mask, dx, dy, subpixel=False):
     return ndimage.shift(mask, (dy, dx), order=0, mode="constant", cval=0)
 
 
+def _xy(stars):
+    """(n, 2) positions from a star list as catalogues and reference.json hold it."""
+    return np.column_stack([stars["x"], stars["y"]])
+
+
 def onto_reference(data, header, mask, stars, meta, reference, frame_id, settings):
     """One calibrated frame on its stack's reference grid, sky subtracted.
 
@@ -141,11 +146,10 @@ def onto_reference(data, header, mask, stars, meta, reference, frame_id, setting
     if frame_id == reference["reference"]:
         shift = Shift(0.0, 0.0, len(stars["x"]), 0.0)
     else:
-        ref = reference["stars"]
         try:
             shift = find_shift(
-                np.column_stack([ref["x"], ref["y"]]),
-                np.column_stack([stars["x"], stars["y"]]),
+                _xy(reference["stars"]),
+                _xy(stars),
                 max_shift=settings["max_shift"] * max(nx, ny),
                 min_matches=settings["min_matches"],
             )

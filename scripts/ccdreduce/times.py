@@ -18,7 +18,7 @@ import warnings
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+from astropy.coordinates import AltAz, Angle, EarthLocation, SkyCoord
 from astropy.time import Time, TimeDelta
 from astropy.utils import iers
 
@@ -86,8 +86,6 @@ def time_cards(start, middle, end):
 
 def _angle(value, unit):
     """Degrees from a number or a sexagesimal string ('+42 15 11.9')."""
-    from astropy.coordinates import Angle
-
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, (int, float, np.floating)):
@@ -173,7 +171,7 @@ def frame_cards(header, exposure_s, date_obs_is="start", site=None):
     try:
         stamp = parse_date_obs(header.get("DATE-OBS"))
     except TimeProblem as exc:
-        return {"TIMENOTE": (f"times unknown: {exc}"[:68], "")}, [f"times unknown: {exc}"]
+        return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
     start, middle, end = exposure_span(stamp, exposure_s, date_obs_is)
     cards, notes = time_cards(start, middle, end), []
     location, target = site_of(header, site), target_of(header)
