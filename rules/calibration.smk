@@ -23,6 +23,7 @@ rule master_bias:
         kind="bias",
         settings=MASTER_SETTINGS,
         frames=master_frames("bias"),
+        times=config["times"],
         combine=config["calibration"]["combine"]["bias"],
     script:
         "../scripts/make_master.py"
@@ -48,6 +49,7 @@ rule master_dark:
         kind="dark",
         settings=MASTER_SETTINGS,
         frames=master_frames("dark"),
+        times=config["times"],
         combine=config["calibration"]["combine"]["dark"],
     script:
         "../scripts/make_master.py"
@@ -73,6 +75,7 @@ rule master_flat:
         kind="flat",
         settings=MASTER_SETTINGS,
         frames=master_frames("flat"),
+        times=config["times"],
         combine=config["calibration"]["combine"]["flat"],
     script:
         "../scripts/make_master.py"
@@ -108,9 +111,14 @@ rule frame_table:
     input:
         night_products,
     output:
-        report(
+        frames=report(
             f"{RESULTS}/calib/{{night}}/frames.ecsv",
             category="Frame tables",
+            labels={"night": "{night}"},
+        ),
+        night_log=report(
+            f"{RESULTS}/calib/{{night}}/night_log.ecsv",
+            category="Night logs",
             labels={"night": "{night}"},
         ),
     log:
@@ -122,5 +130,7 @@ rule frame_table:
     params:
         code=code("frame_table.py"),
         rows=night_table,
+        log_rows=night_log_rows,
+        times=config["times"],
     script:
         "../scripts/frame_table.py"

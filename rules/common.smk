@@ -16,6 +16,7 @@ from ccdreduce import (
     errors,
     frametable,
     inventory,
+    nightlog,
     policy,
     stacking,
     stalelock,
@@ -121,12 +122,19 @@ def master_input(kind):
 
 
 def master_frames(kind):
-    """(raw path, path relative to raw_dir, recipe) of each input frame."""
+    """Each input frame: raw path, path relative to raw_dir, recipe, start
+    and exposure."""
 
     def frames(wildcards):
         master = _master(wildcards, kind)
         return [
-            [f.path, f.relpath, master.recipes[f.relpath].as_dict()]
+            {
+                "path": f.path,
+                "raw": f.relpath,
+                "recipe": master.recipes[f.relpath].as_dict(),
+                "date_obs": f.date_obs,
+                "exposure": f.exposure,
+            }
             for f in master.frames
         ]
 
@@ -159,6 +167,7 @@ def calibrate_params(wildcards):
             "path": frame.path,
             "raw": frame.relpath,
             "exposure": frame.exposure,
+            "date_obs": frame.date_obs,
             "recipe": recipe.as_dict(),
             "overrides": frame.overrides,
         }
@@ -168,6 +177,10 @@ def calibrate_params(wildcards):
 
 def night_table(wildcards):
     return frametable.rows(PLAN, wildcards.night)
+
+
+def night_log_rows(wildcards):
+    return nightlog.rows(PLAN, wildcards.night)
 
 
 def night_products(wildcards):

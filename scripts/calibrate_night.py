@@ -44,19 +44,19 @@ def calibrate(frame):
     lines += [f"{frame['raw']}: {line}" for line in result.history]
     # when the light was collected, on TT (and BJD_TDB where site and target are known)
     cards, notes = times.frame_cards(
+        frame["date_obs"],
         result.header,
         frame["exposure"],
         snakemake.params.times["date_obs_is"],
         snakemake.params.times["site"],
     )
-    for key, value in cards.items():
-        result.header[key] = value
     lines += [f"{frame['raw']}: {note}" for note in notes]
     provenance.stamp(
         result.header,
         "calibrate",
         inputs=[frame["raw"]],
         recipe=recipe,
+        cards=cards,
         config=snakemake.config,
         notes=result.history,
     )

@@ -5,8 +5,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from ccdreduce import provenance, runlog, stacking
-from ccdreduce.combine import combine_files
+from ccdreduce import provenance, runlog, stacking, times
+from ccdreduce.combine import combine_files, method_params
 from ccdreduce.fitsfile import write_image
 
 log = runlog.start(snakemake)
@@ -46,30 +46,47 @@ image, coverage = combine_files(
 )
 reference = stacking.registered_path(snakemake.params.registered, group, table.meta["reference"])
 header = fits.getheader(reference)
-for key in (
-    "DX",
-    "DY",
-    "DXMEAS",
-    "DYMEAS",
-    "NMATCH",
-    "REGRMS",
-    "REGSTAT",
-    "RAWFILE",
-    "SKYSUB",
-    "PROCSTEP",
-):
+# the reference lends its pixel grid, flux scale and site keywords; what
+# belonged to that one frame goes (times, shift, sky, inputs)
+for key in stacking.SINGLE_FRAME_CARDS:
     header.remove(key, ignore_missing=True)
-header["COMBMETH"] = (method, "combine method")
-header["WEIGHTED"] = (weighted, "inverse-variance weights")
-header["REFFRAME"] = (table.meta["reference"], "reference frame: pixel grid and flux scale")
-header["BUNIT"] = ("adu", "sky-subtracted, scaled to the reference frame")
+header.remove("HISTORY", ignore_missing=True, remove_all=True)
+spans = [{name: row[name] for name in times.SPAN_COLUMNS} for row in used]
+cards, notes = times.combined_cards(spans, used["exposure"])
+for note in notes:
+    log.warning("%s: %s", group, note)
+reference_row = stacking.reference_row(table)
+cards["EXPTIME"] = (
+    float(reference_row["exposure"]),
+    "effective exposure, s: the stack is scaled to REFFRAME",
+)
+if "EXPOSURE" in header:  # cameras that write both must not disagree with EXPTIME
+    cards["EXPOSURE"] = cards["EXPTIME"]
+cards |= {
+    "COMBMETH": (method, "combine method"),
+    "WEIGHTED": (weighted, "inverse-variance weights"),
+    "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
+    "BUNIT": ("adu", "sky-subtracted, scaled to the reference frame"),
+}
 provenance.stamp(
     header,
     f"stack_{method}",
     inputs=list(used["file"]),
     combined=True,
-    params=settings | {"weights": weighted},
+    scales=list(used["scale"]),
+    cards=cards,
+    params=method_params(method, settings) | {"weights": weighted},
     config=snakemake.config,
+    notes=notes
+    + ["each input's calibration and shift: its registered frame and this stack's frames.ecsv"],
+)
+log.info(
+    "%s: %d frames, %s to %s (TT), total exposure %.0f s",
+    group,
+    len(used),
+    header.get("DATE-BEG", "?"),
+    header.get("DATE-END", "?"),
+    header["TOTEXP"],
 )
 write_image(snakemake.output[0], image, header, extensions={"COVERAGE": coverage})
 log.info(

@@ -1,9 +1,13 @@
-"""Rule frame_table: the night's frames.ecsv, and the policy in the log."""
+"""Rule frame_table: the night's frames.ecsv (what each file is and which
+masters calibrated it) and night_log.ecsv (when each frame was taken, on TT
+and TDB, and the airmass), both printed in the log."""
 
-from ccdreduce import frametable, runlog
+from collections import Counter
+
+from ccdreduce import frametable, nightlog, runlog
 
 log = runlog.start(snakemake)
-table = frametable.write(snakemake.params.rows, snakemake.output[0])
+table = frametable.write(snakemake.params.rows, snakemake.output.frames)
 for row in table:
     if row["status"] == "used":
         log.info(
@@ -15,4 +19,14 @@ for row in table:
     else:
         log.warning("%s %s: %s", row["file"], row["status"], row["reason"])
 counts = {s: int((table["status"] == s).sum()) for s in ("used", "excluded", "ignored")}
-log.info("%s: %s", snakemake.output[0], ", ".join(f"{n} {s}" for s, n in counts.items()))
+log.info("%s: %s", snakemake.output.frames, ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+settings = snakemake.params.times
+night_log = nightlog.build(snakemake.params.log_rows, settings["date_obs_is"], settings["site"])
+night_log.write(snakemake.output.night_log, format="ascii.ecsv", overwrite=True)
+log.info("night log (UTC start; mid-exposure on TT; BJD on TDB):")
+for line in nightlog.lines(night_log):
+    log.info("  %s", line)
+for note, count in Counter(row["note"] for row in night_log if row["note"]).items():
+    log.warning("%d frame%s: %s", count, "s" if count > 1 else "", note)
+log.info("wrote %s (%d frames)", snakemake.output.night_log, len(night_log))

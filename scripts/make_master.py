@@ -3,8 +3,9 @@ and draw the master (a zscale PNG for people and the report)."""
 
 from pathlib import Path
 
-from ccdreduce import masters, provenance, runlog
+from ccdreduce import masters, provenance, runlog, times
 from ccdreduce.calibrate import Masters, Settings
+from ccdreduce.combine import method_params
 from ccdreduce.fitsfile import write_image
 from ccdreduce.preview import save_preview
 
@@ -12,31 +13,49 @@ log = runlog.start(snakemake)
 kind = snakemake.params.kind
 frames = snakemake.params.frames
 log.info("master %s from %d frames -> %s", kind, len(frames), snakemake.output.master)
-policies = sorted({"; ".join(recipe["notes"]) for _, _, recipe in frames})
+policies = sorted({"; ".join(frame["recipe"]["notes"]) for frame in frames})
 for policy in policies:
     log.info("policy: %s", policy)
 
 image, header, stats, _ = masters.make_master(
     kind,
-    [(path, recipe) for path, _, recipe in frames],
+    [(frame["path"], frame["recipe"]) for frame in frames],
     Settings(**snakemake.params.settings),
     snakemake.params.combine,
     Masters(snakemake.config["results_dir"]),
 )
-first = frames[0][2]
+# when the inputs were taken: first start to last end, on TT
+spans = []
+for frame in frames:
+    cards, notes = times.frame_cards(
+        frame["date_obs"],
+        {},
+        frame["exposure"],
+        snakemake.params.times["date_obs_is"],
+        light=False,
+    )
+    spans.append(times.span_of(cards))
+    for note in notes:
+        log.warning("%s: %s", frame["raw"], note)
+cards, notes = times.combined_cards(spans, [frame["exposure"] for frame in frames])
+cards.pop("TOTEXP")  # the summed exposure of a master means nothing to its user
+method = snakemake.params.combine["method"]
+cards["COMBMETH"] = (method, "combine method")
+first = frames[0]["recipe"]
 if kind == "flat":
     header.remove("BUNIT", ignore_missing=True)
 if kind == "dark":
-    header["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
+    cards["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
 provenance.stamp(
     header,
     f"master_{kind}",
-    inputs=[relpath for _, relpath, _ in frames],
+    inputs=[frame["raw"] for frame in frames],
     combined=True,
     recipe=first if kind != "bias" else None,
-    params=snakemake.params.combine,
+    cards=cards,
+    params=method_params(method, snakemake.params.combine),
     config=snakemake.config,
-    notes=[f"inputs calibrated as: {p}" for p in policies if p],
+    notes=[f"inputs calibrated as: {p}" for p in policies if p] + notes,
 )
 write_image(snakemake.output.master, image, header)
 log.info("wrote %s (median %.4g)", snakemake.output.master, float(masters.finite_median(image)))

@@ -29,15 +29,19 @@ failed = 0
 for frame in params.frames:
     data, header, mask = read_product(frame["calibrated"])
     stars, meta = catalog.read(frame["catalog"])
-    moved, moved_mask, message, ok = register.onto_reference(
-        data, header, mask, stars, meta, reference, frame["id"], params.settings
+    moved, moved_mask, cards, message, ok = register.onto_reference(
+        data, mask, stars, meta, reference, frame["id"], params.settings
     )
     (log.info if ok else log.warning)(
         "%s: %s", frame["id"], message if ok else f"not registered: {message}"
     )
     failed += not ok
     provenance.stamp(
-        header, "register", inputs=[header.get("RAWFILE", frame["id"])], config=snakemake.config
+        header,
+        "register",
+        inputs=[header.get("RAWFILE", frame["id"])],
+        cards=cards,
+        config=snakemake.config,
     )
     write_image(folder / f"{frame['stem']}.fits", moved, header, mask=moved_mask)
 log.info("wrote %d frames to %s (%d not registered)", len(params.frames), folder, failed)

@@ -9,7 +9,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from ccdreduce import catalog, plots, runlog, stacking
+from ccdreduce import catalog, plots, runlog, stacking, times
 
 log = runlog.start(snakemake)
 params = snakemake.params
@@ -49,7 +49,7 @@ for info in params.frames:
             "sky": float(header["SKYSUB"]),
             "noise": float(meta["noise"]),
             "reason": header.get("REGNOTE", ""),
-        }
+        } | times.span_of(header)
         if header["REGSTAT"] == "ok" and len(chosen):
             # each frame's aperture in units of its own FWHM: the same share of
             # every star's light whatever the seeing, so ratios are unbiased
@@ -105,6 +105,11 @@ names = [
     "file",
     "stem",
     "exposure",
+    "date_beg_tt",
+    "date_end_tt",
+    "mjd_avg_tt",
+    "bjd_tdb",
+    "airmass",
     "dx",
     "dy",
     "dx_measured",
@@ -122,6 +127,8 @@ names = [
     "reason",
 ]
 table = Table(rows=[[r[n] for n in names] for r in rows], names=names)
+for name, unit in (("exposure", "s"), ("mjd_avg_tt", "d"), ("bjd_tdb", "d")):
+    table[name].unit = unit
 table.meta.update(
     {
         "reference": reference["reference"],
@@ -133,6 +140,8 @@ table.meta.update(
             "One row per candidate frame. A star at (x, y) in the calibrated frame lands at",
             "(x + dx, y + dy) in the stack. scale multiplies the sky-subtracted frame to match",
             "the reference; transparency is star flux per second against the reference.",
+            "date_beg_tt, date_end_tt (ISO) and mjd_avg_tt (mid-exposure) are on TT; bjd_tdb the",
+            "barycentric Julian date of mid-exposure on TDB.",
         ],
     }
 )

@@ -71,7 +71,7 @@ def test_bjd_tdb_against_astropy_light_travel_time_computed_here():
     site = EarthLocation.from_geodetic(-70.97 * u.deg, 41.988 * u.deg, 30 * u.m)
     star = SkyCoord("02h30m36.1s", "+42d15m11.9s")
     middle = times.parse_date_obs("2022-10-30T01:20:17")
-    cards, notes = times.sky_cards(middle, site, star)
+    cards, notes = times.target_cards(middle, site, star)
     t = Time("2022-10-30T01:20:17", scale="utc", location=site)
     expected = (t.tdb + t.light_travel_time(star, kind="barycentric")).jd
     assert abs(cards["BJD_TDB"][0] - expected) * 86400 < 1e-3  # under a millisecond
@@ -95,7 +95,7 @@ def test_the_real_night_gets_bjd_and_a_plausible_airmass():
     header = fits.getheader(path)
     start = times.parse_date_obs(header["DATE-OBS"])
     _, middle, _ = times.exposure_span(start, header["EXPTIME"])
-    cards, _ = times.sky_cards(middle, times.site_of(header), times.target_of(header))
+    cards, _ = times.target_cards(middle, times.site_of(header), times.target_of(header))
     # MaxIm's JD is the UTC start: BJD_TDB of mid-exposure is later by the
     # half exposure, TT-UTC (69.184 s) and the light travel time (< 8.5 min)
     later = (cards["BJD_TDB"][0] - header["JD"]) * 86400
@@ -106,15 +106,53 @@ def test_the_real_night_gets_bjd_and_a_plausible_airmass():
 
 def test_a_frame_without_a_usable_time_says_so_and_one_with_site_and_target_gets_all():
     header = fits.Header()
-    header["DATE-OBS"] = "2022-10-30"
-    cards, notes = times.frame_cards(header, 120.0)
+    cards, notes = times.frame_cards("2022-10-30", header, 120.0)
     assert set(cards) == {"TIMENOTE"} and "no time of day" in notes[0]
-    header["DATE-OBS"] = "2022-10-30T01:19:17"
-    cards, notes = times.frame_cards(header, 120.0)
+    cards, notes = times.frame_cards("2022-10-30T01:19:17", header, 120.0)
     assert cards["DATE-AVG"][0] == "2022-10-30T01:21:26.184"  # +60 s, +69.184 s TT-UTC
     assert "BJD_TDB" not in cards and "site and target unknown" in notes[0]
     header["OBJCTRA"], header["OBJCTDEC"] = "02 30 36.1", "+42 15 11.9"
     site = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
-    cards, notes = times.frame_cards(header, 120.0, site=site)
+    cards, notes = times.frame_cards("2022-10-30T01:19:17", header, 120.0, site=site)
     assert {"BJD_TDB", "AIRMASS", "LST", "MJD-AVG", "TIMESYS"} <= set(cards) and notes == []
     assert not any(k in cards for k in ("JD", "MJD-OBS"))  # never a Julian date on UTC
+    # a calibration frame: LST (the site is known), no BJD or airmass of a target
+    cards, notes = times.frame_cards("2022-10-30T01:19:17", header, 0.0, site=site, light=False)
+    assert "LST" in cards and "BJD_TDB" not in cards and "AIRMASS" not in cards and notes == []
+
+
+def frame_span(date_obs, exposure, **kw):
+    site = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
+    header = {"OBJCTRA": "02 30 36.1", "OBJCTDEC": "+42 15 11.9"}
+    cards, _ = times.frame_cards(date_obs, header, exposure, site=site, **kw)
+    return times.span_of(cards)
+
+
+def test_a_stack_spans_first_start_to_last_end_with_exposure_weighted_middle():
+    # 60 s from 01:00:00 and 120 s from 01:10:00 UTC: middles 01:00:30 and
+    # 01:11:00, weighted 1:2 -> 01:07:30 UTC = 01:08:39.184 TT
+    spans = [frame_span("2022-10-30T01:00:00", 60.0), frame_span("2022-10-30T01:10:00", 120.0)]
+    cards, notes = times.combined_cards(spans, [60.0, 120.0])
+    assert cards["DATE-BEG"][0] == "2022-10-30T01:01:09.184"
+    assert cards["DATE-END"][0] == "2022-10-30T01:13:09.184"
+    assert cards["DATE-AVG"][0] == "2022-10-30T01:08:39.184"
+    expected = Time("2022-10-30T01:07:30", scale="utc").tt.mjd
+    assert abs(cards["MJD-AVG"][0] - expected) * 86400 < 1e-3
+    assert cards["TOTEXP"][0] == 180.0 and cards["TIMESYS"][0] == "TT"
+    # BJD: the weighted mean of the two frames' own BJDs (light time changes slowly)
+    bjd = (spans[0]["bjd_tdb"] + 2 * spans[1]["bjd_tdb"]) / 3
+    assert abs(cards["BJD_TDB"][0] - bjd) * 86400 < 1e-3
+    assert 1.0 < cards["AIRMASS"][0] < 2.0 and notes == []
+
+
+def test_a_stack_with_a_frame_of_unknown_time_has_no_times_and_says_so():
+    spans = [frame_span("2022-10-30T01:00:00", 60.0), frame_span("2022-10-30", 60.0)]
+    cards, notes = times.combined_cards(spans, [60.0, 60.0])
+    assert "DATE-BEG" not in cards and "1 of 2 frames" in cards["TIMENOTE"]
+    assert cards["TOTEXP"][0] == 120.0
+
+
+def test_a_master_bias_of_zero_second_frames_has_a_plain_mean_middle():
+    spans = [frame_span(f"2022-10-30T00:0{i}:00", 0.0, light=False) for i in range(3)]
+    cards, _ = times.combined_cards(spans, [0.0, 0.0, 0.0])
+    assert cards["DATE-AVG"][0] == "2022-10-30T00:02:09.184" and "BJD_TDB" not in cards

@@ -117,7 +117,7 @@ def test_calibrated_frames_carry_float32_pixels_and_their_provenance(demo_run):
     assert header["BIASFILE"] == "calib/2025-03-01/bias.fits"
     assert header["FLATFILE"] == "calib/2025-03-01/flat_R.fits"
     assert header["TRIMSEC"] == "[1:512,1:512]"
-    assert header["DATE-OBS"] == "2025-03-01T20:03:35"
+    assert header["DATE-OBS"] == "2025-03-02T01:03:35"  # 20:03:35 EST on 03-01
     assert "JD" not in header and "MJD-OBS" not in header  # no Julian date on UTC
     assert "BZERO" not in header and header["BUNIT"] == "adu"
 

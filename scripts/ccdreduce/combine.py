@@ -23,12 +23,24 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 METHODS = ("average", "median", "minmax", "sigclip")
+#: The parameters each method uses (the rest of a config entry is ignored).
+METHOD_PARAMETERS = {
+    "average": (),
+    "median": (),
+    "minmax": ("n_low", "n_high"),
+    "sigclip": ("sigma_lower", "sigma_upper", "maxiters", "cenfunc", "stdfunc"),
+}
 MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
 log = logging.getLogger(__name__)
 
 
 # --- the exact path: sorted windows --------------------------------------
+
+
+def method_params(method, params):
+    """The parameters of ``params`` that ``method`` uses: what provenance records."""
+    return {k: params[k] for k in METHOD_PARAMETERS[method] if k in params}
 
 
 def _take(values, index):

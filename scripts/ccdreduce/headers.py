@@ -16,6 +16,9 @@ FRAME_TYPES = ("bias", "dark", "flat", "light")
 #: Keywords that matter besides the configurable ones: the image shape and
 #: the binning, which must agree inside a master group.
 SHAPE_KEYWORDS = ("NAXIS1", "NAXIS2", "XBINNING", "YBINNING", "CCDSUM")
+#: Where the telescope was and where it pointed: enough for the night log's
+#: airmass and BJD_TDB without opening the raw files again.
+SITE_TARGET_KEYWORDS = ("SITELAT", "SITELONG", "SITEELEV", "RA", "DEC", "OBJCTRA", "OBJCTDEC")
 
 
 def wanted_keywords(keywords):
@@ -24,6 +27,7 @@ def wanted_keywords(keywords):
     for group in keywords.values():
         names.extend(k.upper() for k in group)
     names.extend(SHAPE_KEYWORDS)
+    names.extend(SITE_TARGET_KEYWORDS)
     return sorted(set(names))
 
 

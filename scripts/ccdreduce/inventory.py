@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import ConfigProblem
 from .headers import (
+    SITE_TARGET_KEYWORDS,
     HeaderError,
     binning,
     exposure_key,
@@ -39,7 +40,7 @@ FITS_SUFFIXES = (
     ".fit.fz",
     ".fts.fz",
 )
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _EMPTY_FIX = "copy the file again from the camera computer, or move it out of the night folder"
 
 
@@ -68,6 +69,7 @@ class Frame:
     shape: tuple | None = None  # numpy order (ny, nx)
     binning: tuple = (1, 1)
     overrides: dict = field(default_factory=dict)
+    site_target: dict = field(default_factory=dict)  # SITELAT... OBJCTDEC as found
     problem: str | None = None
 
     @property
@@ -256,6 +258,7 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
             fields[key.upper()] = value
             frame.overrides[key.upper()] = value
     frame.shape = tuple(fields["_shape"])
+    frame.site_target = {k: fields[k] for k in SITE_TARGET_KEYWORDS if k in fields}
     keywords = headers_cfg["keywords"]
     frame.object = text_value(fields, keywords["object"])
     frame.date_obs = text_value(fields, keywords["date_obs"])

@@ -6,18 +6,25 @@ the inputs (IMCMBnnn), the masters applied and the policy that chose them,
 the parameters and a hash of the effective configuration.
 """
 
+import functools
 import hashlib
 import json
-
-import astropy
-import numpy
+from importlib import metadata
 
 from . import __version__
+
+#: The libraries whose versions decide a product's numbers (astropy-iers-data:
+#: the leap-second and Earth-orientation tables behind every time).
+PACKAGES = ("astropy", "astropy-iers-data", "numpy", "scipy", "ccdproc", "photutils")
 
 #: Julian dates that cameras write on the UTC scale (MaxIm's JD, the MJD-OBS
 #: astropy derives from a UTC DATE-OBS). A Julian date must name a uniform
 #: time scale, so these are not carried onto products.
 UTC_JULIAN_DATES = ("JD", "JD-OBS", "JD-HELIO", "HJD", "MJD-OBS", "MJD", "JD_UTC", "MJD_UTC")
+
+
+#: IMCMBnnn and IMSCLnnn run out of digits after this many inputs.
+MAX_LISTED = 999
 
 
 def config_hash(config):
@@ -26,18 +33,44 @@ def config_hash(config):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+@functools.cache
+def package_versions():
+    """'astropy 7.1.0; numpy 2.3.1; ...' for the installed PACKAGES."""
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return "; ".join(found)
+
+
 def _card_text(value):
     return str(value) if value is not None else "none"
 
 
 def stamp(
-    header, step, *, inputs=(), combined=False, recipe=None, params=None, config=None, notes=()
+    header,
+    step,
+    *,
+    inputs=(),
+    combined=False,
+    scales=None,
+    recipe=None,
+    cards=None,
+    params=None,
+    config=None,
+    notes=(),
 ):
     """Record in ``header`` how this product was made (in place; returns it).
 
     ``inputs`` are raw paths relative to raw_dir; ``combined`` says they
-    were combined into this product (IMCMBnnn) rather than processed (RAWFILE);
-    ``recipe`` is a Recipe.as_dict(); ``params`` the step's parameters.
+    were combined into this product (IMCMBnnn, with ``scales`` the factor
+    each was multiplied by, IMSCLnnn) rather than processed (RAWFILE);
+    ``recipe`` is a Recipe.as_dict() (the masters applied, each named with
+    its night); ``cards`` the step's own results ({keyword: (value,
+    comment)}: times, shift, scale, combine method); ``params`` the step's
+    parameters, as HISTORY.
     """
     dropped = [key for key in UTC_JULIAN_DATES if key in header]
     for key in dropped:
@@ -46,15 +79,24 @@ def stamp(
         header.add_history(
             f"removed {', '.join(dropped)}: Julian dates on the UTC scale (the raw file keeps them)"
         )
+    if "DATE-OBS" in header:  # kept as the camera wrote it; say which scale that is
+        header["DATE-OBS"] = (header["DATE-OBS"], "UTC as written by the camera")
     header["PIPELINE"] = (f"ccdreduce {__version__}", "reduction workflow")
-    header["SOFTVERS"] = f"astropy {astropy.__version__}, numpy {numpy.__version__}"
+    header["SOFTVERS"] = (package_versions(), "library versions")
     header["PROCSTEP"] = (step, "processing step that wrote this file")
     if config is not None:
         header["CFGHASH"] = (config_hash(config), "sha256 of the effective config, first 16")
+    for key in [k for k in header if k.startswith(("IMCMB", "IMSCL"))]:
+        del header[key]  # a reference frame's header must not lend its inputs to a stack
     if combined:
         header["NCOMBINE"] = (len(inputs), "number of frames combined")
-        for i, name in enumerate(inputs, start=1):
+        # eight-character keywords hold 999 inputs; the rest are in the frames table
+        for i, name in enumerate(inputs[:MAX_LISTED], start=1):
             header[f"IMCMB{i:03d}"] = str(name)
+        for i, scale in enumerate(list(scales if scales is not None else ())[:MAX_LISTED], 1):
+            header[f"IMSCL{i:03d}"] = (float(scale), f"scale applied to IMCMB{i:03d}")
+        if len(inputs) > MAX_LISTED:
+            header.add_history(f"inputs after the {MAX_LISTED}th: see the frames table")
     elif inputs:
         header["RAWFILE"] = str(inputs[0])
     if recipe is not None:
@@ -67,6 +109,8 @@ def stamp(
         policy = "; ".join(recipe["notes"]) or "none"
         header["CALPOL"] = (policy, "calibration policy applied")
         header["UNCORR"] = (", ".join(recipe["uncorrected"]) or "none", "left uncorrected")
+    for key, value in (cards or {}).items():
+        header[key] = value
     for key, value in sorted((params or {}).items()):
         header.add_history(f"{step}: {key} = {value}")
     for note in notes:

@@ -131,14 +131,15 @@ def _xy(stars):
     return np.column_stack([stars["x"], stars["y"]])
 
 
-def onto_reference(data, header, mask, stars, meta, reference, frame_id, settings):
+def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
     """One calibrated frame on its stack's reference grid, sky subtracted.
 
     ``reference`` is the stack's reference.json; ``settings`` holds
     resample, max_shift (fraction of the frame), min_matches, sky and
-    background_box. Returns (pixels, mask, message, ok); the header gets the
-    registration cards. A frame that cannot be registered comes back all
-    NaN with its reason in REGNOTE, never shifted wrongly.
+    background_box. Returns (pixels, mask, cards, message, ok), the cards
+    being what the registered frame's header records (provenance.stamp). A
+    frame that cannot be registered comes back all NaN with its reason in
+    REGNOTE, never shifted wrongly.
     """
     data = np.asarray(data, dtype=np.float32)
     ny, nx = data.shape
@@ -155,30 +156,34 @@ def onto_reference(data, header, mask, stars, meta, reference, frame_id, setting
             )
         except RegistrationFailed as exc:
             reason = str(exc)
-    header["REGSTAT"] = ("failed" if reason else "ok", "registration: ok or failed")
-    header["REFFRAME"] = (reference["reference"], "reference frame <night>/<stem>")
-    header["RESAMPLE"] = (settings["resample"], "integer or subpixel shift")
-    header["SKYMODEL"] = (settings["sky"], "median or background2d")
+    cards = {
+        "REGSTAT": ("failed" if reason else "ok", "registration: ok or failed"),
+        "REFFRAME": (reference["reference"], "reference frame <night>/<stem>"),
+        "RESAMPLE": (settings["resample"], "integer or subpixel shift"),
+        "SKYMODEL": (settings["sky"], "median or background2d"),
+    }
     if reason:
-        header["REGNOTE"] = reason
-        header["SKYSUB"] = (float(meta["sky"]), "sky level, ADU (not subtracted: not registered)")
+        cards["REGNOTE"] = reason
+        cards["SKYSUB"] = (float(meta["sky"]), "sky level, ADU (not subtracted: not registered)")
         blank = np.full(data.shape, np.nan, dtype=np.float32)
-        return blank, None if mask is None else np.zeros_like(mask), reason, False
+        return blank, None if mask is None else np.zeros_like(mask), cards, reason, False
     sky, sky_level = sky_model(data, settings["sky"], meta["sky"], settings["background_box"])
     subpixel = settings["resample"] == "subpixel"
     dx, dy = (shift.dx, shift.dy) if subpixel else (round(shift.dx), round(shift.dy))
     moved = shift_image(data - sky, dx, dy, subpixel)
     moved_mask = None if mask is None else shift_mask(mask, dx, dy, subpixel)
     # FITS has no NaN: a failed frame carries only its reason
-    header["DX"] = (dx, "applied shift along axis 1, px (x_ref = x + DX)")
-    header["DY"] = (dy, "applied shift along axis 2, px")
-    header["DXMEAS"] = (shift.dx, "measured shift along axis 1, px")
-    header["DYMEAS"] = (shift.dy, "measured shift along axis 2, px")
-    header["NMATCH"] = (shift.matches, "stars matched to the reference")
-    header["REGRMS"] = (shift.rms, "rms of matched star offsets, px")
-    header["SKYSUB"] = (sky_level, "sky subtracted, ADU (median of the sky)")
+    cards |= {
+        "DX": (dx, "applied shift along axis 1, px (x_ref = x + DX)"),
+        "DY": (dy, "applied shift along axis 2, px"),
+        "DXMEAS": (shift.dx, "measured shift along axis 1, px"),
+        "DYMEAS": (shift.dy, "measured shift along axis 2, px"),
+        "NMATCH": (shift.matches, "stars matched to the reference"),
+        "REGRMS": (shift.rms, "rms of matched star offsets, px"),
+        "SKYSUB": (sky_level, "sky subtracted, ADU (median of the sky)"),
+    }
     message = (
         f"shift measured ({shift.dx:+.3f}, {shift.dy:+.3f}) px from {shift.matches} stars "
         f"(rms {shift.rms:.3f}), applied ({dx:+g}, {dy:+g}); sky {sky_level:.1f} ADU subtracted"
     )
-    return moved, moved_mask, message, True
+    return moved, moved_mask, cards, message, True

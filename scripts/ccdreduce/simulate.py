@@ -75,13 +75,17 @@ def demo_nights():
     darks do not match the 45 s science frames (scaled); its last two R
     frames were taken through cloud, one clouded out (no stars), one with
     30 % transparency, and must be left out of the stack.
+
+    Each night is named for its local evening and starts at 19:40-19:50 EST
+    (00:40-00:50 UTC the next day), at the site the headers give (41.988 N,
+    70.97 W); NGC 2362 is then near the meridian, 20-23 deg high.
     """
     return [
-        NightSpec("2025-03-01", "maxim", "2025-03-01T19:40:00", (0.0, 0.0)),
+        NightSpec("2025-03-01", "maxim", "2025-03-02T00:40:00", (0.0, 0.0)),
         NightSpec(
             "2025-03-02",
             "nina",
-            "2025-03-02T19:42:00",
+            "2025-03-03T00:42:00",
             (43.0, -27.0),
             n_bias=0,
             suffix=".fit",
@@ -90,7 +94,7 @@ def demo_nights():
         NightSpec(
             "2025-03-05",
             "lab",
-            "2025-03-05T19:50:00",
+            "2025-03-06T00:50:00",
             (-31.0, 18.0),
             flats={},
             lights={("V", 45.0): 3, ("R", 45.0): 3, ("R", 60.0): 2},

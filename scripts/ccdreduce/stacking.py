@@ -21,6 +21,45 @@ GROUP_KEYS = {
 }
 
 
+#: Cards of a registered frame that describe that one frame, not a stack made
+#: with it as the reference: its times, shift, sky, raw file and the masters
+#: that calibrated it (each input's are in its registered frame and the
+#: stack's frames table).
+SINGLE_FRAME_CARDS = (
+    "BIASFILE",
+    "DARKFILE",
+    "DARKSCAL",
+    "DARKBIAS",
+    "FLATFILE",
+    "OVERSCAN",
+    "OVSCLEV",
+    "CALPOL",
+    "UNCORR",
+    "DX",
+    "DY",
+    "DXMEAS",
+    "DYMEAS",
+    "NMATCH",
+    "REGRMS",
+    "REGSTAT",
+    "REGNOTE",
+    "RAWFILE",
+    "SKYSUB",
+    "PROCSTEP",
+    "DATE-BEG",
+    "DATE-AVG",
+    "DATE-END",
+    "MJD-BEG",
+    "MJD-AVG",
+    "MJD-END",
+    "BJD_TDB",
+    "AIRMASS",
+    "ALTITUDE",
+    "LST",
+    "TIMENOTE",
+)
+
+
 def group_name(frame, group_by):
     """'NGC_2362/R' for object 'NGC 2362' and filter 'R'."""
     return "/".join(safe_name(GROUP_KEYS[key](frame)) for key in group_by)
@@ -51,6 +90,15 @@ def registered_path(root, group, frame):
 
 
 # --- the reference frame ---------------------------------------------------
+
+
+def reference_row(table):
+    """The reference frame's row of a stack's frames table."""
+    night, stem = table.meta["reference"].split("/", 1)
+    match = (table["night"] == night) & (table["stem"] == stem)
+    if not match.any():
+        raise ValueError(f"the reference {table.meta['reference']} is not in the frames table")
+    return table[match][0]
 
 
 def quality_ranks(rows):

@@ -26,6 +26,8 @@ iers.conf.auto_download = False  # never reach for the network
 iers.conf.iers_degraded_accuracy = "warn"  # beyond the tables: say so (iers_note), go on
 
 TIMESYS = "TT"
+#: A frame's times as frames tables hold them (see span_of).
+SPAN_COLUMNS = ("date_beg_tt", "date_end_tt", "mjd_avg_tt", "bjd_tdb", "airmass")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?")
 
 
@@ -136,16 +138,21 @@ def iers_note(time):
     return None
 
 
-def sky_cards(middle, location, target):
-    """BJD_TDB of mid-exposure, airmass and local mean sidereal time."""
-    cards, notes = {}, []
-    note = iers_note(middle)
-    if note:
-        notes.append(note)
+def lst_card(middle, location):
+    """Local mean sidereal time at mid-exposure (needs only the site)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # astropy's IERS-range warning: said in the note
+        warnings.simplefilter("ignore")  # astropy's IERS-range warning: said in iers_note
+        lst = Time(middle, location=location).sidereal_time("mean")
+    text = str(lst.to_string(unit=u.hourangle, sep=":", precision=2, pad=True))
+    return {"LST": (text, "local mean sidereal time at mid-exposure")}
+
+
+def target_cards(middle, location, target):
+    """BJD_TDB of mid-exposure, altitude and airmass of the target: (cards, notes)."""
+    cards, notes = {}, []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's IERS-range warning: said in iers_note
         when = Time(middle, location=location)
-        lst = when.sidereal_time("mean")
         bjd = when.tdb + when.light_travel_time(target, "barycentric")
         altaz = target.transform_to(AltAz(obstime=when, location=location))
     cards["BJD_TDB"] = (round(float(bjd.jd), 9), "barycentric JD of mid-exposure, TDB")
@@ -158,27 +165,106 @@ def sky_cards(middle, location, target):
             "airmass. Check the site (SITELONG east-positive), the target and DATE-OBS"
         )
     cards["ALTITUDE"] = (round(altitude, 4), "target altitude at mid-exposure, deg")
-    cards["LST"] = (
-        lst.to_string(unit=u.hourangle, sep=":", precision=2),
-        "local mean sidereal time",
-    )
     return cards, notes
 
 
-def frame_cards(header, exposure_s, date_obs_is="start", site=None):
-    """Everything a frame's header says about its times: (cards, notes).
-    A frame without a usable DATE-OBS gets TIMENOTE saying why, no times."""
+def frame_cards(date_obs, header, exposure_s, date_obs_is="start", site=None, light=True):
+    """Everything a frame's header should say about its times: (cards, notes).
+
+    ``date_obs`` is the stamp the plan read (configured keyword, overrides
+    applied); ``header`` gives the site and target (any mapping). A frame
+    without a usable stamp gets TIMENOTE saying why, and no times. LST needs
+    the site; BJD_TDB, altitude and airmass are for science frames (``light``)
+    with the site and the target known.
+    """
     try:
-        stamp = parse_date_obs(header.get("DATE-OBS"))
+        stamp = parse_date_obs(date_obs)
     except TimeProblem as exc:
         return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
     start, middle, end = exposure_span(stamp, exposure_s, date_obs_is)
     cards, notes = time_cards(start, middle, end), []
-    location, target = site_of(header, site), target_of(header)
+    location = site_of(header, site)
+    target = target_of(header) if light else None
+    if location is not None or target is not None:
+        note = iers_note(middle)
+        notes += [note] if note else []
+    if location is not None:
+        cards.update(lst_card(middle, location))
     if location is not None and target is not None:
-        more, notes = sky_cards(middle, location, target)
+        more, more_notes = target_cards(middle, location, target)
         cards.update(more)
-    else:
+        notes += more_notes
+    elif light:
         missing = [n for n, v in (("site", location), ("target", target)) if v is None]
-        notes.append(f"no BJD_TDB, airmass or LST: {' and '.join(missing)} unknown")
+        notes.append(f"no BJD_TDB or airmass: {' and '.join(missing)} unknown")
+    return cards, notes
+
+
+def span_of(cards):
+    """A frame's times as plain values from its cards or header ('' or NaN
+    where unknown): what frames tables hold and :func:`combined_cards` takes."""
+
+    def number(key):
+        value = cards.get(key)
+        value = value[0] if isinstance(value, tuple) else value
+        return float(value) if value is not None else float("nan")
+
+    def text(key):
+        value = cards.get(key)
+        return str(value[0] if isinstance(value, tuple) else value) if value is not None else ""
+
+    return {
+        "date_beg_tt": text("DATE-BEG"),
+        "date_end_tt": text("DATE-END"),
+        "mjd_avg_tt": number("MJD-AVG"),
+        "bjd_tdb": number("BJD_TDB"),
+        "airmass": number("AIRMASS"),
+    }
+
+
+def _weighted_mean(values, weights):
+    """Mean about the first value, so Julian dates keep their microseconds."""
+    values = np.asarray(values, dtype=float)
+    return float(values[0] + np.average(values - values[0], weights=weights))
+
+
+def combined_cards(spans, exposures):
+    """Times of a product combined from frames: (cards, notes).
+
+    DATE-BEG is the first frame's start (DATE-OBS: the same on UTC, as
+    cameras write it), DATE-END the last one's end,
+    DATE-AVG/MJD-AVG and BJD_TDB the exposure-weighted mean of the frames'
+    mid-exposures (plain mean for zero-second frames, i.e. biases), AIRMASS
+    the exposure-weighted mean airmass, TOTEXP the summed exposure. With any
+    frame's time unknown there are no stack times, only TIMENOTE: a span
+    missing a frame would look exact and be wrong.
+    """
+    exposures = np.asarray(exposures, dtype=float)
+    total = float(exposures.sum())
+    cards = {"TOTEXP": (round(total, 6), "total exposure of the frames combined, s")}
+    unknown = sum(1 for s in spans if not s["date_beg_tt"])
+    if unknown or not spans:
+        note = f"times unknown: {unknown} of {len(spans)} frames have no usable DATE-OBS"
+        return cards | {"TIMENOTE": note}, [note]
+    weights = exposures if total > 0 else np.ones(len(spans))
+    begins = Time([s["date_beg_tt"] for s in spans], format="isot", scale="tt")
+    ends = Time([s["date_end_tt"] for s in spans], format="isot", scale="tt")
+    middle = Time(
+        _weighted_mean([s["mjd_avg_tt"] for s in spans], weights), format="mjd", scale="tt"
+    )
+    start, end = begins[np.argmin(begins.mjd)], ends[np.argmax(ends.mjd)]
+    cards["DATE-OBS"] = (start.utc.isot, "UTC start of the first frame combined")
+    cards |= time_cards(start, middle, end)
+    cards["DATE-AVG"] = (middle.isot, "exposure-weighted mean mid-exposure, TT")
+    cards["MJD-AVG"] = (round(float(middle.mjd), 9), "exposure-weighted mean mid-exposure, MJD TT")
+    notes = []
+    for key, column, comment in (
+        ("BJD_TDB", "bjd_tdb", "exposure-weighted mean BJD of mid-exposures, TDB"),
+        ("AIRMASS", "airmass", "exposure-weighted mean airmass"),
+    ):
+        values = np.array([s[column] for s in spans], dtype=float)
+        if np.isfinite(values).all():
+            cards[key] = (round(_weighted_mean(values, weights), 9), comment)
+        elif np.isfinite(values).any():
+            notes.append(f"no {key}: {int((~np.isfinite(values)).sum())} frames lack it")
     return cards, notes

@@ -1,0 +1,114 @@
+"""The night log (results/calib/<night>/night_log.ecsv): every frame of a
+night with when it was taken, on named scales, and where the telescope
+pointed; what an observer writes in the logbook, computed.
+
+Built from the plan (the inventory's cached header values), so it needs no
+pixels and covers calibration frames too. Science frames get BJD_TDB,
+altitude and airmass of their target; every frame with a known site gets the
+local mean sidereal time.
+"""
+
+from astropy.table import Table
+from astropy.time import Time
+
+from . import times
+
+COLUMNS = (
+    "file",
+    "type",
+    "filter",
+    "object",
+    "exposure",
+    "date_obs",
+    "utc_start",
+    "date_avg_tt",
+    "mjd_avg_tt",
+    "bjd_tdb",
+    "airmass",
+    "altitude",
+    "lst",
+    "note",
+)
+
+
+def rows(plan, night):
+    """What the log needs of each frame of ``night`` (plain values only)."""
+    return [
+        {
+            "file": frame.relpath,
+            "type": frame.kind or "",
+            "filter": frame.filter or "",
+            "object": frame.object or "",
+            "exposure": frame.exposure,
+            "date_obs": frame.date_obs or "",
+            "site_target": frame.site_target,
+            "problem": frame.problem or "",
+        }
+        for frame in plan.nights[night].frames
+    ]
+
+
+def entry(frame, date_obs_is="start", site=None):
+    """One log row (a dict of COLUMNS) for a frame from :func:`rows`."""
+    row = {name: "" for name in COLUMNS} | {
+        name: float("nan") for name in ("exposure", "mjd_avg_tt", "bjd_tdb", "airmass", "altitude")
+    }
+    row.update({k: frame[k] for k in ("file", "type", "filter", "object", "date_obs")})
+    if frame["problem"] or frame["exposure"] is None:
+        row["note"] = frame["problem"] or "no exposure time"
+        return row
+    row["exposure"] = float(frame["exposure"])
+    cards, notes = times.frame_cards(
+        frame["date_obs"],
+        frame["site_target"],
+        frame["exposure"],
+        date_obs_is,
+        site,
+        light=frame["type"] == "light",
+    )
+    row["note"] = "; ".join(notes)
+    if "DATE-BEG" not in cards:
+        return row
+    value = {key: card[0] for key, card in cards.items()}
+    row.update(
+        utc_start=Time(value["DATE-BEG"], format="isot", scale="tt").utc.isot,
+        date_avg_tt=value["DATE-AVG"],
+        mjd_avg_tt=value["MJD-AVG"],
+        bjd_tdb=value.get("BJD_TDB", float("nan")),
+        airmass=value.get("AIRMASS", float("nan")),
+        altitude=value.get("ALTITUDE", float("nan")),
+        lst=value.get("LST", ""),
+    )
+    return row
+
+
+def build(frames, date_obs_is="start", site=None):
+    """The night log of ``frames`` (from :func:`rows`), in time order."""
+    entries = [entry(frame, date_obs_is, site) for frame in frames]
+    entries.sort(key=lambda r: (r["utc_start"] == "", r["utc_start"], r["file"]))
+    table = Table(rows=[[r[n] for n in COLUMNS] for r in entries], names=COLUMNS)
+    for name, unit in (
+        ("exposure", "s"),
+        ("mjd_avg_tt", "d"),
+        ("bjd_tdb", "d"),
+        ("altitude", "deg"),
+    ):
+        table[name].unit = unit
+    table.meta["comments"] = [
+        "Night log: every frame in time order. date_obs as the camera wrote it (UTC);",
+        "utc_start the exposure start on UTC; date_avg_tt and mjd_avg_tt mid-exposure on TT;",
+        "bjd_tdb barycentric Julian date of mid-exposure on TDB; airmass and altitude of",
+        "the target (science frames) at mid-exposure; lst local mean sidereal time.",
+    ]
+    return table
+
+
+def lines(table):
+    """The log as fixed-width text, for the job's log file."""
+    shown = table.copy()
+    shown.remove_columns(["date_obs", "mjd_avg_tt", "note"])
+    shown["file"] = [name.rsplit("/", 1)[-1] for name in shown["file"]]
+    shown["bjd_tdb"].info.format = ".6f"
+    shown["airmass"].info.format = ".3f"
+    shown["altitude"].info.format = ".2f"
+    return shown.pformat(max_lines=-1, max_width=-1)
