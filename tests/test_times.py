@@ -1,5 +1,7 @@
 """Times on named scales, against independent reference values."""
 
+import warnings
+
 import numpy as np
 import pytest
 from astropy import units as u
@@ -156,3 +158,25 @@ def test_a_master_bias_of_zero_second_frames_has_a_plain_mean_middle():
     spans = [frame_span(f"2022-10-30T00:0{i}:00", 0.0, light=False) for i in range(3)]
     cards, _ = times.combined_cards(spans, [0.0, 0.0, 0.0])
     assert cards["DATE-AVG"][0] == "2022-10-30T00:02:09.184" and "BJD_TDB" not in cards
+
+
+def test_a_date_beyond_the_bundled_iers_tables_is_computed_offline_and_said(monkeypatch):
+    import urllib.request
+
+    import astropy.utils.data
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(astropy.utils.data, "download_file", no_network)
+    header = {"OBJCTRA": "02 30 36.1", "OBJCTDEC": "+42 15 11.9"}
+    site = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once in the notes, not as warnings
+        cards, notes = times.frame_cards("2031-11-01T03:00:00", header, 60.0, site=site)
+    assert {"BJD_TDB", "LST", "AIRMASS"} <= set(cards)
+    assert any("after the bundled IERS table" in note and "BJD" in note for note in notes)
+    assert any("leap-second table expires" in note and "1 s" in note for note in notes)
+    _, notes = times.frame_cards("2025-03-02T01:00:00", header, 60.0, site=site)
+    assert not any("IERS" in note or "leap" in note for note in notes)  # inside the tables

@@ -13,6 +13,8 @@ network); astropy's bundled tables (astropy-iers-data, pinned) serve, and a
 date outside them is reported with the precision that follows.
 """
 
+import contextlib
+import functools
 import re
 import warnings
 
@@ -21,6 +23,7 @@ from astropy import units as u
 from astropy.coordinates import AltAz, Angle, EarthLocation, SkyCoord
 from astropy.time import Time, TimeDelta
 from astropy.utils import iers
+from erfa import ErfaWarning
 
 iers.conf.auto_download = False  # never reach for the network
 iers.conf.iers_degraded_accuracy = "warn"  # beyond the tables: say so (iers_note), go on
@@ -125,6 +128,33 @@ def target_of(header, configured=None):
     return None
 
 
+@functools.cache
+def leap_seconds_expire():
+    """When the bundled leap-second table stops being authoritative (UTC)."""
+    return Time(iers.LeapSeconds.auto_open().expires, scale="utc")
+
+
+def leap_second_note(time):
+    """None, or what follows when a date is past the leap-second table."""
+    expires = leap_seconds_expire()
+    if time.utc > expires:
+        return (
+            f"{time.utc.isot} is after the bundled leap-second table expires "
+            f"({expires.isot[:10]}): TT assumes no leap second since, so a time on TT "
+            "may be 1 s off if one was announced. Fix: update astropy-iers-data"
+        )
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_dubious_years():
+    """ERFA warns 'dubious year' for dates past its leap-second knowledge;
+    leap_second_note says it once, in words, instead of per conversion."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*dubious year", category=ErfaWarning)
+        yield
+
+
 def iers_note(time):
     """None, or what follows when a date is outside the bundled IERS tables."""
     table = iers.earth_orientation_table.get()
@@ -177,12 +207,18 @@ def frame_cards(date_obs, header, exposure_s, date_obs_is="start", site=None, li
     the site; BJD_TDB, altitude and airmass are for science frames (``light``)
     with the site and the target known.
     """
-    try:
-        stamp = parse_date_obs(date_obs)
-    except TimeProblem as exc:
-        return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
+    with _quiet_dubious_years():
+        try:
+            stamp = parse_date_obs(date_obs)
+        except TimeProblem as exc:
+            return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
+        return _frame_cards(stamp, header, exposure_s, date_obs_is, site, light)
+
+
+def _frame_cards(stamp, header, exposure_s, date_obs_is, site, light):
     start, middle, end = exposure_span(stamp, exposure_s, date_obs_is)
-    cards, notes = time_cards(start, middle, end), []
+    cards = time_cards(start, middle, end)
+    notes = [note for note in [leap_second_note(end)] if note]
     location = site_of(header, site)
     target = target_of(header) if light else None
     if location is not None or target is not None:
@@ -246,6 +282,11 @@ def combined_cards(spans, exposures):
     if unknown or not spans:
         note = f"times unknown: {unknown} of {len(spans)} frames have no usable DATE-OBS"
         return cards | {"TIMENOTE": note}, [note]
+    with _quiet_dubious_years():
+        return _combined_cards(spans, exposures, total, cards)
+
+
+def _combined_cards(spans, exposures, total, cards):
     weights = exposures if total > 0 else np.ones(len(spans))
     begins = Time([s["date_beg_tt"] for s in spans], format="isot", scale="tt")
     ends = Time([s["date_end_tt"] for s in spans], format="isot", scale="tt")
