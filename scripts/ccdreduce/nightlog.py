@@ -8,11 +8,6 @@ altitude and airmass of their target; every frame with a known site gets the
 local mean sidereal time.
 """
 
-from astropy.table import Table
-from astropy.time import Time
-
-from . import times
-
 COLUMNS = (
     "file",
     "type",
@@ -50,6 +45,9 @@ def rows(plan, night):
 
 def entry(frame, date_obs_is="start", site=None):
     """One log row (a dict of COLUMNS) for a frame from :func:`rows`."""
+    from astropy.time import Time  # only in the job: the parse needs rows() alone
+
+    from . import times
     row = {name: "" for name in COLUMNS} | {
         name: float("nan") for name in ("exposure", "mjd_avg_tt", "bjd_tdb", "airmass", "altitude")
     }
@@ -84,6 +82,7 @@ def entry(frame, date_obs_is="start", site=None):
 
 def build(frames, date_obs_is="start", site=None):
     """The night log of ``frames`` (from :func:`rows`), in time order."""
+    from astropy.table import Table
     entries = [entry(frame, date_obs_is, site) for frame in frames]
     entries.sort(key=lambda r: (r["utc_start"] == "", r["utc_start"], r["file"]))
     table = Table(rows=[[r[n] for n in COLUMNS] for r in entries], names=COLUMNS)
