@@ -48,6 +48,7 @@ def entry(frame, date_obs_is="start", site=None):
     from astropy.time import Time  # only in the job: the parse needs rows() alone
 
     from . import times
+
     row = {name: "" for name in COLUMNS} | {
         name: float("nan") for name in ("exposure", "mjd_avg_tt", "bjd_tdb", "airmass", "altitude")
     }
@@ -83,6 +84,7 @@ def entry(frame, date_obs_is="start", site=None):
 def build(frames, date_obs_is="start", site=None):
     """The night log of ``frames`` (from :func:`rows`), in time order."""
     from astropy.table import Table
+
     entries = [entry(frame, date_obs_is, site) for frame in frames]
     entries.sort(key=lambda r: (r["utc_start"] == "", r["utc_start"], r["file"]))
     table = Table(rows=[[r[n] for n in COLUMNS] for r in entries], names=COLUMNS)
