@@ -42,8 +42,6 @@ cards.pop("TOTEXP")  # the summed exposure of a master means nothing to its user
 method = snakemake.params.combine["method"]
 cards["COMBMETH"] = (method, "combine method")
 first = frames[0]["recipe"]
-if kind == "flat":
-    header.remove("BUNIT", ignore_missing=True)
 if kind == "dark":
     cards["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
 provenance.stamp(

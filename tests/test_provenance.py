@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.time import Time, TimeDelta
 
-from ccdreduce import provenance
+from ccdreduce import provenance, stacking
 
 METHODS = ("average", "median", "minmax", "sigclip")
 #: Keywords that hold a Julian date; each must be on a scale the header names.
@@ -112,7 +112,7 @@ def test_a_stacks_header_and_its_frames_table_agree(demo_run, truth, filt):
     table = Table.read(folder / "frames.ecsv")
     used = table[table["used"]]
     exposure = np.asarray(used["exposure"], float)
-    reference = table[[f"{r['night']}/{r['stem']}" == table.meta["reference"] for r in table]][0]
+    reference = stacking.reference_row(table)
     records = [truth.frames_of(night=r["night"], stem=r["stem"])[0] for r in used]
     first = min(records, key=lambda r: r["date_obs"])
     last = max(records, key=lambda r: tt(r["date_obs"], r["exposure"]).mjd)

@@ -66,6 +66,8 @@ def make_master(kind, inputs, settings, combine_params, masters):
     image, coverage = combine(cube, method, **params)
     if kind in NORMALISED:
         image /= np.float32(finite_median(image))
-    for key, value in (("BUNIT", "adu" if kind not in NORMALISED else ""),):
-        header[key] = value
+    if kind in NORMALISED:  # a ratio: no unit
+        header.remove("BUNIT", ignore_missing=True)
+    else:
+        header["BUNIT"] = "adu"
     return image, header, stats, coverage

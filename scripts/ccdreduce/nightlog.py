@@ -68,15 +68,15 @@ def entry(frame, date_obs_is="start", site=None):
     row["note"] = "; ".join(notes)
     if "DATE-BEG" not in cards:
         return row
-    value = {key: card[0] for key, card in cards.items()}
+    span = times.span_of(cards)
     row.update(
-        utc_start=Time(value["DATE-BEG"], format="isot", scale="tt").utc.isot,
-        date_avg_tt=value["DATE-AVG"],
-        mjd_avg_tt=value["MJD-AVG"],
-        bjd_tdb=value.get("BJD_TDB", float("nan")),
-        airmass=value.get("AIRMASS", float("nan")),
-        altitude=value.get("ALTITUDE", float("nan")),
-        lst=value.get("LST", ""),
+        utc_start=Time(span["date_beg_tt"], format="isot", scale="tt").utc.isot,
+        date_avg_tt=times.card_value(cards, "DATE-AVG"),
+        mjd_avg_tt=span["mjd_avg_tt"],
+        bjd_tdb=span["bjd_tdb"],
+        airmass=span["airmass"],
+        altitude=times.card_value(cards, "ALTITUDE", float("nan")),
+        lst=times.card_value(cards, "LST", ""),
     )
     return row
 

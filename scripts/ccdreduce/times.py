@@ -114,11 +114,10 @@ def site_of(header, configured=None):
     return EarthLocation.from_geodetic(lon, lat, elevation * u.m)
 
 
-def target_of(header, configured=None):
-    """ICRS SkyCoord from config (ra, dec in degrees) or RA/DEC (degrees, or
-    sexagesimal hours and degrees) or OBJCTRA/OBJCTDEC; None when unknown."""
-    if configured:
-        return SkyCoord(configured["ra"] * u.deg, configured["dec"] * u.deg)
+def target_of(header):
+    """ICRS SkyCoord from RA/DEC (degrees, or sexagesimal hours and degrees)
+    or OBJCTRA/OBJCTDEC; None when unknown. Frames without them get them
+    from config through header_overrides, like any other header value."""
     for ra_key, dec_key in (("RA", "DEC"), ("OBJCTRA", "OBJCTDEC")):
         ra, dec = header.get(ra_key), header.get(dec_key)
         if ra is None or dec is None:
@@ -155,10 +154,15 @@ def _quiet_dubious_years():
         yield
 
 
+@functools.cache
+def iers_table_ends():
+    """The last date of the bundled Earth-orientation table (UTC)."""
+    return Time(iers.earth_orientation_table.get()["MJD"][-1], format="mjd", scale="utc")
+
+
 def iers_note(time):
     """None, or what follows when a date is outside the bundled IERS tables."""
-    table = iers.earth_orientation_table.get()
-    last = Time(table["MJD"][-1], format="mjd", scale="utc")
+    last = iers_table_ends()
     if time.utc > last:
         return (
             f"{time.utc.isot} is after the bundled IERS table ({last.isot}): UT1-UTC "
@@ -198,6 +202,7 @@ def target_cards(middle, location, target):
     return cards, notes
 
 
+@_quiet_dubious_years()
 def frame_cards(date_obs, header, exposure_s, date_obs_is="start", site=None, light=True):
     """Everything a frame's header should say about its times: (cards, notes).
 
@@ -207,15 +212,10 @@ def frame_cards(date_obs, header, exposure_s, date_obs_is="start", site=None, li
     the site; BJD_TDB, altitude and airmass are for science frames (``light``)
     with the site and the target known.
     """
-    with _quiet_dubious_years():
-        try:
-            stamp = parse_date_obs(date_obs)
-        except TimeProblem as exc:
-            return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
-        return _frame_cards(stamp, header, exposure_s, date_obs_is, site, light)
-
-
-def _frame_cards(stamp, header, exposure_s, date_obs_is, site, light):
+    try:
+        stamp = parse_date_obs(date_obs)
+    except TimeProblem as exc:
+        return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
     start, middle, end = exposure_span(stamp, exposure_s, date_obs_is)
     cards = time_cards(start, middle, end)
     notes = [note for note in [leap_second_note(end)] if note]
@@ -236,25 +236,22 @@ def _frame_cards(stamp, header, exposure_s, date_obs_is, site, light):
     return cards, notes
 
 
+def card_value(cards, key, default=None):
+    """The value of ``key`` in a header or a {key: (value, comment)} dict."""
+    value = cards.get(key, default)
+    return value[0] if isinstance(value, tuple) else value
+
+
 def span_of(cards):
     """A frame's times as plain values from its cards or header ('' or NaN
     where unknown): what frames tables hold and :func:`combined_cards` takes."""
-
-    def number(key):
-        value = cards.get(key)
-        value = value[0] if isinstance(value, tuple) else value
-        return float(value) if value is not None else float("nan")
-
-    def text(key):
-        value = cards.get(key)
-        return str(value[0] if isinstance(value, tuple) else value) if value is not None else ""
-
+    nan = float("nan")
     return {
-        "date_beg_tt": text("DATE-BEG"),
-        "date_end_tt": text("DATE-END"),
-        "mjd_avg_tt": number("MJD-AVG"),
-        "bjd_tdb": number("BJD_TDB"),
-        "airmass": number("AIRMASS"),
+        "date_beg_tt": str(card_value(cards, "DATE-BEG", "")),
+        "date_end_tt": str(card_value(cards, "DATE-END", "")),
+        "mjd_avg_tt": float(card_value(cards, "MJD-AVG", nan)),
+        "bjd_tdb": float(card_value(cards, "BJD_TDB", nan)),
+        "airmass": float(card_value(cards, "AIRMASS", nan)),
     }
 
 
@@ -264,6 +261,7 @@ def _weighted_mean(values, weights):
     return float(values[0] + np.average(values - values[0], weights=weights))
 
 
+@_quiet_dubious_years()
 def combined_cards(spans, exposures):
     """Times of a product combined from frames: (cards, notes).
 
@@ -282,11 +280,6 @@ def combined_cards(spans, exposures):
     if unknown or not spans:
         note = f"times unknown: {unknown} of {len(spans)} frames have no usable DATE-OBS"
         return cards | {"TIMENOTE": note}, [note]
-    with _quiet_dubious_years():
-        return _combined_cards(spans, exposures, total, cards)
-
-
-def _combined_cards(spans, exposures, total, cards):
     weights = exposures if total > 0 else np.ones(len(spans))
     begins = Time([s["date_beg_tt"] for s in spans], format="isot", scale="tt")
     ends = Time([s["date_end_tt"] for s in spans], format="isot", scale="tt")
