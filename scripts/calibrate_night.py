@@ -21,6 +21,9 @@ log = runlog.start(snakemake)
 frames = snakemake.params.frames
 settings = Settings(**snakemake.params.settings)
 masters = Masters(snakemake.config["results_dir"])
+time_settings = snakemake.params.times
+if note := times.use_iers(time_settings["iers"]):
+    log.warning(note)
 calibrated_dir, catalog_dir = Path(snakemake.output.calibrated), Path(snakemake.output.catalogs)
 calibrated_dir.mkdir(parents=True, exist_ok=True)
 catalog_dir.mkdir(parents=True, exist_ok=True)
@@ -47,8 +50,9 @@ def calibrate(frame):
         frame["date_obs"],
         result.header,
         frame["exposure"],
-        snakemake.params.times["date_obs_is"],
-        snakemake.params.times["site"],
+        time_settings["date_obs_is"],
+        time_settings["site"],
+        night=snakemake.wildcards.night,
     )
     lines += [f"{frame['raw']}: {note}" for note in notes]
     provenance.stamp(

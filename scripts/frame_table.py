@@ -4,10 +4,21 @@ and TDB, and the airmass), both printed in the log."""
 
 from collections import Counter
 
-from ccdreduce import frametable, nightlog, runlog
+from ccdreduce import frametable, nightlog, runlog, times
 
 log = runlog.start(snakemake)
-table = frametable.write(snakemake.params.rows, snakemake.output.frames)
+settings = snakemake.params.times
+if note := times.use_iers(settings["iers"]):
+    log.warning(note)
+night_log = nightlog.build(snakemake.params.log_rows, settings, snakemake.wildcards.night)
+
+# the frame table says what limits each frame's times, as its header does
+time_notes = {row["file"]: row["note"] for row in night_log}
+rows = snakemake.params.rows
+for row in rows:
+    if time_notes.get(row["file"], "") != row["reason"]:  # not the exclusion again
+        row["time_note"] = time_notes.get(row["file"], "")
+table = frametable.write(rows, snakemake.output.frames)
 for row in table:
     if row["status"] == "used":
         log.info(
@@ -21,8 +32,6 @@ for row in table:
 counts = {s: int((table["status"] == s).sum()) for s in ("used", "excluded", "ignored")}
 log.info("%s: %s", snakemake.output.frames, ", ".join(f"{n} {s}" for s, n in counts.items()))
 
-settings = snakemake.params.times
-night_log = nightlog.build(snakemake.params.log_rows, settings["date_obs_is"], settings["site"])
 night_log.write(snakemake.output.night_log, format="ascii.ecsv", overwrite=True)
 log.info("night log (UTC start; mid-exposure on TT; BJD on TDB):")
 for line in nightlog.lines(night_log):

@@ -33,6 +33,7 @@ for frame in frames:
         frame["exposure"],
         snakemake.params.times["date_obs_is"],
         light=False,
+        night=snakemake.wildcards.night,
     )
     spans.append(times.span_of(cards))
     for note in notes:

@@ -105,11 +105,7 @@ names = [
     "file",
     "stem",
     "exposure",
-    "date_beg_tt",
-    "date_end_tt",
-    "mjd_avg_tt",
-    "bjd_tdb",
-    "airmass",
+    *times.SPAN_COLUMNS,
     "dx",
     "dy",
     "dx_measured",
@@ -141,7 +137,7 @@ table.meta.update(
             "(x + dx, y + dy) in the stack. scale multiplies the sky-subtracted frame to match",
             "the reference; transparency is star flux per second against the reference.",
             "date_beg_tt, date_end_tt (ISO) and mjd_avg_tt (mid-exposure) are on TT; bjd_tdb the",
-            "barycentric Julian date of mid-exposure on TDB.",
+            "barycentric Julian date of mid-exposure on TDB; time_note what limits them.",
         ],
     }
 )

@@ -63,5 +63,5 @@ def test_masters_record_inputs_and_policy(demo_run):
     assert "bias: borrowed from night 2025-03-01" in header["CALPOL"]
     assert header["PROCSTEP"] == "master_flat"
     assert "BUNIT" not in header
-    for key in ("JD", "MJD-OBS"):
-        assert key not in header
+    assert "JD" not in header and "UTC-OBS" not in header  # a camera's UTC times
+    assert header["TIMESYS"] == "TT" and header["MJD-OBS"] == header["MJD-BEG"]

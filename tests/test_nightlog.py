@@ -33,7 +33,7 @@ def test_frames_are_logged_in_time_order_and_unknown_times_last_with_their_reaso
         frame("bias", "bias", "2025-03-02T00:40:00", exposure=0.0),
         frame("early", "light", "2025-03-02T01:00:00"),
     ]
-    log = nightlog.build(frames)
+    log = nightlog.build(frames, {"date_obs_is": "start", "site": None}, night="2025-03-01")
     assert [f.rsplit("/", 1)[1] for f in log["file"]][:3] == [
         "bias.fits",
         "early.fits",

@@ -4,6 +4,7 @@ method, library versions and the config hash; a stack's header against its
 frames table, and times against the simulator's clock."""
 
 import re
+import warnings
 from importlib import metadata
 
 import numpy as np
@@ -37,9 +38,11 @@ def test_no_product_has_a_julian_date_on_utc_and_each_names_its_scale(demo_run):
     for path in paths:
         header = fits.getheader(path)
         julian = [k for k in header if JULIAN_KEYS.match(k)]
-        assert set(julian) <= {"MJD-BEG", "MJD-AVG", "MJD-END", "BJD_TDB"}, (path, julian)
+        assert set(julian) <= {"MJD-OBS", "MJD-BEG", "MJD-AVG", "MJD-END", "BJD_TDB"}, (
+            path,
+            julian,
+        )
         assert header["TIMESYS"] == "TT", path
-        assert "UTC" in header.comments["DATE-OBS"], path  # the camera's stamp, labelled
         hashes.add(header["CFGHASH"])
         versions = header["SOFTVERS"]
         for name in ("astropy", "astropy-iers-data", "numpy", "scipy", "photutils"):
@@ -51,11 +54,35 @@ def test_no_product_has_a_julian_date_on_utc_and_each_names_its_scale(demo_run):
                 assert name.endswith(("_tt", "_tdb")), (table_path, name)
 
 
+def test_every_product_reads_on_its_timesys_as_its_first_start_without_a_fix(demo_run):
+    """FITS 4.0: TIMESYS is the scale of DATE-OBS too; astropy.wcs agrees."""
+    from astropy.wcs import WCS
+
+    results = demo_run["results"]
+    starts = {}  # raw file -> exposure start, UTC, from the night logs
+    for night_log in results.glob("calib/*/night_log.ecsv"):
+        starts |= {row["file"]: row["utc_start"] for row in Table.read(night_log)}
+    for path in products(results):
+        header = fits.getheader(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # 'datfix' or any other time fix raises
+            wcs = WCS(header)
+        assert wcs.wcs.mjdobs == header["MJD-OBS"] == header["MJD-BEG"], path
+        if "RAWFILE" in header:
+            inputs = [header["RAWFILE"]]
+        else:
+            inputs = [header[f"IMCMB{i:03d}"] for i in range(1, header["NCOMBINE"] + 1)]
+        first = min(Time(starts[name], scale="utc") for name in inputs)
+        start = Time(header["DATE-OBS"], scale=header["TIMESYS"].lower())
+        assert abs((start - first).sec) < 1e-3, path
+
+
 def test_calibrated_frames_are_timed_from_the_simulators_clock(demo_run, truth):
     for record in truth.frames_of(kind="light"):
         path = demo_run["results"] / "calibrated" / record["night"] / f"{record['stem']}.fits"
         header = fits.getheader(path)
-        assert header["DATE-OBS"] == record["date_obs"]  # untouched
+        assert header["UTC-OBS"] == record["date_obs"]  # the camera's, as written
+        assert header["DATE-OBS"] == tt(record["date_obs"]).isot  # the start on TIMESYS
         assert header["DATE-BEG"] == tt(record["date_obs"]).isot
         assert header["DATE-AVG"] == tt(record["date_obs"], record["exposure"] / 2).isot
         assert header["DATE-END"] == tt(record["date_obs"], record["exposure"]).isot
@@ -136,7 +163,8 @@ def test_a_stacks_header_and_its_frames_table_agree(demo_run, truth, filt):
         assert abs(middle.mjd - header["MJD-AVG"]) * 86400 < 1e-3  # rounding of each
         bjd = np.average(np.asarray(used["bjd_tdb"], float), weights=exposure)
         assert abs(header["BJD_TDB"] - bjd) * 86400 < 1e-3
-        assert header["DATE-OBS"] == tt(first["date_obs"]).utc.isot
+        assert header["DATE-OBS"] == tt(first["date_obs"]).isot  # on TIMESYS = TT
+        assert header["MJD-OBS"] == header["MJD-BEG"] and "UTC-OBS" not in header
         # what belonged to the reference frame alone is not the stack's
         for key in ("DX", "RAWFILE", "BIASFILE", "FLATFILE", "LST", "ALTITUDE"):
             assert key not in header, (method, key)
@@ -182,18 +210,22 @@ def test_the_config_hash_changes_with_the_config_and_not_with_key_order():
     assert a != provenance.config_hash({"x": 1, "y": {"b": 2, "a": 4}})
 
 
-def test_stamp_replaces_a_reference_frames_inputs_and_drops_utc_julian_dates():
+def test_stamp_replaces_a_reference_frames_inputs_and_drops_a_cameras_utc_times():
     header = fits.Header()
     header["DATE-OBS"] = "2025-03-02T01:00:00"
+    header["TIME-OBS"] = "01:00:00"
     header["JD"] = 2460736.5416667
     header["MJD-OBS"] = 60736.0416667
     header["IMCMB001"], header["IMCMB002"], header["IMSCL002"] = "old1", "old2", 2.0
     provenance.stamp(header, "stack_median", inputs=["a.fits"], combined=True, scales=[1.5])
-    assert "JD" not in header and "MJD-OBS" not in header
-    assert header["DATE-OBS"] == "2025-03-02T01:00:00"  # the value untouched
+    assert "JD" not in header and "MJD-OBS" not in header and "TIME-OBS" not in header
     assert header["IMCMB001"] == "a.fits" and header["IMSCL001"] == 1.5
     assert "IMCMB002" not in header and "IMSCL002" not in header
-    assert "removed JD, MJD-OBS" in str(header["HISTORY"])
+    assert "removed JD, MJD-OBS, TIME-OBS" in str(header["HISTORY"])
+    # a product's own times (TIMESYS = TT) stay through later steps; None removes a card
+    header["TIMESYS"], header["MJD-OBS"] = "TT", 60736.0424674
+    provenance.stamp(header, "register", cards={"UTC-OBS": None, "DX": (1, "shift")})
+    assert header["MJD-OBS"] == 60736.0424674 and "UTC-OBS" not in header and header["DX"] == 1
 
 
 def test_more_than_999_inputs_are_counted_and_the_rest_referred_to_the_table():

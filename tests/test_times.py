@@ -73,7 +73,7 @@ def test_bjd_tdb_against_astropy_light_travel_time_computed_here():
     site = EarthLocation.from_geodetic(-70.97 * u.deg, 41.988 * u.deg, 30 * u.m)
     star = SkyCoord("02h30m36.1s", "+42d15m11.9s")
     middle = times.parse_date_obs("2022-10-30T01:20:17")
-    cards, notes = times.target_cards(middle, site, star)
+    cards, notes, _ = times.target_cards(middle, site, star)
     t = Time("2022-10-30T01:20:17", scale="utc", location=site)
     expected = (t.tdb + t.light_travel_time(star, kind="barycentric")).jd
     assert abs(cards["BJD_TDB"][0] - expected) * 86400 < 1e-3  # under a millisecond
@@ -97,7 +97,7 @@ def test_the_real_night_gets_bjd_and_a_plausible_airmass():
     header = fits.getheader(path)
     start = times.parse_date_obs(header["DATE-OBS"])
     _, middle, _ = times.exposure_span(start, header["EXPTIME"])
-    cards, _ = times.target_cards(middle, times.site_of(header), times.target_of(header))
+    cards, _, _ = times.target_cards(middle, times.site_of(header), times.target_of(header))
     # MaxIm's JD is the UTC start: BJD_TDB of mid-exposure is later by the
     # half exposure, TT-UTC (69.184 s) and the light travel time (< 8.5 min)
     later = (cards["BJD_TDB"][0] - header["JD"]) * 86400
@@ -109,7 +109,10 @@ def test_the_real_night_gets_bjd_and_a_plausible_airmass():
 def test_a_frame_without_a_usable_time_says_so_and_one_with_site_and_target_gets_all():
     header = fits.Header()
     cards, notes = times.frame_cards("2022-10-30", header, 120.0)
-    assert set(cards) == {"TIMENOTE"} and "no time of day" in notes[0]
+    assert "no time of day" in cards["TIMENOTE"] and "no time of day" in notes[0]
+    # no time keyword may look valid: DATE-OBS and MJD-OBS leave, the value stays in UTC-OBS
+    assert cards["DATE-OBS"] is None and cards["MJD-OBS"] is None and "TIMESYS" not in cards
+    assert cards["UTC-OBS"][0] == "2022-10-30"
     cards, notes = times.frame_cards("2022-10-30T01:19:17", header, 120.0)
     assert cards["DATE-AVG"][0] == "2022-10-30T01:21:26.184"  # +60 s, +69.184 s TT-UTC
     assert "BJD_TDB" not in cards and "site and target unknown" in notes[0]
@@ -117,7 +120,11 @@ def test_a_frame_without_a_usable_time_says_so_and_one_with_site_and_target_gets
     site = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
     cards, notes = times.frame_cards("2022-10-30T01:19:17", header, 120.0, site=site)
     assert {"BJD_TDB", "AIRMASS", "LST", "MJD-AVG", "TIMESYS"} <= set(cards) and notes == []
-    assert not any(k in cards for k in ("JD", "MJD-OBS"))  # never a Julian date on UTC
+    assert "JD" not in cards and "TIMENOTE" not in cards  # never a Julian date on UTC
+    # DATE-OBS and MJD-OBS on TIMESYS (TT): the start; the camera's UTC stamp in UTC-OBS
+    assert cards["DATE-OBS"][0] == cards["DATE-BEG"][0] == "2022-10-30T01:20:26.184"
+    assert cards["MJD-OBS"][0] == cards["MJD-BEG"][0]
+    assert cards["UTC-OBS"][0] == "2022-10-30T01:19:17"
     # a calibration frame: LST (the site is known), no BJD or airmass of a target
     cards, notes = times.frame_cards("2022-10-30T01:19:17", header, 0.0, site=site, light=False)
     assert "LST" in cards and "BJD_TDB" not in cards and "AIRMASS" not in cards and notes == []
@@ -151,6 +158,7 @@ def test_a_stack_with_a_frame_of_unknown_time_has_no_times_and_says_so():
     spans = [frame_span("2022-10-30T01:00:00", 60.0), frame_span("2022-10-30", 60.0)]
     cards, notes = times.combined_cards(spans, [60.0, 60.0])
     assert "DATE-BEG" not in cards and "1 of 2 frames" in cards["TIMENOTE"]
+    assert cards["DATE-OBS"] is None and cards["MJD-OBS"] is None  # none of a reference's
     assert cards["TOTEXP"][0] == 120.0
 
 
@@ -160,7 +168,13 @@ def test_a_master_bias_of_zero_second_frames_has_a_plain_mean_middle():
     assert cards["DATE-AVG"][0] == "2022-10-30T00:02:09.184" and "BJD_TDB" not in cards
 
 
-def test_a_date_beyond_the_bundled_iers_tables_is_computed_offline_and_said(monkeypatch):
+SITE = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
+STAR = {"OBJCTRA": "02 30 36.1", "OBJCTDEC": "+42 15 11.9"}
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: any download attempt fails the test."""
     import urllib.request
 
     import astropy.utils.data
@@ -170,13 +184,163 @@ def test_a_date_beyond_the_bundled_iers_tables_is_computed_offline_and_said(monk
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     monkeypatch.setattr(astropy.utils.data, "download_file", no_network)
-    header = {"OBJCTRA": "02 30 36.1", "OBJCTDEC": "+42 15 11.9"}
-    site = {"latitude": 41.988, "longitude": -70.97, "elevation": 30.0}
+    times.use_iers("bundled")
+
+
+def fix_clock(monkeypatch, when):
+    """The run's clock set to ``when`` (a Time), for astropy and for us."""
+    monkeypatch.setattr(Time, "now", classmethod(lambda cls: when.utc))
+    assert times.now().utc.isot == when.utc.isot
+
+
+def table_mjd(which):
+    """The bundled table's first measured day, first predicted day or last day."""
+    table = times.earth_orientation()
+    mjd = {
+        "first": table["MJD"][0].to_value(u.d),
+        "predicted": table.meta["predictive_mjd"],
+        "last": table["MJD"][-1].to_value(u.d),
+    }[which]
+    return Time(float(mjd), format="mjd", scale="utc")
+
+
+def strict_frame_cards(date_obs, **kw):
+    """frame_cards with every warning raised as an error."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # said once in the notes, not as warnings
-        cards, notes = times.frame_cards("2031-11-01T03:00:00", header, 60.0, site=site)
+        warnings.simplefilter("error")
+        return times.frame_cards(date_obs, STAR, 60.0, site=SITE, **kw)
+
+
+def independent_lst(date_obs, exposure, ut1_utc=None):
+    """Mean LST at mid-exposure computed here, UT1-UTC given or from the table."""
+    t = Time(date_obs, scale="utc", location=SITE_LOCATION) + exposure / 2 * u.s
+    if ut1_utc is not None:
+        t.delta_ut1_utc = ut1_utc
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return t.sidereal_time("mean").hour
+
+
+SITE_LOCATION = EarthLocation.from_geodetic(-70.97 * u.deg, 41.988 * u.deg, 30 * u.m)
+
+
+def lst_hours(cards):
+    h, m, s = (float(x) for x in cards["LST"][0].split(":"))
+    return h + m / 60 + s / 3600
+
+
+def test_a_date_inside_the_measured_table_has_full_precision_and_no_note(offline, monkeypatch):
+    fix_clock(monkeypatch, Time("2026-11-28T12:00:00", scale="utc"))
+    cards, notes = strict_frame_cards("2025-03-02T01:00:00")
+    assert {"BJD_TDB", "LST", "AIRMASS"} <= set(cards) and notes == []
+    assert abs(lst_hours(cards) - independent_lst("2025-03-02T01:00:00", 60.0)) * 3600 < 0.01
+
+
+@pytest.mark.parametrize("clock_days_after_predictions", [60, 400, 3650])
+def test_a_date_covered_only_by_predictions_is_computed_whatever_the_clock(
+    offline, monkeypatch, clock_days_after_predictions
+):
+    # astropy's default (IERS_Auto) raised "predictive values that are more
+    # than 30.0 days old" here once the clock passed predictions + 30 days
+    predicted = table_mjd("predicted")
+    fix_clock(monkeypatch, predicted + clock_days_after_predictions * u.day)
+    date_obs = (predicted + 30 * u.day).isot[:19]
+    cards, notes = strict_frame_cards(date_obs)
     assert {"BJD_TDB", "LST", "AIRMASS"} <= set(cards)
-    assert any("after the bundled IERS table" in note and "BJD" in note for note in notes)
-    assert any("leap-second table expires" in note and "1 s" in note for note in notes)
-    _, notes = times.frame_cards("2025-03-02T01:00:00", header, 60.0, site=site)
-    assert not any("IERS" in note or "leap" in note for note in notes)  # inside the tables
+    [note] = [n for n in notes if "UT1" in n]
+    assert "predicted by the IERS 30 d after its last measurement" in note
+    # IERS Bulletin A: 0.00025 * 30**0.75 s = 3.2 ms of UT1 error
+    assert "good to ~3.2 ms of time (0.048 arcsec)" in note and "airmass to ~" in note
+    assert "BJD_TDB do not depend on UT1" in note and cards["TIMENOTE"][0] == "; ".join(notes)
+    assert abs(lst_hours(cards) - independent_lst(date_obs, 60.0)) * 3600 < 0.01
+
+
+def test_a_date_beyond_the_tables_holds_the_last_ut1_and_says_by_how_much(offline, monkeypatch):
+    last = table_mjd("last")
+    fix_clock(monkeypatch, last + 3 * 365 * u.day)
+    date_obs = (last + 2 * 365 * u.day).isot[:19]
+    cards, notes = strict_frame_cards(date_obs)
+    assert {"BJD_TDB", "LST", "AIRMASS"} <= set(cards)
+    held = float(times.earth_orientation()["UT1_UTC"][-1].to_value(u.s))
+    [note] = [n for n in notes if "UT1" in n]
+    assert f"after the IERS table (ends {last.isot[:10]}): UT1-UTC held at {held:+.3f} s" in note
+    bound = 0.9 + abs(held)  # |UT1-UTC| < 0.9 s by the definition of UTC
+    assert f"good to ~{bound:.2g} s of time" in note
+    assert abs(lst_hours(cards) - independent_lst(date_obs, 60.0, held)) * 3600 < 0.01
+    assert any("leap-second table expires" in n and "1 s" in n for n in notes)
+    # the airmass error said is what moving UT1 by the bound does to the airmass
+    said = float(note.split("airmass to ~")[1].split(";")[0])
+    shifted, _, _ = times.target_cards(
+        times.parse_date_obs(date_obs) + 30 * u.s + bound * u.s,
+        SITE_LOCATION,
+        times.target_of(STAR),
+    )
+    assert abs(shifted["AIRMASS"][0] - cards["AIRMASS"][0]) <= said * 1.5 + 1e-4
+
+
+def test_bjd_tdb_does_not_depend_on_ut1_beyond_microseconds(offline):
+    star = times.target_of(STAR)
+    t = Time("2031-11-01T03:00:30", scale="utc", location=SITE_LOCATION)
+    bjds = []
+    for ut1_utc in (-0.9, 0.0, 0.9):
+        t.delta_ut1_utc = ut1_utc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bjds.append((t.tdb + t.light_travel_time(star, "barycentric")).jd)
+    assert np.ptp(bjds) * 86400 < 5e-6  # seconds
+
+
+def test_a_date_before_the_tables_is_computed_and_said(offline, monkeypatch):
+    fix_clock(monkeypatch, Time("2026-11-28T12:00:00", scale="utc"))
+    date_obs = (table_mjd("first") - 400 * u.day).isot[:19]
+    cards, notes = strict_frame_cards(date_obs)
+    assert {"BJD_TDB", "LST"} <= set(cards)
+    assert any("before the IERS table" in n and "held at" in n for n in notes)
+
+
+@pytest.mark.parametrize(
+    "date_obs, night, says",
+    [
+        ("2027-11-29T03:00:00", None, "1.0 d after this run's clock (2027-11-28T03:00:00)"),
+        ("1970-01-01T00:00:07", None, "outside 1990-2100: a camera clock that was never set"),
+        ("2000-01-01T00:00:00", "2027-11-27", "10192 d before the date of its night folder"),
+        ("2080-06-01T00:00:00", None, "d after this run's clock (2027-11-28T03:00:00)"),
+    ],
+)
+def test_a_camera_clock_set_wrong_is_noted_not_a_crash(offline, monkeypatch, date_obs, night, says):
+    fix_clock(monkeypatch, Time("2027-11-28T03:00:00", scale="utc"))
+    cards, notes = strict_frame_cards(date_obs, night=night)
+    assert says in cards["TIMENOTE"][0] and any(says in n for n in notes)
+    assert "header_overrides" in cards["TIMENOTE"][0]  # the fix
+    assert {"DATE-OBS", "MJD-OBS", "LST", "BJD_TDB"} <= set(cards)  # computed as written
+
+
+def test_a_night_of_yesterday_by_the_fixed_clock_has_no_clock_note(offline, monkeypatch):
+    fix_clock(monkeypatch, Time("2027-11-28T12:00:00", scale="utc"))
+    _, notes = strict_frame_cards("2027-11-28T02:00:00", night="2027-11-27")
+    assert not any("clock" in n or "night folder" in n for n in notes)
+
+
+def test_downloading_iers_tables_is_opt_in_and_falls_back_offline(offline):
+    note = times.use_iers("download")  # the network is refused by the fixture
+    assert "download failed" in note and "bundled IERS tables serve" in note
+    assert times.earth_orientation().meta["data_path"].endswith("finals2000A.all")
+    assert times.use_iers("bundled") is None
+    with pytest.raises(ValueError, match="times.iers = 'ftp'"):
+        times.use_iers("ftp")
+
+
+def test_time_cards_read_back_by_astropy_wcs_without_a_fix(offline):
+    from astropy.wcs import WCS
+
+    cards, _ = strict_frame_cards("2025-03-02T01:00:00")
+    header = fits.PrimaryHDU(np.zeros((4, 5), np.float32)).header
+    for key, value in cards.items():
+        header[key] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 'datfix' and any other fix would raise
+        wcs = WCS(header)
+    assert wcs.wcs.timesys == "TT" and wcs.wcs.mjdobs == wcs.wcs.mjdbeg
+    start = Time(header["DATE-OBS"], scale=header["TIMESYS"].lower())
+    assert abs((start - Time("2025-03-02T01:00:00", scale="utc")).sec) < 1e-3
+    assert header["UTC-OBS"] == "2025-03-02T01:00:00" and "UTC" in header.comments["UTC-OBS"]

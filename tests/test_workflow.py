@@ -4,10 +4,12 @@ leaves in results/, and what it says about bad input."""
 import re
 import shutil
 import subprocess
+import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
+from astropy import units as u
 from astropy.io import fits
 from astropy.table import Table
 from conftest import checksums, run_snakemake
@@ -117,8 +119,9 @@ def test_calibrated_frames_carry_float32_pixels_and_their_provenance(demo_run):
     assert header["BIASFILE"] == "calib/2025-03-01/bias.fits"
     assert header["FLATFILE"] == "calib/2025-03-01/flat_R.fits"
     assert header["TRIMSEC"] == "[1:512,1:512]"
-    assert header["DATE-OBS"] == "2025-03-02T01:03:35"  # 20:03:35 EST on 03-01
-    assert "JD" not in header and "MJD-OBS" not in header  # no Julian date on UTC
+    assert header["UTC-OBS"] == "2025-03-02T01:03:35"  # 20:03:35 EST on 03-01
+    assert header["DATE-OBS"] == "2025-03-02T01:04:44.184"  # the start on TIMESYS = TT
+    assert "JD" not in header and header["MJD-OBS"] == header["MJD-BEG"]  # on TT
     assert "BZERO" not in header and header["BUNIT"] == "adu"
 
 
@@ -258,3 +261,60 @@ def test_the_report_collects_every_stack_night_and_preview(demo_run, truth, tmp_
     for night in truth.data["nights"]:
         assert f"calib/{night['name']}/frames.ecsv" in html
     assert html.count("Masters") and "flat_R.png" in html and "bias.png" in html
+
+
+def observable_yesterday():
+    """A UTC start on yesterday's date (by the real clock) with NGC 2362 up
+    at the simulator's site, and the night's name (the local evening's date,
+    EST): a night that the bundled IERS tables may not cover, by design."""
+    from datetime import UTC, datetime, timedelta
+
+    from astropy import units as u
+    from astropy.coordinates import AltAz, EarthLocation, SkyCoord
+    from astropy.time import Time
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    site = EarthLocation.from_geodetic(-70.97 * u.deg, 41.988 * u.deg, 60 * u.m)
+    target = SkyCoord("07h18m48s", "-24d57m00s")
+    hours = Time(f"{yesterday.isoformat()}T00:00:00", scale="utc") + np.arange(22) * u.hour
+    with warnings.catch_warnings():  # polar motion past the bundled tables: irrelevant here
+        warnings.simplefilter("ignore")
+        altitude = target.transform_to(AltAz(obstime=hours, location=site)).alt.deg
+    start = hours[int(np.argmax(altitude))].to_datetime()
+    return start.isoformat(timespec="seconds"), (start - timedelta(hours=5)).date().isoformat()
+
+
+def test_a_night_dated_yesterday_reduces_end_to_end(tmp_path):
+    from ccdreduce import times
+    from ccdreduce.simulate import NightSpec, simulate
+
+    start, night = observable_yesterday()
+    spec = NightSpec(
+        night,
+        "maxim",
+        start,
+        (0.0, 0.0),
+        n_bias=3,
+        darks={30.0: 3},
+        flats={"R": (2.0, 3)},
+        lights={("R", 30.0): 3},
+    )
+    truth = simulate(tmp_path, nights=[spec])
+    results = tmp_path / "results"
+    run_snakemake("--config", f"raw_dir={tmp_path / 'raw'}", f"results_dir={results}")
+    lights = [f for f in truth["frames"] if f["kind"] == "light"]
+    for record in lights:
+        header = fits.getheader(results / "calibrated" / night / f"{record['stem']}.fits")
+        started = times.parse_date_obs(record["date_obs"])
+        assert header["UTC-OBS"] == record["date_obs"] and header["TIMESYS"] == "TT"
+        assert header["DATE-OBS"] == started.tt.isot
+        assert {"LST", "BJD_TDB", "AIRMASS"} <= set(header)
+        # a note on UT1 exactly when the bundled tables lack a measured value
+        error, what = times.ut1_quality(started + 15 * u.s)
+        assert (what is not None) == ("UT1-UTC" in header.get("TIMENOTE", "")), header
+        assert "clock" not in header.get("TIMENOTE", "")  # yesterday is no clock error
+    stack = fits.getheader(results / "stacks" / "NGC_2362" / "R" / "average.fits")
+    assert stack["NCOMBINE"] == len(lights)
+    assert stack["DATE-OBS"] == times.parse_date_obs(lights[0]["date_obs"]).tt.isot
+    log = Table.read(results / "calib" / night / "night_log.ecsv")
+    assert len(log) == len(truth["frames"]) and all(log["utc_start"])

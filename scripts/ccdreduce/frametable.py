@@ -20,6 +20,7 @@ COLUMNS = (
     "policy",
     "uncorrected",
     "output",
+    "time_note",
 )
 
 
@@ -82,6 +83,7 @@ def write(table_rows, path):
     table.meta["comments"] = [
         "Frames of one night: status is used, excluded (with the reason) or ignored.",
         "bias/dark/flat name the masters applied; dark_scale the factor on the dark.",
+        "time_note: what limits the frame's times (UT1 predicted, camera clock, ...).",
     ]
     table.write(path, format="ascii.ecsv", overwrite=True)
     return table

@@ -43,8 +43,9 @@ def rows(plan, night):
     ]
 
 
-def entry(frame, date_obs_is="start", site=None):
-    """One log row (a dict of COLUMNS) for a frame from :func:`rows`."""
+def entry(frame, settings, night=None):
+    """One log row (a dict of COLUMNS) for a frame from :func:`rows`;
+    ``settings`` is config ``times`` (date_obs_is, site)."""
     from astropy.time import Time  # only in the job: the parse needs rows() alone
 
     from . import times
@@ -61,9 +62,10 @@ def entry(frame, date_obs_is="start", site=None):
         frame["date_obs"],
         frame["site_target"],
         frame["exposure"],
-        date_obs_is,
-        site,
+        settings["date_obs_is"],
+        settings["site"],
         light=frame["type"] == "light",
+        night=night,
     )
     row["note"] = "; ".join(notes)
     if "DATE-BEG" not in cards:
@@ -81,11 +83,12 @@ def entry(frame, date_obs_is="start", site=None):
     return row
 
 
-def build(frames, date_obs_is="start", site=None):
-    """The night log of ``frames`` (from :func:`rows`), in time order."""
+def build(frames, settings, night=None):
+    """The night log of ``frames`` (from :func:`rows`) of ``night``, in time
+    order; ``settings`` is config ``times``."""
     from astropy.table import Table
 
-    entries = [entry(frame, date_obs_is, site) for frame in frames]
+    entries = [entry(frame, settings, night) for frame in frames]
     entries.sort(key=lambda r: (r["utc_start"] == "", r["utc_start"], r["file"]))
     table = Table(rows=[[r[n] for n in COLUMNS] for r in entries], names=COLUMNS)
     for name, unit in (
@@ -96,10 +99,12 @@ def build(frames, date_obs_is="start", site=None):
     ):
         table[name].unit = unit
     table.meta["comments"] = [
-        "Night log: every frame in time order. date_obs as the camera wrote it (UTC);",
+        "Night log: every frame in time order. date_obs as the camera wrote it (UTC;",
+        "products keep it as UTC-OBS, their DATE-OBS is the start on TT);",
         "utc_start the exposure start on UTC; date_avg_tt and mjd_avg_tt mid-exposure on TT;",
         "bjd_tdb barycentric Julian date of mid-exposure on TDB; airmass and altitude of",
-        "the target (science frames) at mid-exposure; lst local mean sidereal time.",
+        "the target (science frames) at mid-exposure; lst local mean sidereal time;",
+        "note what limits these times (UT1 predicted, camera clock, unknown site).",
     ]
     return table
 

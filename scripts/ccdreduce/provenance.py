@@ -17,10 +17,21 @@ from . import __version__
 #: the leap-second and Earth-orientation tables behind every time).
 PACKAGES = ("astropy", "astropy-iers-data", "numpy", "scipy", "ccdproc", "photutils")
 
-#: Julian dates that cameras write on the UTC scale (MaxIm's JD, the MJD-OBS
-#: astropy derives from a UTC DATE-OBS). A Julian date must name a uniform
-#: time scale, so these are not carried onto products.
-UTC_JULIAN_DATES = ("JD", "JD-OBS", "JD-HELIO", "HJD", "MJD-OBS", "MJD", "JD_UTC", "MJD_UTC")
+#: Times that cameras write on the UTC scale (MaxIm's JD, the MJD-OBS astropy
+#: derives from a UTC DATE-OBS, TIME-OBS). A Julian date must name a uniform
+#: time scale, and TIMESYS = 'TT' of a product would put these on TT, so they
+#: are not carried from a raw header onto products.
+CAMERA_UTC_TIMES = (
+    "JD",
+    "JD-OBS",
+    "JD-HELIO",
+    "HJD",
+    "MJD-OBS",
+    "MJD",
+    "JD_UTC",
+    "MJD_UTC",
+    "TIME-OBS",
+)
 
 
 #: IMCMBnnn and IMSCLnnn run out of digits after this many inputs.
@@ -69,18 +80,17 @@ def stamp(
     each was multiplied by, IMSCLnnn) rather than processed (RAWFILE);
     ``recipe`` is a Recipe.as_dict() (the masters applied, each named with
     its night); ``cards`` the step's own results ({keyword: (value,
-    comment)}: times, shift, scale, combine method); ``params`` the step's
-    parameters, as HISTORY.
+    comment)}: times, shift, scale, combine method; None removes the card);
+    ``params`` the step's parameters, as HISTORY.
     """
-    dropped = [key for key in UTC_JULIAN_DATES if key in header]
-    for key in dropped:
-        del header[key]
-    if dropped:
-        header.add_history(
-            f"removed {', '.join(dropped)}: Julian dates on the UTC scale (the raw file keeps them)"
-        )
-    if "DATE-OBS" in header:  # kept as the camera wrote it; say which scale that is
-        header["DATE-OBS"] = (header["DATE-OBS"], "UTC as written by the camera")
+    if header.get("TIMESYS") != "TT":  # a camera's header: its times are on UTC
+        dropped = [key for key in CAMERA_UTC_TIMES if key in header]
+        for key in dropped:
+            del header[key]
+        if dropped:
+            header.add_history(
+                f"removed {', '.join(dropped)}: times on the UTC scale (the raw file keeps them)"
+            )
     header["PIPELINE"] = (f"ccdreduce {__version__}", "reduction workflow")
     header["SOFTVERS"] = (package_versions(), "library versions")
     header["PROCSTEP"] = (step, "processing step that wrote this file")
@@ -110,7 +120,10 @@ def stamp(
         header["CALPOL"] = (policy, "calibration policy applied")
         header["UNCORR"] = (", ".join(recipe["uncorrected"]) or "none", "left uncorrected")
     for key, value in (cards or {}).items():
-        header[key] = value
+        if value is None:  # a card that must not survive from the input
+            header.remove(key, ignore_missing=True)
+        else:
+            header[key] = value
     for key, value in sorted((params or {}).items()):
         header.add_history(f"{step}: {key} = {value}")
     for note in notes:

@@ -1,16 +1,21 @@
 """When a frame's light was collected, on named time scales.
 
-DATE-OBS is read as UTC (the exposure start, or its middle for cameras that
-stamp mid-exposure: config `times.date_obs_is`). Start, middle and end are
+DATE-OBS as the camera writes it is read as UTC (the exposure start, or its
+middle or end: config `times.date_obs_is`). Start, middle and end are
 computed with astropy Time, so a leap second inside an exposure is counted.
-Products carry DATE-BEG/AVG/END and MJD-BEG/AVG/END on TT (TIMESYS = 'TT'),
-never a Julian date on UTC; with the site and the target known, also the
-barycentric Julian date of mid-exposure on TDB, the airmass and the local
-mean sidereal time.
+Products are on TT (TIMESYS = 'TT', which FITS 4.0 section 9 makes the scale
+of every time keyword in the header, DATE-OBS included): DATE-OBS and
+DATE-BEG are the exposure start on TT, DATE-AVG/END and MJD-OBS/BEG/AVG/END
+follow, and the camera's own value is kept in UTC-OBS. Never a Julian date
+on UTC. With the site and the target known, also the barycentric Julian date
+of mid-exposure on TDB, the airmass and the local mean sidereal time.
 
-Offline by design: IERS tables are never downloaded (compute nodes have no
-network); astropy's bundled tables (astropy-iers-data, pinned) serve, and a
-date outside them is reported with the precision that follows.
+Offline on any date, whatever the date of the run: UT1-UTC and polar motion
+come from one table chosen once per process (:func:`use_iers`): astropy's
+bundled IERS-A/B tables (astropy-iers-data, pinned), measured values where
+they reach, IERS predictions after that and the nearest value beyond them,
+each degraded case said in the frame's note with its size. Nothing here reads
+the wall clock except :func:`now`, for the camera-clock check.
 """
 
 import contextlib
@@ -23,15 +28,81 @@ from astropy import units as u
 from astropy.coordinates import AltAz, Angle, EarthLocation, SkyCoord
 from astropy.time import Time, TimeDelta
 from astropy.utils import iers
+from astropy.utils.exceptions import AstropyWarning
 from erfa import ErfaWarning
 
-iers.conf.auto_download = False  # never reach for the network
-iers.conf.iers_degraded_accuracy = "warn"  # beyond the tables: say so (iers_note), go on
+from .inventory import parse_night_name
+
+iers.conf.auto_download = False  # never reach for the network unless asked (use_iers)
+# No check of the tables' age against the wall clock: the tables in use are
+# pinned, and a date past them is said in the frame's note (ut1_quality).
+# astropy's default raises for any date past the predictions' start once
+# they are 30 days old by the clock, so last month's night failed today.
+iers.conf.auto_max_age = None
+iers.conf.iers_degraded_accuracy = "ignore"  # said in words by ut1_quality, once
 
 TIMESYS = "TT"
 #: A frame's times as frames tables hold them (see span_of).
-SPAN_COLUMNS = ("date_beg_tt", "date_end_tt", "mjd_avg_tt", "bjd_tdb", "airmass")
+SPAN_COLUMNS = ("date_beg_tt", "date_end_tt", "mjd_avg_tt", "bjd_tdb", "airmass", "time_note")
+#: Where UT1-UTC and polar motion may come from (config times.iers).
+IERS_SOURCES = ("bundled", "download")
+#: IERS Bulletin A's error of a UT1-UTC prediction d days ahead:
+#: 0.00025 d**0.75 s (3 ms at a month, 21 ms at a year).
+PREDICTION_ERROR_S = 0.00025
+#: |UT1-UTC| stays below 0.9 s by the definition of UTC.
+UT1_UTC_BOUND_S = 0.9
+#: The years whose times are tested here; a DATE-OBS outside them is most
+#: likely a camera clock that was never set.
+PLAUSIBLE_YEARS = (1990, 2100)
+#: Camera and reduction computer clocks disagree by seconds; a frame that
+#: ends later than this after the run's own clock cannot have been taken yet.
+CLOCK_SLACK_S = 60.0
+#: A night is named for its local evening: its UTC dates lie within a day or
+#: so of the folder's date.
+NIGHT_SLACK_DAYS = 2.0
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?")
+
+
+def now():
+    """The run's clock (UTC): the one place that reads it, for tests to fix."""
+    return Time.now()
+
+
+_earth = {}  # the Earth-orientation table in use: see use_iers
+
+
+def use_iers(source="bundled"):
+    """Choose, for this process, where UT1-UTC and polar motion come from.
+
+    ``bundled`` (the default): astropy-iers-data's IERS-A table (IERS-B
+    values where measured, then IERS predictions about a year ahead), the
+    same on every run and every machine. ``download``: the newest IERS-A
+    from the IERS servers, for a user with network who wants better UT1 for
+    recent nights; if that fails, the bundled table serves. Returns a note
+    in words when the choice could not be honoured, else None.
+    """
+    if source not in IERS_SOURCES:
+        raise ValueError(f"times.iers = {source!r}: use one of {', '.join(IERS_SOURCES)}")
+    table, note = None, None
+    if source == "download":
+        try:
+            table = iers.IERS_A.open(iers.IERS_A_URL, cache=True)
+        except Exception as exc:  # no network, server down: the bundled tables serve
+            note = f"times.iers = download failed ({exc}); the bundled IERS tables serve"
+    if table is None:
+        # the file named, not None: IERS_A.read prefers a finals2000A.all
+        # lying in the working directory
+        table = iers.IERS_A.open(iers.IERS_A_FILE)
+    iers.earth_orientation_table.set(table)
+    _earth["table"] = table
+    return note
+
+
+def earth_orientation():
+    """The Earth-orientation table in use (the bundled one unless chosen)."""
+    if "table" not in _earth:
+        use_iers("bundled")
+    return _earth["table"]
 
 
 class TimeProblem(ValueError):
@@ -76,17 +147,21 @@ def exposure_span(stamp, exposure_s, stamp_is="start"):
 
 
 def time_cards(start, middle, end):
-    """FITS cards for an exposure span, on TT."""
-    cards = {
-        "TIMESYS": (TIMESYS, "time scale of DATE-BEG/AVG/END and MJD-*"),
+    """FITS cards for an exposure span, on TT: DATE-OBS is the start, as
+    FITS 4.0 reads it (on TIMESYS), and MJD-OBS with it, so astropy.wcs
+    finds nothing to fix."""
+    start_mjd = round(float(start.tt.mjd), 9)
+    return {
+        "TIMESYS": (TIMESYS, "scale of all time keywords (FITS 4.0 sec. 9)"),
+        "DATE-OBS": (start.tt.isot, "exposure start, TT; see UTC-OBS"),
+        "MJD-OBS": (start_mjd, "exposure start, MJD on TT"),
         "DATE-BEG": (start.tt.isot, "exposure start, TT"),
         "DATE-AVG": (middle.tt.isot, "mid-exposure, TT"),
         "DATE-END": (end.tt.isot, "exposure end, TT"),
-        "MJD-BEG": (round(float(start.tt.mjd), 9), "exposure start, MJD on TT"),
+        "MJD-BEG": (start_mjd, "exposure start, MJD on TT"),
         "MJD-AVG": (round(float(middle.tt.mjd), 9), "mid-exposure, MJD on TT"),
         "MJD-END": (round(float(end.tt.mjd), 9), "exposure end, MJD on TT"),
     }
-    return cards
 
 
 def _angle(value, unit):
@@ -146,93 +221,188 @@ def leap_second_note(time):
 
 
 @contextlib.contextmanager
-def _quiet_dubious_years():
-    """ERFA warns 'dubious year' for dates past its leap-second knowledge;
-    leap_second_note says it once, in words, instead of per conversion."""
+def _quiet_astropy():
+    """astropy's IERS-range and ERFA's date-range warnings: said once, in
+    words, by the notes (ut1_quality, leap_second_note, clock_notes), not
+    per conversion."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*dubious year", category=ErfaWarning)
+        # the ephemeris outside 1900-2100: such a date gets clock_notes
+        warnings.filterwarnings("ignore", message=".*outside ?the range", category=ErfaWarning)
+        warnings.filterwarnings("ignore", category=iers.IERSWarning)
+        warnings.filterwarnings("ignore", message=".*polar motion", category=AstropyWarning)
         yield
 
 
-@functools.cache
-def iers_table_ends():
-    """The last date of the bundled Earth-orientation table (UTC)."""
-    return Time(iers.earth_orientation_table.get()["MJD"][-1], format="mjd", scale="utc")
+def _mjd_date(mjd):
+    return Time(float(mjd), format="mjd", scale="utc").isot[:10]
 
 
-def iers_note(time):
-    """None, or what follows when a date is outside the bundled IERS tables."""
-    last = iers_table_ends()
-    if time.utc > last:
-        return (
-            f"{time.utc.isot} is after the bundled IERS table ({last.isot}): UT1-UTC "
-            "predicted or set to 0 (up to 0.9 s), so sidereal time and airmass are good "
-            "to a few arc-seconds, BJD to milliseconds"
+@_quiet_astropy()
+def ut1_quality(time):
+    """How well UT1-UTC is known at ``time``: (error bound in s, what).
+
+    (0, None) where the table has measured values; predictions carry IERS
+    Bulletin A's error for their distance ahead; before or after the table,
+    UT1-UTC is held at its nearest value and may be off by up to 0.9 s plus
+    that value.
+    """
+    table = earth_orientation()
+    value, status = table.ut1_utc(time.utc, return_status=True)
+    value, status = float(value.to_value(u.s)), int(status)
+    if status in (iers.FROM_IERS_B, iers.FROM_IERS_A):
+        return 0.0, None
+    if status == iers.FROM_IERS_A_PREDICTION:
+        predicted_from = float(table.meta["predictive_mjd"])
+        days = max(float(time.utc.mjd) - predicted_from, 1.0)
+        return PREDICTION_ERROR_S * days**0.75, (
+            f"UT1-UTC predicted by the IERS {days:.0f} d after its last measurement "
+            f"({_mjd_date(predicted_from)})"
         )
-    return None
+    beyond = status == iers.TIME_BEYOND_IERS_RANGE
+    edge = table["MJD"][-1 if beyond else 0].to_value(u.d)
+    return UT1_UTC_BOUND_S + abs(value), (
+        f"{time.utc.isot[:10]} is {'after' if beyond else 'before'} the IERS table "
+        f"({'ends' if beyond else 'starts'} {_mjd_date(edge)}): UT1-UTC held at "
+        f"{value:+.3f} s"
+    )
+
+
+def _seconds(value):
+    return f"{value * 1000:.2g} ms" if value < 1 else f"{value:.2g} s"
+
+
+def ut1_note(what, error, airmass_error=None):
+    """A frame's note on degraded UT1: what, and how much it moves LST,
+    hour angle and airmass (TT, TDB and BJD_TDB do not depend on UT1)."""
+    note = (
+        f"{what}: LST and hour angle good to ~{_seconds(error)} of time "
+        f"({15.04 * error:.2g} arcsec)"
+    )
+    if airmass_error is not None:
+        note += f", airmass to ~{airmass_error:.1g}"
+    return note + "; TT, TDB and BJD_TDB do not depend on UT1"
+
+
+def clock_notes(start, end, night=None):
+    """Notes on a DATE-OBS that cannot be right: after the run's own clock,
+    outside the plausible years, or days away from the night folder's date.
+    The times are still computed from it as written."""
+    notes = []
+    written = start.utc.isot
+    ahead = (end - now()).to_value(u.s)
+    if ahead > CLOCK_SLACK_S:
+        notes.append(
+            f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
+            f"({now().utc.isot[:19]}): the camera clock was set wrong, or local time "
+            "was written as UTC? Fix: correct DATE-OBS with header_overrides"
+        )
+    first, last = PLAUSIBLE_YEARS
+    if not first <= int(start.utc.ymdhms.year) < last:
+        notes.append(
+            f"DATE-OBS {written} is outside {first}-{last}: a camera clock that was "
+            "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)? Fix: "
+            "correct DATE-OBS with header_overrides"
+        )
+    folder = parse_night_name(night) if night else None
+    if folder is not None:
+        days = start.utc.mjd - Time(folder, scale="utc").mjd
+        if abs(days) > NIGHT_SLACK_DAYS:
+            notes.append(
+                f"DATE-OBS {written} is {abs(days):.0f} d {'after' if days > 0 else 'before'}"
+                f" the date of its night folder {night}: camera clock wrong? Fix: correct "
+                "DATE-OBS with header_overrides, or move the frame to its night"
+            )
+    return notes
 
 
 def lst_card(middle, location):
     """Local mean sidereal time at mid-exposure (needs only the site)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # astropy's IERS-range warning: said in iers_note
+    with _quiet_astropy():
         lst = Time(middle, location=location).sidereal_time("mean")
     text = str(lst.to_string(unit=u.hourangle, sep=":", precision=2, pad=True))
     return {"LST": (text, "local mean sidereal time at mid-exposure")}
 
 
-def target_cards(middle, location, target):
-    """BJD_TDB of mid-exposure, altitude and airmass of the target: (cards, notes)."""
+def target_cards(middle, location, target, ut1_error=0.0):
+    """BJD_TDB of mid-exposure, altitude and airmass of the target:
+    (cards, notes, airmass error). With ``ut1_error`` (s), the airmass is
+    also computed that much earlier and later (the sky turns with UT1), and
+    the larger change is returned as its error; else the error is None."""
     cards, notes = {}, []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # astropy's IERS-range warning: said in iers_note
+    with _quiet_astropy():
         when = Time(middle, location=location)
         bjd = when.tdb + when.light_travel_time(target, "barycentric")
-        altaz = target.transform_to(AltAz(obstime=when, location=location))
+        offsets = [0.0, -ut1_error, ut1_error] if ut1_error else [0.0]
+        moments = when + TimeDelta(offsets, format="sec")
+        altaz = target.transform_to(AltAz(obstime=moments, location=location))
     cards["BJD_TDB"] = (round(float(bjd.jd), 9), "barycentric JD of mid-exposure, TDB")
-    altitude = float(altaz.alt.deg)
+    altitude = float(altaz.alt.deg[0])
+    airmass_error = None
     if altitude > 0:
-        cards["AIRMASS"] = (round(float(altaz.secz), 4), "sec(z) at mid-exposure")
+        secz = np.asarray(altaz.secz, dtype=float)
+        cards["AIRMASS"] = (round(float(secz[0]), 4), "sec(z) at mid-exposure")
+        if ut1_error:
+            airmass_error = float(np.max(np.abs(secz[1:] - secz[0])))
     else:
         notes.append(
             f"target below the horizon at mid-exposure (altitude {altitude:.1f} deg): no "
             "airmass. Check the site (SITELONG east-positive), the target and DATE-OBS"
         )
     cards["ALTITUDE"] = (round(altitude, 4), "target altitude at mid-exposure, deg")
-    return cards, notes
+    return cards, notes, airmass_error
 
 
-@_quiet_dubious_years()
-def frame_cards(date_obs, header, exposure_s, date_obs_is="start", site=None, light=True):
+def camera_stamp_card(date_obs, stamp_is="start"):
+    """The camera's DATE-OBS, kept as written (its scale is UTC)."""
+    where = {"start": "start", "mid": "middle", "end": "end"}[stamp_is]
+    return {"UTC-OBS": (str(date_obs).strip(), f"camera's DATE-OBS, UTC, exposure {where}")}
+
+
+@_quiet_astropy()
+def frame_cards(
+    date_obs, header, exposure_s, date_obs_is="start", site=None, light=True, night=None
+):
     """Everything a frame's header should say about its times: (cards, notes).
 
     ``date_obs`` is the stamp the plan read (configured keyword, overrides
-    applied); ``header`` gives the site and target (any mapping). A frame
+    applied); ``header`` gives the site and target (any mapping); ``night``
+    the night folder's name, to check the camera clock against. A frame
     without a usable stamp gets TIMENOTE saying why, and no times. LST needs
     the site; BJD_TDB, altitude and airmass are for science frames (``light``)
-    with the site and the target known.
+    with the site and the target known. Every note is also in TIMENOTE.
     """
     try:
         stamp = parse_date_obs(date_obs)
     except TimeProblem as exc:
-        return {"TIMENOTE": f"times unknown: {exc}"}, [f"times unknown: {exc}"]
+        note = f"times unknown: {exc}"
+        # an unusable DATE-OBS leaves the header (kept in UTC-OBS): no time
+        # keyword may look valid when it is not
+        cards = {"DATE-OBS": None, "MJD-OBS": None, "TIMENOTE": note}
+        if date_obs is not None and str(date_obs).strip():
+            cards |= camera_stamp_card(date_obs, date_obs_is)
+        return cards, [note]
     start, middle, end = exposure_span(stamp, exposure_s, date_obs_is)
-    cards = time_cards(start, middle, end)
-    notes = [note for note in [leap_second_note(end)] if note]
+    cards = camera_stamp_card(date_obs, date_obs_is) | time_cards(start, middle, end)
+    notes = clock_notes(start, end, night)
+    notes += [note for note in [leap_second_note(end)] if note]
     location = site_of(header, site)
     target = target_of(header) if light else None
-    if location is not None or target is not None:
-        note = iers_note(middle)
-        notes += [note] if note else []
+    ut1_error, what = ut1_quality(middle) if location is not None else (0.0, None)
+    airmass_error = None
     if location is not None:
         cards.update(lst_card(middle, location))
     if location is not None and target is not None:
-        more, more_notes = target_cards(middle, location, target)
+        more, more_notes, airmass_error = target_cards(middle, location, target, ut1_error)
         cards.update(more)
         notes += more_notes
     elif light:
         missing = [n for n, v in (("site", location), ("target", target)) if v is None]
         notes.append(f"no BJD_TDB or airmass: {' and '.join(missing)} unknown")
+    if what:
+        notes.append(ut1_note(what, ut1_error, airmass_error))
+    if notes:
+        cards["TIMENOTE"] = ("; ".join(notes), "what limits these times")
     return cards, notes
 
 
@@ -252,6 +422,7 @@ def span_of(cards):
         "mjd_avg_tt": float(card_value(cards, "MJD-AVG", nan)),
         "bjd_tdb": float(card_value(cards, "BJD_TDB", nan)),
         "airmass": float(card_value(cards, "AIRMASS", nan)),
+        "time_note": str(card_value(cards, "TIMENOTE", "")),
     }
 
 
@@ -261,25 +432,27 @@ def _weighted_mean(values, weights):
     return float(values[0] + np.average(values - values[0], weights=weights))
 
 
-@_quiet_dubious_years()
+@_quiet_astropy()
 def combined_cards(spans, exposures):
     """Times of a product combined from frames: (cards, notes).
 
-    DATE-BEG is the first frame's start (DATE-OBS: the same on UTC, as
-    cameras write it), DATE-END the last one's end,
-    DATE-AVG/MJD-AVG and BJD_TDB the exposure-weighted mean of the frames'
-    mid-exposures (plain mean for zero-second frames, i.e. biases), AIRMASS
-    the exposure-weighted mean airmass, TOTEXP the summed exposure. With any
-    frame's time unknown there are no stack times, only TIMENOTE: a span
-    missing a frame would look exact and be wrong.
+    DATE-OBS and DATE-BEG are the first frame's start, DATE-END the last
+    one's end, DATE-AVG/MJD-AVG and BJD_TDB the exposure-weighted mean of the
+    frames' mid-exposures (plain mean for zero-second frames, i.e. biases),
+    AIRMASS the exposure-weighted mean airmass, TOTEXP the summed exposure,
+    all on TT. With any frame's time unknown there are no times, only
+    TIMENOTE: a span missing a frame would look exact and be wrong. Frames
+    with notes on their times (UT1 predicted, camera clock) are counted in
+    TIMENOTE; each frame's own is in its header and the frames table.
     """
     exposures = np.asarray(exposures, dtype=float)
     total = float(exposures.sum())
     cards = {"TOTEXP": (round(total, 6), "total exposure of the frames combined, s")}
+    cards |= {"UTC-OBS": None}  # a single frame's stamp, if the header had one
     unknown = sum(1 for s in spans if not s["date_beg_tt"])
     if unknown or not spans:
         note = f"times unknown: {unknown} of {len(spans)} frames have no usable DATE-OBS"
-        return cards | {"TIMENOTE": note}, [note]
+        return cards | {"DATE-OBS": None, "MJD-OBS": None, "TIMENOTE": note}, [note]
     weights = exposures if total > 0 else np.ones(len(spans))
     begins = Time([s["date_beg_tt"] for s in spans], format="isot", scale="tt")
     ends = Time([s["date_end_tt"] for s in spans], format="isot", scale="tt")
@@ -287,13 +460,14 @@ def combined_cards(spans, exposures):
         _weighted_mean([s["mjd_avg_tt"] for s in spans], weights), format="mjd", scale="tt"
     )
     start, end = begins[np.argmin(begins.mjd)], ends[np.argmax(ends.mjd)]
-    cards["DATE-OBS"] = (start.utc.isot, "UTC start of the first frame combined")
     cards |= time_cards(start, middle, end)
+    cards["DATE-OBS"] = (start.isot, "start of the first frame, TT")
+    cards["MJD-OBS"] = (cards["MJD-BEG"][0], "start of the first frame, MJD on TT")
     cards["DATE-AVG"] = (middle.isot, "exposure-weighted mean mid-exposure, TT")
     cards["MJD-AVG"] = (round(float(middle.mjd), 9), "exposure-weighted mean mid-exposure, MJD TT")
     notes = []
     for key, column, comment in (
-        ("BJD_TDB", "bjd_tdb", "exposure-weighted mean BJD of mid-exposures, TDB"),
+        ("BJD_TDB", "bjd_tdb", "exposure-weighted mean BJD of middles, TDB"),
         ("AIRMASS", "airmass", "exposure-weighted mean airmass"),
     ):
         values = np.array([s[column] for s in spans], dtype=float)
@@ -301,4 +475,12 @@ def combined_cards(spans, exposures):
             cards[key] = (round(_weighted_mean(values, weights), 9), comment)
         elif np.isfinite(values).any():
             notes.append(f"no {key}: {int((~np.isfinite(values)).sum())} frames lack it")
+    noted = [s.get("time_note") for s in spans if s.get("time_note")]
+    if noted:
+        notes.append(
+            f"{len(noted)} of {len(spans)} frames have notes on their times (each in its "
+            f"header and the frames table), e.g. {noted[0]}"
+        )
+    if notes:
+        cards["TIMENOTE"] = ("; ".join(notes), "what limits these times")
     return cards, notes
