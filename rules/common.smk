@@ -21,7 +21,12 @@ from ccdreduce import (
     stacking,
     stalelock,
 )  # noqa: E402
-from ccdreduce.config import check_config, normalise, pixel_settings  # noqa: E402
+from ccdreduce.config import (  # noqa: E402
+    check_against_plan,
+    check_config,
+    normalise,
+    pixel_settings,
+)
 
 normalise(config)
 validate(config, "../schemas/config.schema.yaml")
@@ -64,6 +69,10 @@ onerror:
 
 STACKING = config["stacking"]
 STACKS = stacking.stack_groups(PLAN, STACKING["group_by"])
+try:
+    check_against_plan(config, PLAN, STACKS)
+except errors.ConfigProblem as exc:
+    raise WorkflowError(str(exc)) from None
 for _method in STACKING["methods"]:
     if _method not in STACKING["combine"]:
         raise WorkflowError(

@@ -46,7 +46,7 @@ for info in params.frames:
             "dy_measured": float(header.get("DYMEAS", np.nan)),
             "n_match": int(header.get("NMATCH", 0)),
             "fwhm": float(meta["fwhm"]),
-            "sky": float(header["SKYSUB"]),
+            "sky": float(header.get("SKYSUB", np.nan)),  # unknown on an all-NaN frame
             "noise": float(meta["noise"]),
             "reason": header.get("REGNOTE", ""),
         } | times.span_of(header)
@@ -149,4 +149,11 @@ plots.frames_plot(
     f"of {len(table)} frames used, reference {reference['reference']}",
 )
 if not table["used"].any():
-    raise SystemExit(f"{params.group}: no frame can be stacked; see {snakemake.output.table}")
+    # Snakemake deletes a failed job's outputs, the table included: point to
+    # the log, which it keeps and which holds every frame's line and reason
+    message = (
+        f"{params.group}: no frame can be stacked; each frame's reason is in "
+        f"{snakemake.log[0]} (lines 'EXCLUDED')"
+    )
+    log.error(message)
+    raise SystemExit(message)

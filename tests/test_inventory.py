@@ -146,3 +146,12 @@ def test_cube_is_refused(tmp_path):
     fits.PrimaryHDU(np.zeros((3, 10, 10), np.uint16)).writeto(path)
     frame = scan(tmp_path)["n"].frames[0]
     assert "more than 2 axes" in frame.problem
+
+
+def test_a_light_with_exptime_0_is_excluded_with_the_fix(tmp_path):
+    write_raw(tmp_path / "raw" / "n1" / "light.fits", "Light Frame", 0.0, filt="R")
+    write_raw(tmp_path / "raw" / "n1" / "bias.fits", "Bias Frame", 0.0)
+    frames = {f.stem: f for f in scan(tmp_path / "raw")["n1"].frames}
+    assert frames["bias"].usable  # a bias has no exposure, rightly
+    assert frames["light"].problem.startswith("science frame with EXPTIME = 0 s")
+    assert "{'n1/light.fits': {EXPTIME: 30}}" in frames["light"].problem

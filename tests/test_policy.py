@@ -128,8 +128,22 @@ def test_a_frame_of_other_binning_is_excluded_from_its_group(tmp_path):
     assert "24x20 pixels, binning 2x2 differs from the other R flats" in frame.problem
 
 
-def test_a_light_of_other_binning_finds_no_master(tmp_path):
+def test_one_light_of_other_binning_is_excluded_and_the_night_goes_on(tmp_path):
+    # it used to stop the whole run: "no bias frames and no usable dark frames"
     write_night(tmp_path, "n1", "2025-03-01T20:00:00")
     write_binned(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0)
-    with pytest.raises(CalibrationMissing, match="binning 2x2"):
+    plan = plan_for(tmp_path)
+    assert {stem for _, stem in plan.lights} == {f"light_R_30s_{i}" for i in range(3)}
+    frame = next(f for f in plan.nights["n1"].frames if f.stem == "light_binned")
+    assert frame.problem.startswith(
+        "24x20 pixels, binning 2x2 differs from the night's other science frames "
+        "(48x40 pixels, binning 1x1, 3 frames) and no calibration frames of its shape"
+    )
+    assert "Fix: add calibration frames of its shape" in frame.problem
+
+
+def test_lights_of_the_usual_shape_without_calibration_still_stop_the_run(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(), flats=())
+    write_binned(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0)
+    with pytest.raises(CalibrationMissing, match="light_R_30s_0.fits: no bias frames"):
         plan_for(tmp_path)

@@ -3,6 +3,7 @@ was made: times on named scales, inputs, masters, shifts, scales, combine
 method, library versions and the config hash; a stack's header against its
 frames table, and times against the simulator's clock."""
 
+import io
 import re
 import warnings
 from importlib import metadata
@@ -235,3 +236,11 @@ def test_more_than_999_inputs_are_counted_and_the_rest_referred_to_the_table():
     assert header["NCOMBINE"] == 1001 and header["IMCMB999"] == "n/f998.fits"
     assert not any(len(key) > 8 for key in header)  # no HIERARCH cards
     assert "see the frames table" in str(header["HISTORY"])
+
+
+def test_a_value_that_cannot_be_measured_is_said_not_written_as_nan():
+    header = fits.Header()
+    provenance.stamp(header, "register", cards={"SKYSUB": (float("nan"), "sky"), "DX": 2})
+    assert "SKYSUB" not in header and header["DX"] == 2
+    assert "SKYSUB unknown (nan)" in str(header["HISTORY"])
+    fits.PrimaryHDU(header=header).writeto(io.BytesIO())  # a valid FITS header

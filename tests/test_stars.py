@@ -85,3 +85,15 @@ def test_sky_model_is_a_level_or_a_map_that_follows_a_gradient():
     error = np.abs(sky - gradient)
     assert error[:, 48:-48].max() < 5 and abs(median - 200) < 5  # edge cells are flattened
     assert np.sqrt(np.mean(error**2)) < 0.2 * np.sqrt(np.mean((gradient - 200.0) ** 2))
+
+
+def test_a_bad_column_is_not_a_string_of_stars():
+    image, x, y, _ = field()
+    clean, _ = detect(image)
+    image[:, 128] += 3000.0  # a hot column, one pixel wide, top to bottom
+    stars, _ = detect(image)
+    on_column = np.abs(stars["x"] - 128) < 1.5
+    true_on_column = np.sum(np.abs(x - 128) < 4)  # real stars the column runs through
+    assert on_column.sum() <= true_on_column
+    assert abs(median_fwhm(stars) - median_fwhm(clean)) < 0.2  # the seeing is the stars'
+    assert len(stars["x"]) >= len(clean["x"]) - 2 * true_on_column - 1

@@ -232,10 +232,11 @@ def test_trim_section_from_the_command_line_and_a_section_too_large(tmp_path):
         "trim_section=[1:4096,1:4096]",
         check=False,
     )
-    assert result.returncode != 0
-    log = (tmp_path / "r2" / "logs" / "calib" / "2025-03-01" / "bias.log").read_text()
-    assert "trim_section section [1:4096,1:4096] does not fit in a frame of 48x40" in log
-    assert "Fix: set trim_section" in log
+    # refused before any job, naming a frame, its size and the fix
+    assert result.returncode != 0 and not (tmp_path / "r2" / "logs").exists()
+    said = result.stdout + result.stderr
+    assert "trim_section [1:4096,1:4096] does not fit frame 2025-03-01/" in said
+    assert "(48x40 pixels)" in said and "Fix: set trim_section" in said
 
 
 def test_the_rule_graph_names_every_rule_in_graphviz_form(demo_run):

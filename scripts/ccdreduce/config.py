@@ -50,6 +50,50 @@ def check_config(config):
         )
 
 
+def check_against_plan(config, plan, stacks):
+    """Raise ConfigProblem, before any job, for settings that cannot work
+    with the frames the plan uses: a trim or overscan section outside a
+    frame, a pinned reference that is not a frame of its stack."""
+    from .sections import section_slices
+    from .stacking import frame_id
+
+    used = [frame for frame, _ in plan.lights.values()]
+    used += [frame for master in plan.masters.values() for frame in master.frames]
+    sections = {"trim_section": config.get("trim_section")}
+    if config["overscan"]["subtract"]:
+        sections["overscan.section"] = config["overscan"].get("section")
+    by_shape = {}
+    for frame in used:
+        by_shape.setdefault(frame.shape, frame)
+    for shape, frame in sorted(by_shape.items()):
+        for name, section in sections.items():
+            if not section:
+                continue
+            try:
+                section_slices(section, shape)
+            except ValueError as exc:
+                ny, nx = shape
+                raise ConfigProblem(
+                    f"{name} {section} does not fit frame {frame.relpath} ({nx}x{ny} "
+                    f"pixels): {exc}. Fix: set {name} to a section inside the frames, "
+                    f"e.g. [1:{nx},1:{ny}], or exclude frames of another size"
+                ) from None
+    for group, pinned in sorted(config["stacking"]["reference"].items()):
+        if group not in stacks:
+            raise ConfigProblem(
+                f"stacking.reference pins {pinned!r} for stack {group!r}, but there is no "
+                f"such stack (stacks: {', '.join(sorted(stacks)) or 'none'}). Fix: correct "
+                "the stack's name or remove the pin"
+            )
+        ids = sorted(frame_id(frame) for frame in stacks[group])
+        if pinned not in ids:
+            raise ConfigProblem(
+                f"stacking.reference pins {pinned!r} for stack {group!r}, which is not one "
+                f"of its frames ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}). "
+                "Fix: name a frame as '<night>/<file stem>', or remove the pin"
+            )
+
+
 def pixel_settings(config):
     """The settings that act on pixels during calibration, as plain values.
 

@@ -282,6 +282,15 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
             if frame.kind != "bias":
                 raise
             frame.exposure = 0.0  # a bias has no exposure; some cameras omit it
+        if frame.kind == "light" and frame.exposure == 0:
+            # no rate, no scale, no transparency: it cannot join a stack
+            key = next(k for k in keywords["exposure_time"] if k in fields)
+            raise HeaderError(
+                f"science frame with {key} = 0 s: a frame that collected no light "
+                "cannot be scaled or stacked",
+                f"give its true exposure with header_overrides in config.yaml, e.g. "
+                f"{{'{relpath}': {{{key}: 30}}}}, or list it under exclude",
+            )
     except HeaderError as exc:
         frame.problem = f"{exc.problem}. Fix: {exc.fix}"
     return frame

@@ -376,13 +376,25 @@ class _Planner:
     def plan_lights(self):
         lights = {}
         for name, night in self.nights.items():
-            for frame in night.frames:
-                if not frame.usable or frame.kind != "light":
-                    continue
+            science = [f for f in night.frames if f.usable and f.kind == "light"]
+            usual = Counter(f.geometry() for f in science).most_common(1)
+            for frame in science:
                 try:
                     lights[(name, frame.stem)] = (frame, self.recipe(frame))
                 except CalibrationMissing as exc:
-                    self._missing(exc, frame)
+                    if frame.geometry() != usual[0][0]:
+                        # one odd frame (a test exposure, a subframe) must not
+                        # stop the night: it is the frame, not the calibration
+                        example = next(f for f in science if f.geometry() == usual[0][0])
+                        frame.problem = (
+                            f"{frame.describe_geometry()} differs from the night's other "
+                            f"science frames ({example.describe_geometry()}, "
+                            f"{usual[0][1]} frames) and no calibration frames of its "
+                            f"shape are within reach ({exc.missing}). Fix: add calibration "
+                            "frames of its shape and binning, or list it under exclude"
+                        )
+                    else:
+                        self._missing(exc, frame)
         return lights
 
 

@@ -9,6 +9,7 @@ the parameters and a hash of the effective configuration.
 import functools
 import hashlib
 import json
+import math
 from importlib import metadata
 
 from . import __version__
@@ -80,7 +81,8 @@ def stamp(
     each was multiplied by, IMSCLnnn) rather than processed (RAWFILE);
     ``recipe`` is a Recipe.as_dict() (the masters applied, each named with
     its night); ``cards`` the step's own results ({keyword: (value,
-    comment)}: times, shift, scale, combine method; None removes the card);
+    comment)}: times, shift, scale, combine method; None removes the card,
+    a NaN is said in HISTORY: FITS cannot hold it);
     ``params`` the step's parameters, as HISTORY.
     """
     if header.get("TIMESYS") != "TT":  # a camera's header: its times are on UTC
@@ -120,8 +122,13 @@ def stamp(
         header["CALPOL"] = (policy, "calibration policy applied")
         header["UNCORR"] = (", ".join(recipe["uncorrected"]) or "none", "left uncorrected")
     for key, value in (cards or {}).items():
+        number = value[0] if isinstance(value, tuple) else value
         if value is None:  # a card that must not survive from the input
             header.remove(key, ignore_missing=True)
+        elif isinstance(number, float) and not math.isfinite(number):
+            # FITS has no NaN or infinity: an unknown value is said, not written
+            header.remove(key, ignore_missing=True)
+            header.add_history(f"{key} unknown ({number}): not measurable on this frame")
         else:
             header[key] = value
     for key, value in sorted((params or {}).items()):
