@@ -2,6 +2,7 @@
 turning bad files into excluded rows with a reason that names the fix."""
 
 import os
+import shutil
 
 import pytest
 from astropy.io import fits
@@ -155,3 +156,26 @@ def test_a_light_with_exptime_0_is_excluded_with_the_fix(tmp_path):
     assert frames["bias"].usable  # a bias has no exposure, rightly
     assert frames["light"].problem.startswith("science frame with EXPTIME = 0 s")
     assert "{'n1/light.fits': {EXPTIME: 30}}" in frames["light"].problem
+
+
+def test_a_byte_identical_copy_is_used_once_and_a_lookalike_is_not_a_copy(tmp_path):
+    raw = tmp_path / "raw"
+    write_night(raw, "n1", "2025-03-01T20:00:00")
+    write_night(raw, "n2", "2025-03-02T20:00:00")
+    original = raw / "n1" / "light_R_30s_0.fits"
+    (raw / "n1" / "sub").mkdir()
+    shutil.copy2(original, raw / "n1" / "sub" / "again.fits")  # another name
+    shutil.copy2(original, raw / "n2" / "from_n1.fits")  # another night
+    lookalike = raw / "n1" / "lookalike.fits"  # same size and header, one pixel differs
+    with fits.open(original) as hdul:
+        data = hdul[0].data.copy()
+        data[20, 24] += 1
+        fits.PrimaryHDU(data, hdul[0].header).writeto(lookalike)
+    nights = scan(raw)
+    frames = {f.relpath: f for night in nights.values() for f in night.frames}
+    assert frames["n1/light_R_30s_0.fits"].usable and frames["n1/lookalike.fits"].usable
+    for copy in ("n1/sub/again.fits", "n2/from_n1.fits"):
+        assert frames[copy].problem.startswith(
+            "byte-identical copy of n1/light_R_30s_0.fits, which is used"
+        )
+    assert sum(not f.usable for f in frames.values()) == 2

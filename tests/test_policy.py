@@ -2,6 +2,7 @@
 darks, and a clear error when nothing usable is left."""
 
 import pytest
+from astropy.io import fits
 from conftest import default_config
 from helpers import write_binned, write_night
 
@@ -147,3 +148,43 @@ def test_lights_of_the_usual_shape_without_calibration_still_stop_the_run(tmp_pa
     write_binned(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0)
     with pytest.raises(CalibrationMissing, match="light_R_30s_0.fits: no bias frames"):
         plan_for(tmp_path)
+
+
+def stamp_all(folder, **cards):
+    """Set header cards on every raw file of a night folder."""
+    for path in sorted(folder.glob("*.fits")):
+        for key, value in cards.items():
+            fits.setval(path, key, value=value)
+
+
+def test_two_telescopes_on_one_date_each_use_their_own_masters(tmp_path):
+    # two complete nights 0 days apart: a tie that must go to the night itself
+    for name, scope in (("2025-03-01_east", "East 0.4 m"), ("2025-03-01_west", "West 0.6 m")):
+        write_night(tmp_path, name, "2025-03-01T20:00:00")
+        stamp_all(tmp_path / name, TELESCOP=scope)
+    plan = plan_for(tmp_path)
+    for name in ("2025-03-01_east", "2025-03-01_west"):
+        _, recipe = light(plan, name, "light_R_30s_0")
+        assert {m.night for m in recipe.masters()} == {name}, recipe.summary()
+        assert "borrowed" not in recipe.summary()
+
+
+def test_borrowing_never_crosses_cameras_or_telescopes(tmp_path):
+    write_night(tmp_path, "2025-03-01", "2025-03-01T20:00:00")
+    write_night(tmp_path, "2025-03-02", "2025-03-02T20:00:00", flats=())
+    stamp_all(tmp_path / "2025-03-01", INSTRUME="Cam A", TELESCOP="East")
+    stamp_all(tmp_path / "2025-03-02", INSTRUME="Cam A", TELESCOP="East")
+    _, recipe = light(plan_for(tmp_path), "2025-03-02", "light_R_30s_0")
+    assert "flat R: borrowed from night 2025-03-01 (1.0 d away)" in recipe.summary()
+    stamp_all(tmp_path / "2025-03-02", TELESCOP="West")  # same camera model, other telescope
+    with pytest.raises(CalibrationMissing, match="no flat for filter 'R'"):
+        plan_for(tmp_path)
+    stamp_all(tmp_path / "2025-03-02", INSTRUME="Cam B", TELESCOP="East")  # another camera
+    with pytest.raises(CalibrationMissing, match="camera 'Cam B'"):
+        plan_for(tmp_path)
+    # a calibration frame without TELESCOP (mount not connected) still serves
+    stamp_all(tmp_path / "2025-03-02", INSTRUME="Cam A")
+    for path in (tmp_path / "2025-03-01").glob("flat_*.fits"):
+        fits.delval(path, "TELESCOP")
+    _, recipe = light(plan_for(tmp_path), "2025-03-02", "light_R_30s_0")
+    assert "flat R: borrowed from night 2025-03-01" in recipe.summary()

@@ -2,6 +2,8 @@
 run, and what can be checked before any job is checked there. Each trap is
 replayed on a simulated night with known truth."""
 
+import shutil
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -15,8 +17,9 @@ HOT_COLUMN = 100  # 0-based x of a column that is bright in every science frame
 
 @pytest.fixture(scope="module")
 def bad_frames_night(tmp_path_factory):
-    """A night of seven science frames: three good, one all NaN, one with
-    EXPTIME 0, one of another shape, one more good; a hot column in all."""
+    """A night of seven science frames: one all NaN, one with EXPTIME 0,
+    one of another shape, four good, and a byte-identical copy of a good one
+    under another name; a hot column in all."""
     from ccdreduce.simulate import NightSpec, simulate_night
 
     folder = tmp_path_factory.mktemp("bad_frames")
@@ -47,6 +50,8 @@ def bad_frames_night(tmp_path_factory):
         hdul[0].header["EXPTIME"] = hdul[0].header["EXPOSURE"] = 0.0
     header, data = fits.getheader(bad["shape"]), fits.getdata(bad["shape"])
     fits.writeto(bad["shape"], data[:150], header, overwrite=True)
+    bad["copy"] = lights[3].with_name("light_R_30s_again.fits")
+    shutil.copy2(lights[3], bad["copy"])  # the same frame under another name
     run = run_snakemake(*config, check=False)
     stack = Table.read(results / "stacks" / "NGC_2362" / "R" / "frames.ecsv")
     table = Table.read(results / "calib" / NIGHT / "frames.ecsv")
@@ -94,6 +99,15 @@ def test_one_light_of_another_shape_is_excluded_and_the_night_goes_on(bad_frames
     assert row["status"] == "excluded"
     assert f"{SMALL_CAMERA_SIZE + 8}x150 pixels" in row["reason"]
     assert "differs from the night's other science frames" in row["reason"]
+
+
+def test_a_byte_identical_copy_is_counted_once(bad_frames_night):
+    original, copy = bad_frames_night["lights"][3], bad_frames_night["bad"]["copy"]
+    row = frame_row(bad_frames_night["table"], copy)
+    assert row["status"] == "excluded"
+    assert row["reason"].startswith(f"byte-identical copy of {NIGHT}/NGC2362/R/{original.name}")
+    assert copy.stem not in bad_frames_night["stack"]["stem"]
+    assert original.stem in bad_frames_night["stack"]["stem"][bad_frames_night["stack"]["used"]]
 
 
 def test_a_hot_column_in_every_light_is_not_taken_for_stars(bad_frames_night):

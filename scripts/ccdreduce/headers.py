@@ -28,6 +28,7 @@ def wanted_keywords(keywords):
         names.extend(k.upper() for k in group)
     names.extend(SHAPE_KEYWORDS)
     names.extend(SITE_TARGET_KEYWORDS)
+    names.extend(("INSTRUME", "TELESCOP"))  # which camera, which telescope
     return sorted(set(names))
 
 

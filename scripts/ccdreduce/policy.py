@@ -103,6 +103,12 @@ class Master:
     def geometry(self):
         return self.frames[0].geometry()
 
+    @property
+    def telescope(self):
+        """The TELESCOP most of its frames name, or None if none does."""
+        named = Counter(f.telescope for f in self.frames if f.telescope)
+        return named.most_common(1)[0][0] if named else None
+
     def needed_masters(self):
         return sorted({m for r in self.recipes.values() for m in r.masters()})
 
@@ -168,14 +174,16 @@ class _Calendar:
         return abs((self.dates[a] - self.dates[b]).total_seconds()) / 86400.0
 
     def nearest(self, night, candidates):
-        """Candidate nights within the limit, nearest first (earlier on ties)."""
+        """Candidate nights within the limit: the night itself first, then
+        nearest first (earlier on ties). Two folders of one date (two
+        telescopes) are 0 days apart, and each must use its own masters."""
         found = []
         for other in candidates:
             days = self.days(night, other)
             if days is not None and days <= self.max_days:
-                found.append((days, self.dates[other] or 0, other))
-        found.sort(key=lambda t: (t[0], str(t[1]), t[2]))
-        return [(other, days) for days, _, other in found]
+                found.append((days, other != night, str(self.dates[other] or 0), other))
+        found.sort()
+        return [(found_night[-1], found_night[0]) for found_night in found]
 
 
 def _where(night, source, days):
@@ -216,24 +224,34 @@ class _Planner:
                 kept = _exclude_odd_geometry(frames, what + " of this night")
                 self.masters[ref] = Master(ref, kept)
 
-    def _find(self, night, kind, geometry, key=None):
-        """Nearest (refs, night, days) of a master of this kind and geometry.
+    def _find(self, night, kind, geometry, key=None, telescope=None):
+        """Nearest (refs, night, days) of a master of this kind and geometry
+        (camera included); another night's only if its telescope is not known
+        to differ from ``telescope``.
 
-        Answers are cached per (night, kind, geometry, key): every frame of a
-        night asks the same questions, and archives have thousands of frames.
+        Answers are cached per (night, kind, geometry, key, telescope): every
+        frame of a night asks the same questions, and archives have thousands.
         """
-        question = (night, kind, geometry, key)
+        question = (night, kind, geometry, key, telescope)
         if question not in self._answers:
             have = self._index().get((kind, geometry), {})
             if key is not None:
                 have = {n: [r for r in refs if r.key == key] for n, refs in have.items()}
-                have = {n: refs for n, refs in have.items() if refs}
+            if telescope is not None:  # a master of another telescope is never borrowed
+                have = {
+                    n: [r for r in refs if n == night or self._telescope_of(r) in (None, telescope)]
+                    for n, refs in have.items()
+                }
+            have = {n: refs for n, refs in have.items() if refs}
             answer = (None, None, None)
             for other, days in self.calendar.nearest(night, have):
                 answer = (sorted(have[other]), other, days)
                 break
             self._answers[question] = answer
         return self._answers[question]
+
+    def _telescope_of(self, ref):
+        return self.masters[ref].telescope
 
     def _index(self):
         """{(kind, geometry): {night: [refs]}} of the masters there are."""
@@ -252,7 +270,7 @@ class _Planner:
     def recipe(self, frame, with_dark=True, with_flat=True):
         night, geometry = frame.night, frame.geometry()
         recipe = Recipe(overscan=self.overscan)
-        biases, bias_night, days = self._find(night, "bias", geometry)
+        biases, bias_night, days = self._find(night, "bias", geometry, telescope=frame.telescope)
         if biases:
             recipe.bias = biases[0]
             recipe.notes.append(f"bias: {_where(night, bias_night, days)}")
@@ -272,7 +290,9 @@ class _Planner:
                     "calibration.max_borrow_days, or enable overscan subtraction",
                 )
         if with_flat:
-            flats, flat_night, days = self._find(night, "flat", geometry, frame.filter_key)
+            flats, flat_night, days = self._find(
+                night, "flat", geometry, frame.filter_key, telescope=frame.telescope
+            )
             if not flats:
                 raise CalibrationMissing(
                     night,
@@ -288,12 +308,16 @@ class _Planner:
 
     def _choose_dark(self, frame, recipe):
         night, exposure = frame.night, frame.exposure
-        darks, dark_night, days = self._find(night, "dark", frame.geometry())
+        darks, dark_night, days = self._find(
+            night, "dark", frame.geometry(), telescope=frame.telescope
+        )
         if not darks:
             recipe.uncorrected.append(f"dark current (no darks within {self.max_days:g} d)")
             return
         where = _where(night, dark_night, days)
-        dark_bias, _, _ = self._find(dark_night, "bias", frame.geometry())
+        dark_bias, _, _ = self._find(
+            dark_night, "bias", frame.geometry(), telescope=frame.telescope
+        )
         includes_bias = not dark_bias
         exposures = {ref.key: float(ref.key) for ref in darks}
         exact = [ref for ref in darks if ref.key == frame.exposure_key]
@@ -356,7 +380,9 @@ class _Planner:
             elif ref.kind == "dark":
                 for frame in master.frames:
                     recipe = Recipe(overscan=self.overscan)
-                    biases, where_night, days = self._find(ref.night, "bias", frame.geometry())
+                    biases, where_night, days = self._find(
+                        ref.night, "bias", frame.geometry(), telescope=frame.telescope
+                    )
                     if biases:
                         recipe.bias = biases[0]
                         recipe.notes.append(f"bias: {_where(ref.night, where_night, days)}")
