@@ -73,6 +73,9 @@ try:
     check_against_plan(config, PLAN, STACKS)
 except errors.ConfigProblem as exc:
     raise WorkflowError(str(exc)) from None
+if workflow.is_main_process:  # distinct header values kept apart: say how
+    for _said in inventory.renamed(NIGHTS):
+        logger.warning(_said)
 for _method in STACKING["methods"]:
     if _method not in STACKING["combine"]:
         raise WorkflowError(

@@ -9,6 +9,7 @@ from ccdreduce.headers import (
     exposure_time,
     frame_type,
     safe_name,
+    unique_names,
 )
 
 HEADERS = default_config(raw_dir="x")["headers"]
@@ -93,3 +94,15 @@ def test_exposure_keys_name_files():
 def test_safe_names_never_leave_their_folder(value, expected):
     assert safe_name(value) == expected
     assert "/" not in safe_name(value) and safe_name(value) not in ("", ".", "..")
+
+
+def test_distinct_values_never_share_a_path_name():
+    values = ["a/b", "a b", "../../etc", "etc", "Hα", "Hβ", "NGC 2362", "R", "x" * 300, "x" * 301]
+    names = unique_names(values)
+    assert len(set(names.values())) == len(values)  # one-to-one
+    assert names["etc"] == "etc" and names["NGC 2362"] == "NGC_2362" and names["R"] == "R"
+    assert names["../../etc"].startswith("etc-") and names["a/b"].startswith("a_b-")
+    assert names["Hα"] != names["Hβ"]
+    for name in names.values():
+        assert safe_name(name) == name and len(name) <= 64  # safe and bounded
+    assert unique_names(reversed(values)) == names  # the same whatever the order

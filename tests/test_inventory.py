@@ -179,3 +179,41 @@ def test_a_byte_identical_copy_is_used_once_and_a_lookalike_is_not_a_copy(tmp_pa
             "byte-identical copy of n1/light_R_30s_0.fits, which is used"
         )
     assert sum(not f.usable for f in frames.values()) == 2
+
+
+def write_utf8_card(path, keyword, text):
+    """Put a UTF-8 value into a raw file's card, bytes as some cameras write."""
+    raw = path.read_bytes()
+    placeholder = f"{keyword:8s}= 'PLACEHOLDER'".encode()
+    assert placeholder in raw
+    value = f"'{text}'".encode()
+    path.write_bytes(raw.replace(placeholder, f"{keyword:8s}= ".encode() + value.ljust(13)))
+
+
+def test_non_ascii_filters_are_read_from_their_bytes_and_stay_apart(tmp_path):
+    raw = tmp_path / "raw"
+    for name in ("flat_a", "light_a", "flat_b", "light_b"):
+        kind = "Flat Field" if name.startswith("flat") else "Light Frame"
+        path = write_raw(raw / "n1" / f"{name}.fits", kind, 2.0, filt="PLACEHOLDER")
+        write_utf8_card(path, "FILTER", "Hα" if name.endswith("a") else "Hβ")
+    frames = by_name(scan(raw)["n1"])
+    assert frames["flat_a.fits"].filter == "Hα" and frames["light_b.fits"].filter == "Hβ"
+    assert frames["flat_a.fits"].filter_key == frames["light_a.fits"].filter_key
+    assert frames["flat_a.fits"].filter_key != frames["flat_b.fits"].filter_key
+    assert any("FILTER 'Hα' is named" in said for said in inventory.renamed(scan(raw)))
+
+
+def test_objects_that_would_merge_or_are_too_long_get_their_own_stack(tmp_path):
+    from ccdreduce import policy, stacking
+
+    raw = tmp_path / "raw"
+    write_night(raw, "n1", "2025-03-01T20:00:00", lights=())
+    objects = {"l1": "a/b", "l2": "a b", "l3": "../../etc", "l4": "etc", "l5": "M" * 300}
+    for stem, name in objects.items():
+        write_raw(raw / "n1" / f"{stem}.fits", "Light Frame", 30.0, filt="R", OBJECT=name)
+    plan = policy.make_plan(scan(raw))
+    groups = stacking.stack_groups(plan, ["object", "filter"])
+    assert len(groups) == len(objects)  # five objects, five stacks
+    members = {g: {f.object for f in frames} for g, frames in groups.items()}
+    assert all(len(values) == 1 for values in members.values())
+    assert "etc/R" in groups and all(len(g.split("/")[0]) <= 64 for g in groups)

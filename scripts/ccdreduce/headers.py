@@ -8,6 +8,7 @@ EXPOSURE. The keyword lists and accepted values come from the configuration
 (``headers`` in config.yaml); this module only applies them.
 """
 
+import hashlib
 import math
 import re
 
@@ -153,3 +154,39 @@ def safe_name(value):
     """
     name = _UNSAFE.sub("_", str(value).strip()).strip("._")
     return name or "_"
+
+
+#: Longest path name made from a header value (file systems allow 255 bytes;
+#: stacks nest object/filter/method.fits).
+MAX_NAME = 64
+
+
+def _digest(value, size=6):
+    return hashlib.sha1(str(value).encode("utf-8", "surrogateescape")).hexdigest()[:size]
+
+
+def unique_names(values):
+    """{value: path name} for distinct header values, one-to-one.
+
+    Each value gets :func:`safe_name` when no other value shares it and it
+    fits in MAX_NAME characters; values that would share a name ('a/b' and
+    'a b', '../../etc' and 'etc', 'Hα' and 'Hβ') or are too long get a short
+    digest of the value as suffix, except the one value (if any) that is
+    its own safe name, which keeps it. Distinct values never merge.
+    """
+    values = sorted({str(v) for v in values})
+    groups = {}
+    for value in values:
+        groups.setdefault(safe_name(value)[:MAX_NAME], []).append(value)
+    for size in (6, 12, 40):  # a longer digest in the unlikely case of a clash
+        names = {}
+        for name, group in groups.items():
+            for value in group:
+                plain = len(group) == 1 and len(safe_name(value)) <= MAX_NAME
+                if plain or value == name:
+                    names[value] = name
+                else:
+                    names[value] = f"{name[: MAX_NAME - size - 1]}-{_digest(value, size)}"
+        if len(set(names.values())) == len(names):
+            return names
+    raise ValueError(f"cannot name {len(values)} header values uniquely")

@@ -9,6 +9,7 @@ An unchanged archive then costs one ``stat`` per file.
 
 import filecmp
 import fnmatch
+import gzip
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from .headers import (
     frame_type,
     safe_name,
     text_value,
+    unique_names,
     wanted_keywords,
 )
 
@@ -78,6 +80,8 @@ class Frame:
     site_target: dict = field(default_factory=dict)  # SITELAT... OBJCTDEC as found
     sample: str | None = None  # content digest, to find copies (content_sample)
     instrument: str | None = None  # INSTRUME: masters never cross cameras
+    filter_name: str | None = None  # path names of filter and object (assign_names)
+    object_name: str | None = None
     telescope: str | None = None  # TELESCOP: borrowed flats never cross telescopes
     problem: str | None = None
 
@@ -91,7 +95,12 @@ class Frame:
 
     @property
     def filter_key(self):
-        return safe_name(self.filter or "none")
+        """The filter as a path name, one-to-one over the archive (assign_names)."""
+        return self.filter_name or safe_name(self.filter or "none")
+
+    @property
+    def object_key(self):
+        return self.object_name or safe_name(self.object or "unknown")
 
     def geometry(self):
         """What must agree between a frame and the masters applied to it:
@@ -190,6 +199,11 @@ def _first_image_fields(path, size, wanted):
                 if not hdu.is_image or header.get("NAXIS", 0) < 2:
                     continue
                 fields = {k: header[k] for k in wanted if k in header}
+                # astropy reads each non-ASCII byte as '?' ('Ha' and 'Hb' in
+                # Greek both 'H??'): such values are read again from the bytes
+                garbled = [k for k, v in fields.items() if isinstance(v, str) and "?" in v]
+                if garbled:
+                    fields |= _card_texts(path, hdu.fileinfo(), garbled)
                 fields["_hdu"] = index
                 fields["_shape"] = [header["NAXIS2"], header["NAXIS1"]]
                 if header["NAXIS"] > 2 and any(
@@ -214,6 +228,26 @@ def _first_image_fields(path, size, wanted):
             f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Fix: {_EMPTY_FIX}"
         }
     return {"_problem": f"no 2-D image in any HDU. Fix: {_EMPTY_FIX}"}
+
+
+def _card_texts(path, info, keywords):
+    """String values of ``keywords`` decoded from the header's own bytes
+    (UTF-8, else Latin-1), for cards astropy read with non-ASCII bytes."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        handle.seek(info["hdrLoc"])
+        block = handle.read(info["datLoc"] - info["hdrLoc"])
+    found = {}
+    for start in range(0, len(block) - 79, 80):
+        card = block[start : start + 80]
+        keyword = card[:8].decode("ascii", "replace").strip()
+        if keyword in keywords and card[8:10] == b"= " and b"'" in card[10:]:
+            text = card[10:].split(b"'", 1)[1].rsplit(b"'", 1)[0].replace(b"''", b"'")
+            try:
+                found[keyword] = text.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                found[keyword] = text.decode("latin-1").strip()
+    return found
 
 
 def _data_bytes(hdu, info):
@@ -404,7 +438,39 @@ def scan(raw_dir, config, cache_dir=None):
         night: scan_night(raw_dir, night, config, cache_dir) for night in night_names(raw_dir)
     }
     mark_duplicates(nights)
+    assign_names(nights)
     return nights
+
+
+_NAMED = (("FILTER", "filter", "none"), ("OBJECT", "object", "unknown"))
+
+
+def assign_names(nights):
+    """Path names for every frame's filter and object, one-to-one over the
+    archive (headers.unique_names): distinct values never share a master,
+    a stack or a folder."""
+    frames = [f for night in nights.values() for f in night.frames]
+    for _, attribute, default in _NAMED:
+        names = unique_names({getattr(f, attribute) or default for f in frames})
+        for frame in frames:
+            setattr(frame, f"{attribute}_name", names[getattr(frame, attribute) or default])
+
+
+def renamed(nights):
+    """In words, for the log: the values whose path name is not their plain
+    safe name, because that would merge them with another value or be too long."""
+    said = set()
+    for night in nights.values():
+        for frame in night.frames:
+            for what, attribute, default in _NAMED:
+                value = getattr(frame, attribute) or default
+                name = getattr(frame, f"{attribute}_name")
+                if name and name != safe_name(value):
+                    said.add(
+                        f"{what} {value!r} is named {name!r}: {safe_name(value)!r} would "
+                        "merge it with another value, or be too long"
+                    )
+    return sorted(said)
 
 
 def mark_duplicates(nights):

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .headers import safe_name
-
+#: The path name of each grouping key: object and filter names are
+#: one-to-one over the archive (inventory.assign_names), night folder names
+#: are checked safe, exposure keys are numbers.
 GROUP_KEYS = {
-    "object": lambda f: f.object or "unknown",
-    "filter": lambda f: f.filter or "none",
+    "object": lambda f: f.object_key,
+    "filter": lambda f: f.filter_key,
     "night": lambda f: f.night,
     "exposure": lambda f: f"{f.exposure_key}s",
 }
@@ -62,7 +63,7 @@ SINGLE_FRAME_CARDS = (
 
 def group_name(frame, group_by):
     """'NGC_2362/R' for object 'NGC 2362' and filter 'R'."""
-    return "/".join(safe_name(GROUP_KEYS[key](frame)) for key in group_by)
+    return "/".join(GROUP_KEYS[key](frame) for key in group_by)
 
 
 def stack_groups(plan, group_by):
