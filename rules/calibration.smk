@@ -24,7 +24,7 @@ rule master_bias:
         settings=MASTER_SETTINGS,
         frames=master_frames("bias"),
         times=config["times"],
-        combine=config["calibration"]["combine"]["bias"],
+        combine=MASTER_COMBINE["bias"],
     script:
         "../scripts/make_master.py"
 
@@ -50,7 +50,7 @@ rule master_dark:
         settings=MASTER_SETTINGS,
         frames=master_frames("dark"),
         times=config["times"],
-        combine=config["calibration"]["combine"]["dark"],
+        combine=MASTER_COMBINE["dark"],
     script:
         "../scripts/make_master.py"
 
@@ -76,7 +76,7 @@ rule master_flat:
         settings=MASTER_SETTINGS,
         frames=master_frames("flat"),
         times=config["times"],
-        combine=config["calibration"]["combine"]["flat"],
+        combine=MASTER_COMBINE["flat"],
     script:
         "../scripts/make_master.py"
 

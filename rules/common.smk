@@ -21,6 +21,7 @@ from ccdreduce import (
     stacking,
     stalelock,
 )  # noqa: E402
+from ccdreduce.combine import check_combine_config, complete_entries  # noqa: E402
 from ccdreduce.config import (  # noqa: E402
     check_against_plan,
     check_config,
@@ -29,7 +30,15 @@ from ccdreduce.config import (  # noqa: E402
 )
 
 normalise(config)
+try:  # before the schema, so that a typo is named with its fix
+    check_combine_config(config)
+except errors.ConfigProblem as exc:
+    raise WorkflowError(str(exc)) from None
 validate(config, "../schemas/config.schema.yaml")
+# every combine entry complete, defaults of its kind filled in (combine.DEFAULTS):
+# rules pass these, so that a changed default reruns what it changes
+MASTER_COMBINE = complete_entries(config["calibration"]["combine"], "master")
+STACK_COMBINE = complete_entries(config["stacking"]["combine"], "stack")
 
 RAW = config["raw_dir"].rstrip("/")
 RESULTS = config["results_dir"].rstrip("/")
@@ -77,7 +86,7 @@ if workflow.is_main_process:  # distinct header values kept apart: say how
     for _said in inventory.renamed(NIGHTS):
         logger.warning(_said)
 for _method in STACKING["methods"]:
-    if _method not in STACKING["combine"]:
+    if _method not in STACK_COMBINE:
         raise WorkflowError(
             f"stacking.methods names {_method!r}, which has no entry under "
             f"stacking.combine. Fix: add one, e.g. {_method}: {{method: median}}"

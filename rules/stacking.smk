@@ -117,7 +117,7 @@ rule combine_stack:
     params:
         code=code("combine_stack.py"),
         group=lambda wc: wc.group,
-        combine=lambda wc: STACKING["combine"][wc.method],
+        combine=lambda wc: STACK_COMBINE[wc.method],
         memory_mb=STACKING["memory_mb"],
         registered=f"{RESULTS}/registered",
     script:

@@ -6,11 +6,10 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ccdreduce import provenance, runlog, stacking, times
-from ccdreduce.combine import combine_files, method_params
+from ccdreduce.combine import CombineSpec, combine_files
 from ccdreduce.fitsfile import write_image
 
 log = runlog.start(snakemake)
-settings = dict(snakemake.params.combine)
 table = Table.read(snakemake.input.table, format="ascii.ecsv")
 used = table[np.asarray(table["used"], dtype=bool)]
 group = snakemake.params.group
@@ -18,16 +17,21 @@ paths = [
     stacking.registered_path(snakemake.params.registered, group, f"{row['night']}/{row['stem']}")
     for row in used
 ]
-method = settings.pop("method")
-weighted = settings.pop("weights", False)
+method = snakemake.wildcards.method
+spec = CombineSpec.from_config(snakemake.params.combine, "stack", f"stacking.combine.{method}")
+weighted = spec.weights
 log.info(
     "%s: %s of %d frames, %s, memory cap %d MB",
     group,
-    method,
+    spec.method,
     len(paths),
-    settings,
+    spec.params(),
     snakemake.params.memory_mb,
 )
+# coverage varies at the edges, where the frames' shifts leave gaps
+combine_notes = spec.notes(len(paths), varying=True)
+for note in combine_notes:
+    log.info("%s: %s", group, note)
 
 
 def progress(done, total):
@@ -36,13 +40,12 @@ def progress(done, total):
 
 image, coverage = combine_files(
     paths,
-    method,
+    spec,
     scales=np.asarray(used["scale"], dtype=float),
     weights=np.asarray(used["weight"], dtype=float) if weighted else None,
     memory_mb=snakemake.params.memory_mb,
     threads=snakemake.threads,
     progress=progress,
-    **settings,
 )
 reference = stacking.registered_path(snakemake.params.registered, group, table.meta["reference"])
 header = fits.getheader(reference)
@@ -63,21 +66,22 @@ cards["EXPTIME"] = (
 if "EXPOSURE" in header:  # cameras that write both must not disagree with EXPTIME
     cards["EXPOSURE"] = cards["EXPTIME"]
 cards |= {
-    "COMBMETH": (method, "combine method"),
+    "COMBMETH": (spec.method, "combine method"),
     "WEIGHTED": (weighted, "inverse-variance weights"),
     "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
     "BUNIT": ("adu", "sky-subtracted, scaled to the reference frame"),
 }
 provenance.stamp(
     header,
-    f"stack_{method}",
+    f"stack_{spec.method}",
     inputs=list(used["file"]),
     combined=True,
     scales=list(used["scale"]),
     cards=cards,
-    params=method_params(method, settings) | {"weights": weighted},
+    params=spec.params() | {"weights": weighted},
     config=snakemake.config,
-    notes=notes
+    notes=combine_notes
+    + notes
     + ["each input's calibration and shift: its registered frame and this stack's frames.ecsv"],
 )
 log.info(

@@ -5,12 +5,13 @@ from pathlib import Path
 
 from ccdreduce import masters, provenance, runlog, times
 from ccdreduce.calibrate import Masters, Settings
-from ccdreduce.combine import method_params
+from ccdreduce.combine import CombineSpec
 from ccdreduce.fitsfile import write_image
 from ccdreduce.preview import save_preview
 
 log = runlog.start(snakemake)
 kind = snakemake.params.kind
+spec = CombineSpec.from_config(snakemake.params.combine, "master", f"calibration.combine.{kind}")
 frames = snakemake.params.frames
 log.info("master %s from %d frames -> %s", kind, len(frames), snakemake.output.master)
 policies = sorted({"; ".join(frame["recipe"]["notes"]) for frame in frames})
@@ -21,7 +22,7 @@ image, header, stats, _ = masters.make_master(
     kind,
     [(frame["path"], frame["recipe"]) for frame in frames],
     Settings(**snakemake.params.settings),
-    snakemake.params.combine,
+    spec,
     Masters(snakemake.config["results_dir"]),
 )
 # when the inputs were taken: first start to last end, on TT
@@ -40,8 +41,7 @@ for frame in frames:
         log.warning("%s: %s", frame["raw"], note)
 cards, notes = times.combined_cards(spans, [frame["exposure"] for frame in frames])
 cards.pop("TOTEXP")  # the summed exposure of a master means nothing to its user
-method = snakemake.params.combine["method"]
-cards["COMBMETH"] = (method, "combine method")
+cards["COMBMETH"] = (spec.method, "combine method")
 first = frames[0]["recipe"]
 if kind == "dark":
     cards["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
@@ -52,9 +52,9 @@ provenance.stamp(
     combined=True,
     recipe=first if kind != "bias" else None,
     cards=cards,
-    params=method_params(method, snakemake.params.combine),
+    params=spec.params(),
     config=snakemake.config,
-    notes=[f"inputs calibrated as: {p}" for p in policies if p] + notes,
+    notes=spec.notes(len(frames)) + [f"inputs calibrated as: {p}" for p in policies if p] + notes,
 )
 write_image(snakemake.output.master, image, header)
 log.info("wrote %s (median %.4g)", snakemake.output.master, float(masters.finite_median(image)))

@@ -1,5 +1,7 @@
 """The combine engine against astropy and ccdproc on the same numbers."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from astropy.stats import mad_std, sigma_clip
@@ -84,17 +86,182 @@ def test_minmax_drops_extremes_and_shrinks_for_small_stacks():
     ordered = np.sort(cube, axis=0)
     np.testing.assert_allclose(image, ordered[3:6].mean(axis=0), rtol=1e-6)
     assert (coverage == 3).all()
-    # four frames cannot lose six values: one low and two high go, one stays
+    # four frames cannot lose six values: 3/3 shrinks to 2/2 (none left), then
+    # 1/1: the two middle values stay, the median
     small, coverage = combine(cube[:4], "minmax", n_low=3, n_high=3)
     ordered = np.sort(cube[:4], axis=0)
-    np.testing.assert_allclose(small, ordered[1], rtol=1e-6)
-    assert (coverage == 1).all()
+    np.testing.assert_allclose(small, ordered[1:3].mean(axis=0), rtol=1e-6)
+    assert (coverage == 2).all()
+
+
+def test_minmax_of_a_pixel_some_frames_miss_uses_the_same_symmetric_rule():
+    """The exact path (NaN present) counts as the fast path does: a pixel
+    covered by 6 of 9 frames rejects 2/2 of its 6 values, not 2 low 3 high."""
+    cube = stack(n=9)
+    cube[:3, 40, 50] = np.nan
+    image, coverage = combine(cube, "minmax", n_low=3, n_high=3)
+    ordered = np.sort(cube[3:, 40, 50])
+    assert coverage[40, 50] == 2
+    assert image[40, 50] == pytest.approx(ordered[2:4].mean(), rel=1e-6)
+
+
+def star_field(n, seed=11, size=128, spacing=32, peak=2000.0, sigma=2.0, sky=100.0):
+    """``n`` frames of 16 Gaussian stars of known total flux on a flat sky,
+    with Poisson-like noise; returns (cube, centres, true flux, sky)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[:size, :size]
+    model = np.full((size, size), sky)
+    axis = range(spacing // 2, size, spacing)
+    centres = [(cy, cx) for cy in axis for cx in axis]
+    for cy, cx in centres:
+        model += peak * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * sigma**2))
+    flux = len(centres) * peak * 2 * np.pi * sigma**2
+    cube = rng.normal(model, np.sqrt(model), (n, size, size)).astype(np.float32)
+    return cube, centres, flux, sky
+
+
+def aperture_flux(image, centres, sky, radius=10):
+    y, x = np.mgrid[: image.shape[0], : image.shape[1]]
+    return sum(
+        float((image[(y - cy) ** 2 + (x - cx) ** 2 <= radius**2] - sky).sum()) for cy, cx in centres
+    )
+
+
+@pytest.mark.parametrize("frames", [2, 6])
+def test_minmax_of_a_small_stack_keeps_the_star_flux_as_the_median_does(frames):
+    """The trap: with 2 frames, 3/3 became 0 low 1 high (the pixel-wise
+    minimum, flux ratio 0.95); with 6, 2 low 3 high (0.98). Reduced
+    symmetrically, min-max stays median-like and keeps the true flux."""
+    cube, centres, flux, sky = star_field(frames)
+    minmax, coverage = combine(cube, "minmax", n_low=3, n_high=3)
+    median, _ = combine(cube, "median")
+    ratio = aperture_flux(minmax, centres, sky) / flux
+    assert abs(ratio - 1) < 0.005, ratio
+    assert abs(ratio - aperture_flux(median, centres, sky) / flux) < 0.005
+    assert (coverage == 2).all()  # 2 frames: both kept; 6 frames: the middle two
+
+
+def test_minmax_counts_reduce_low_and_high_symmetrically_and_keep_one():
+    from ccdreduce.combine import minmax_counts, minmax_note
+
+    expected = {
+        (9, 3, 3): (3, 3),
+        (7, 3, 3): (3, 3),
+        (6, 3, 3): (2, 2),
+        (4, 3, 3): (1, 1),
+        (3, 3, 3): (1, 1),
+        (2, 3, 3): (0, 0),
+        (2, 0, 1): (0, 1),  # asked for, and one value stays
+        (4, 0, 5): (0, 3),
+        (1, 1, 1): (0, 0),
+        (0, 3, 3): (0, 0),
+    }
+    for (n, low, high), counts in expected.items():
+        assert minmax_counts(n, low, high) == counts, (n, low, high)
+        if n:
+            assert n - sum(counts) >= 1
+    assert minmax_note(2, 3, 3) == (
+        "minmax: 2 frames: rejected 0 low 0 high (configured 3/3, reduced symmetrically "
+        "to keep >= 1)"
+    )
+    assert minmax_note(9, 3, 3) == "minmax: 9 frames: rejected 3 low 3 high"
+
+
+def test_an_unknown_combine_parameter_is_refused():
+    with pytest.raises(TypeError, match="sigma_lowr"):
+        combine(stack(n=5), "sigclip", sigma_lowr=1.0)
+
+
+def validated(config):
+    """A config as the workflow sees it: checked against the schema, its
+    defaults filled in."""
+    from snakemake.utils import validate
+
+    config = {"raw_dir": "raw"} | config
+    validate(config, str(Path(__file__).parents[1] / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_a_stack_entry_with_only_its_method_gets_the_stacking_defaults_not_the_masters():
+    config = validated(
+        {
+            "stacking": {
+                "combine": {"sigclip": {"method": "sigclip"}, "minmax": {"method": "minmax"}}
+            }
+        }
+    )
+    # the schema fills in no parameter: the masters' recipe must not leak in
+    assert config["stacking"]["combine"]["sigclip"] == {"method": "sigclip"}
+    from ccdreduce.combine import CombineSpec
+
+    stack = config["stacking"]["combine"]
+    assert CombineSpec.from_config(stack["sigclip"], "stack").params() == {
+        "sigma_lower": 3,
+        "sigma_upper": 3,
+        "maxiters": 10,
+        "cenfunc": "median",
+        "stdfunc": "std",
+        "weights": False,
+    }
+    assert CombineSpec.from_config(stack["minmax"], "stack").params() == {
+        "n_low": 3,
+        "n_high": 3,
+        "weights": False,
+    }
+    # and a master left to its defaults is the observatory's recipe
+    master = CombineSpec.from_config(config["calibration"]["combine"]["bias"], "master")
+    assert master.as_config() == {
+        "method": "sigclip",
+        "sigma_lower": 5,
+        "sigma_upper": 5,
+        "maxiters": 1,
+        "cenfunc": "median",
+        "stdfunc": "mad_std",
+    }
+    assert CombineSpec.from_config({"method": "minmax"}, "master").params() == {
+        "n_low": 1,
+        "n_high": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"stacking": {"combine": {"sigclip": {"method": "sigclip", "sigma_lowr": 1}}}},
+            r"stacking\.combine\.sigclip: unknown key 'sigma_lowr'\. Fix: did you mean "
+            r"'sigma_lower'\?",
+        ),
+        (
+            {"calibration": {"combine": {"flat": {"method": "median", "sigma_lower": 4}}}},
+            r"calibration\.combine\.flat: sigma_lower does nothing with method median .*"
+            r"Fix: remove sigma_lower",
+        ),
+        (
+            {"stacking": {"combine": {"median": {"method": "median", "weights": True}}}},
+            r"stacking\.combine\.median: weights does nothing with method median",
+        ),
+        (
+            {"calibration": {"combine": {"bias": {"method": "average", "weights": True}}}},
+            r"calibration\.combine\.bias: unknown key 'weights'",
+        ),
+    ],
+)
+def test_a_combine_key_that_would_be_ignored_is_refused(config, message):
+    from ccdreduce.combine import check_combine_config
+    from ccdreduce.errors import ConfigProblem
+
+    with pytest.raises(ConfigProblem, match=message):
+        check_combine_config(config)
+    if "unknown key" in message:  # the schema, which checks after, refuses it too
+        with pytest.raises(Exception, match="Unevaluated properties are not allowed"):
+            validated(config)
 
 
 def test_bands_give_the_same_answer_as_one_piece():
     cube = stack(n=6, shape=(100, 40))
     whole, _ = combine(cube, "sigclip", maxiters=None)
-    banded, _ = combine(cube, "sigclip", maxiters=None, band_bytes=6 * 40 * 4 * 4 * 7)
+    banded, _ = combine(cube, "sigclip", maxiters=None, memory_mb=0.03)  # 5-row bands
     np.testing.assert_array_equal(whole, banded)
 
 

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 from conftest import run_snakemake
 from helpers import small_night, small_tree
 
@@ -45,6 +46,46 @@ def dry_with(tree, name, yaml_text):
 
 def test_1_a_finished_tree_has_nothing_to_do(tree):
     assert dry(tree) == []
+
+
+def history(path):
+    """A FITS file's HISTORY as one string (long notes span several cards)."""
+    return "".join(fits.getheader(path)["HISTORY"])
+
+
+def test_1_minmax_of_six_frames_says_what_it_rejected(tree):
+    """Six frames cannot lose the configured 3 low and 3 high: both are
+    reduced to 2, and HISTORY says so beside the configured values."""
+    folder = tree["results"] / "stacks" / "NGC_2362" / "R"
+    assert sum(Table.read(folder / "frames.ecsv")["used"]) == 6  # two nights of three
+    text = history(folder / "minmax.fits")
+    assert "stack_minmax: n_low = 3" in text and "stack_minmax: n_high = 3" in text
+    assert (
+        "minmax: 6 frames: rejected 2 low 2 high where all overlap (configured 3/3, "
+        "reduced symmetrically to keep >= 1)" in text
+    ), text
+
+
+def test_1_a_stack_entry_with_only_its_method_takes_the_stacking_defaults(tree):
+    """`sigclip: {method: sigclip}` used to be 5/5 sigma, one pass, MAD: the
+    masters' recipe, filled in by the schema's shared definition."""
+    settings = tree["folder"] / "bare.yaml"
+    settings.write_text(
+        "stacking:\n  methods: [average, median, minmax, sigclip, bare]\n"
+        "  combine:\n    bare: {method: sigclip}\n"
+    )
+    target = tree["results"] / "stacks" / "NGC_2362" / "R" / "bare.fits"
+    run_snakemake(target, "--configfile", settings, *tree["config"])
+    text = history(target)
+    for expected in (
+        "stack_sigclip: sigma_lower = 3",
+        "stack_sigclip: sigma_upper = 3",
+        "stack_sigclip: maxiters = 10",
+        "stack_sigclip: cenfunc = median",
+        "stack_sigclip: stdfunc = std",
+    ):
+        assert expected in text, (expected, text)
+    assert fits.getheader(target)["COMBMETH"] == "sigclip"
 
 
 def test_2_a_new_night_runs_only_its_own_jobs_and_the_stacks(tree):

@@ -200,6 +200,18 @@ def test_nothing_usable_stops_the_run_naming_night_frame_and_what_is_missing(tmp
         (["results_dir={raw}/results"], "raw_dir .* and results_dir .* overlap"),
         (["trim_section=1:10"], "does not match"),
         (["raw_dir={tmp}/nowhere"], "is not a folder"),
+        # a misspelt combine key was ignored, the entry quietly taking its defaults
+        (
+            ["stacking={{combine: {{sigclip: {{method: sigclip, sigma_lowr: 1}}}}}}"],
+            r"stacking\.combine\.sigclip: unknown key 'sigma_lowr'\. Fix: did you mean "
+            r"'sigma_lower'\?",
+        ),
+        (
+            ["calibration={{combine: {{bias: {{method: median, sigma_lower: 4}}}}}}"],
+            # merged into config.yaml's entry: its sigclip keys no longer apply
+            r"calibration\.combine\.bias: sigma_lower, sigma_upper, maxiters, cenfunc, "
+            r"stdfunc do nothing with method median .*Fix: remove sigma_lower",
+        ),
     ],
 )
 def test_bad_configuration_is_refused_before_anything_runs(tmp_path, config, message):

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 
 from .calibrate import load_raw, run_stages
-from .combine import combine
+from .combine import CombineSpec, combine
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,12 @@ def finite_median(data):
     return float(np.median(finite)) if finite.size else float("nan")
 
 
-def make_master(kind, inputs, settings, combine_params, masters):
+def make_master(kind, inputs, settings, spec, masters):
     """Combine raw frames into a master.
 
     ``inputs`` is a list of (raw path, recipe dict); ``masters`` a
-    calibrate.Masters that finds the masters the recipes name. Returns (image, header,
+    calibrate.Masters that finds the masters the recipes name; ``spec`` a
+    CombineSpec or a calibration.combine entry. Returns (image, header,
     per-frame statistics, coverage). Header keywords of the first frame are
     kept; the caller stamps provenance.
     """
@@ -60,10 +61,12 @@ def make_master(kind, inputs, settings, combine_params, masters):
         cube[i] = frame.data
         stats.append({"file": str(path), "median": level, "history": frame.history})
         log.info("[%d/%d] read %s (median %.2f)", i + 1, len(inputs), path, level)
-    params = dict(combine_params)
-    method = params.pop("method", "sigclip")
-    log.info("combining %d frames with %s %s", len(inputs), method, params)
-    image, coverage = combine(cube, method, **params)
+    if not isinstance(spec, CombineSpec):
+        spec = CombineSpec.from_config(spec, "master", f"calibration.combine.{kind}")
+    log.info("combining %d frames with %s %s", len(inputs), spec.method, spec.params())
+    for note in spec.notes(len(inputs)):
+        log.info(note)
+    image, coverage = combine(cube, spec)
     if kind in NORMALISED:
         image /= np.float32(finite_median(image))
     if kind in NORMALISED:  # a ratio: no unit
