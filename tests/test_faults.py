@@ -1,5 +1,6 @@
-"""Faults: a run killed during its combines (SIGTERM, SIGKILL) and two runs
-started at once on the same results. Small simulated nights."""
+"""Faults: a run killed during its combines (SIGTERM, SIGKILL), two runs
+started at once on the same results, and the lock a killed run leaves while
+other runs are live or only looking (dry runs). Small simulated nights."""
 
 import os
 import shutil
@@ -28,11 +29,11 @@ def tree(tmp_path_factory):
     return {"results": results, "config": config, "stacks": stacks, "saved": saved}
 
 
-def start(tree, *extra):
+def start(tree, *extra, config=None):
     """snakemake in its own process group, as a terminal or a batch system
     runs it, so that a signal reaches it and the job it is running."""
     return subprocess.Popen(
-        [str(SNAKEMAKE), "--cores", "1", *extra, *tree["config"]],
+        [str(SNAKEMAKE), "--cores", "1", *extra, *(config or tree["config"])],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -91,6 +92,9 @@ def test_a_run_killed_during_a_combine_is_completed_by_the_next(tree, signal_num
     rerun = run_snakemake(*tree["config"])
     if signal_number == signal.SIGKILL:
         assert "removed the lock left by a run that was killed" in rerun.stderr
+        # in words, which files and whose: the lock files of the killed run
+        assert f"pid {run.pid} " in rerun.stderr, rerun.stderr[-3000:]
+        assert ".input.lock" in rerun.stderr and ".output.lock" in rerun.stderr
     assert_stacks_as_before(tree)
     assert "Nothing to be done" in run_snakemake("-n", *tree["config"]).stdout
 
@@ -111,4 +115,90 @@ def test_a_second_run_at_the_same_time_refuses_and_nothing_is_corrupted(tree):
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
     assert first.returncode == 0, first_output[-3000:]
+    assert_stacks_as_before(tree)
+
+
+LOCKS = REPO / ".snakemake" / "locks"
+
+
+def lock_files():
+    """The lock files of Snakemake and the holder records of the workflow,
+    with their contents: what a dry run must leave as it is."""
+    state = {p: p.read_bytes() for p in LOCKS.glob("*") if p.is_file()}
+    for record in (REPO / ".snakemake").glob("ccdreduce-lock-holder*"):
+        paths = record.rglob("*") if record.is_dir() else [record]
+        state.update({p: p.read_bytes() for p in paths if p.is_file()})
+    return state
+
+
+def kill_during_a_combine(tree):
+    remove_stacks(tree)
+    run = start(tree)
+    try:
+        assert wait_for(lambda: combine_started(tree)), "no combine started"
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate(timeout=60)
+    return run
+
+
+def test_a_dry_run_leaves_the_lock_of_a_killed_run_alone(tree):
+    killed = kill_during_a_combine(tree)
+    before = lock_files()
+    assert any(p.name.endswith(".lock") for p in before), "the killed run left no lock"
+    # looking is not running: only a run that takes the lock may free one
+    for look in (["-n"], ["--summary"], ["--lint"]):
+        run_snakemake(*look, *tree["config"], check=False)
+        assert lock_files() == before, look
+    rerun = run_snakemake(*tree["config"])
+    assert f"pid {killed.pid} " in rerun.stderr, rerun.stderr[-3000:]
+    assert not list(LOCKS.glob("*.lock"))
+    assert_stacks_as_before(tree)
+
+
+def test_a_killed_runs_lock_is_freed_but_a_live_runs_lock_is_kept(tree, tmp_path):
+    """Run A is live and holds its lock; run B, on other results from the same
+    checkout, is killed; run C on A's results frees B's lock only and refuses."""
+    remove_stacks(tree)
+    other = [
+        f"results_dir={tmp_path / 'results'}" if a.startswith("results_dir=") else a
+        for a in tree["config"]
+    ]
+    live = start(tree)
+    try:
+        assert wait_for(lambda: combine_started(tree)), "no combine started"
+        # stopped, A stays alive and holding its lock for as long as the test
+        # needs, whatever the speed of the machine
+        os.killpg(live.pid, signal.SIGSTOP)
+        assert live.poll() is None, "run A ended before it was stopped"
+        locks_of_live = {p: p.read_bytes() for p in LOCKS.glob("*.lock")}
+        assert locks_of_live, "run A holds no lock"
+        killed = start(tree, config=other)
+        try:
+            logs = tmp_path / "results" / "logs"
+            assert wait_for(lambda: logs.is_dir() and any(logs.rglob("*.log"))), "B ran no job"
+        finally:
+            os.killpg(killed.pid, signal.SIGKILL)
+            output_of_killed, _ = killed.communicate(timeout=60)
+        assert "LockException" not in output_of_killed, output_of_killed[-2000:]
+        locks_of_killed = set(LOCKS.glob("*.lock")) - set(locks_of_live)
+        assert locks_of_killed, "run B left no lock"
+
+        third = run_snakemake(*tree["config"], check=False)
+        output = third.stdout + third.stderr
+        assert {p: p.read_bytes() for p in LOCKS.glob("*.lock")} == locks_of_live
+        assert third.returncode != 0
+        assert "LockException" in output and "cannot be locked" in output, output[-3000:]
+        assert f"pid {killed.pid} " in third.stderr, third.stderr[-3000:]
+        for lock in locks_of_killed:
+            assert lock.name in third.stderr, third.stderr[-3000:]
+
+        os.killpg(live.pid, signal.SIGCONT)
+        live_output, _ = live.communicate(timeout=300)
+    finally:
+        if live.poll() is None:
+            os.killpg(live.pid, signal.SIGCONT)
+            os.killpg(live.pid, signal.SIGKILL)
+            live.communicate(timeout=60)
+    assert live.returncode == 0, live_output[-3000:]
     assert_stacks_as_before(tree)
