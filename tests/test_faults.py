@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -156,24 +157,57 @@ def test_a_dry_run_leaves_the_lock_of_a_killed_run_alone(tree):
     assert_stacks_as_before(tree)
 
 
-def test_a_killed_runs_lock_is_freed_but_a_live_runs_lock_is_kept(tree, tmp_path):
-    """Run A is live and holds its lock; run B, on other results from the same
-    checkout, is killed; run C on A's results frees B's lock only and refuses."""
-    remove_stacks(tree)
-    other = [
-        f"results_dir={tmp_path / 'results'}" if a.startswith("results_dir=") else a
+def other_results(tree, folder):
+    """The --config of a run on the same nights into other results, from the
+    same checkout: its lock does not clash with a run on tree's results."""
+    return [
+        f"results_dir={folder / 'results'}" if a.startswith("results_dir=") else a
         for a in tree["config"]
     ]
+
+
+def current_locks():
+    return {p: p.read_bytes() for p in LOCKS.glob("*.lock")}
+
+
+@contextmanager
+def live_run_holding_its_lock(tree):
+    """Run A, stopped (SIGSTOP) during its combines: alive and holding its
+    lock for as long as the test needs, whatever the speed of the machine.
+    Yields its lock files; resumed at the end, it must finish well."""
+    remove_stacks(tree)
     live = start(tree)
     try:
         assert wait_for(lambda: combine_started(tree)), "no combine started"
-        # stopped, A stays alive and holding its lock for as long as the test
-        # needs, whatever the speed of the machine
         os.killpg(live.pid, signal.SIGSTOP)
         assert live.poll() is None, "run A ended before it was stopped"
-        locks_of_live = {p: p.read_bytes() for p in LOCKS.glob("*.lock")}
-        assert locks_of_live, "run A holds no lock"
-        killed = start(tree, config=other)
+        locks = current_locks()
+        assert locks, "run A holds no lock"
+        yield locks
+        os.killpg(live.pid, signal.SIGCONT)
+        output, _ = live.communicate(timeout=300)
+    finally:
+        if live.poll() is None:
+            os.killpg(live.pid, signal.SIGCONT)
+            os.killpg(live.pid, signal.SIGKILL)
+            live.communicate(timeout=60)
+    assert live.returncode == 0, output[-3000:]
+    assert_stacks_as_before(tree)
+
+
+def assert_refused(tree):
+    third = run_snakemake(*tree["config"], check=False)
+    output = third.stdout + third.stderr
+    assert third.returncode != 0
+    assert "LockException" in output and "cannot be locked" in output, output[-3000:]
+    return third
+
+
+def test_a_killed_runs_lock_is_freed_but_a_live_runs_lock_is_kept(tree, tmp_path):
+    """Run A is live and holds its lock; run B, on other results from the same
+    checkout, is killed; run C on A's results frees B's lock only and refuses."""
+    with live_run_holding_its_lock(tree) as locks_of_live:
+        killed = start(tree, config=other_results(tree, tmp_path))
         try:
             logs = tmp_path / "results" / "logs"
             assert wait_for(lambda: logs.is_dir() and any(logs.rglob("*.log"))), "B ran no job"
@@ -181,24 +215,23 @@ def test_a_killed_runs_lock_is_freed_but_a_live_runs_lock_is_kept(tree, tmp_path
             os.killpg(killed.pid, signal.SIGKILL)
             output_of_killed, _ = killed.communicate(timeout=60)
         assert "LockException" not in output_of_killed, output_of_killed[-2000:]
-        locks_of_killed = set(LOCKS.glob("*.lock")) - set(locks_of_live)
+        locks_of_killed = set(current_locks()) - set(locks_of_live)
         assert locks_of_killed, "run B left no lock"
 
-        third = run_snakemake(*tree["config"], check=False)
-        output = third.stdout + third.stderr
-        assert {p: p.read_bytes() for p in LOCKS.glob("*.lock")} == locks_of_live
-        assert third.returncode != 0
-        assert "LockException" in output and "cannot be locked" in output, output[-3000:]
+        third = assert_refused(tree)
+        assert current_locks() == locks_of_live
         assert f"pid {killed.pid} " in third.stderr, third.stderr[-3000:]
         for lock in locks_of_killed:
             assert lock.name in third.stderr, third.stderr[-3000:]
 
-        os.killpg(live.pid, signal.SIGCONT)
-        live_output, _ = live.communicate(timeout=300)
-    finally:
-        if live.poll() is None:
-            os.killpg(live.pid, signal.SIGCONT)
-            os.killpg(live.pid, signal.SIGKILL)
-            live.communicate(timeout=60)
-    assert live.returncode == 0, live_output[-3000:]
-    assert_stacks_as_before(tree)
+
+def test_a_run_that_ends_leaves_a_live_runs_lock(tree, tmp_path):
+    """Run A is live and holds its lock; run D, on other results from the same
+    checkout, ends normally; A's lock stays, so a run on A's results refuses.
+    (Snakemake itself removes the whole .snakemake/locks as it releases.)"""
+    with live_run_holding_its_lock(tree) as locks_of_live:
+        bias = tmp_path / "results" / "calib" / "2025-03-01" / "bias.fits"
+        run_snakemake(*other_results(tree, tmp_path), "--", bias)
+        assert bias.exists()
+        assert current_locks() == locks_of_live
+        assert_refused(tree)

@@ -19,7 +19,9 @@ of a live pid, or that cannot be read is never acted on: that lock may be
 held, and a refused run is better than two runs writing the same files.
 
 Only a run that takes the lock clears (see :func:`guard_snakemake_lock`): a
-dry run, --summary, --lint and the like change nothing here.
+dry run, --summary, --lint and the like change nothing here. And a run that
+ends removes its own lock files only, where Snakemake would remove the
+whole folder, live runs' locks included.
 """
 
 import json
@@ -27,6 +29,7 @@ import os
 import re
 import socket
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 HOLDERS = "ccdreduce-lock-holders"
@@ -172,9 +175,21 @@ def live_holders(snakemake_dir=".snakemake"):
     return holders
 
 
+def _delete_own_locks(persistence):
+    """What this run does when it releases its lock. Snakemake removes its
+    own lock files, then the whole .snakemake/locks, other live runs' locks
+    with it (runs into another results_dir from the same checkout), and the
+    next run on their results would be let in while they write. Only this
+    run's files go; `snakemake --unlock` (not through here) still removes all."""
+    for lock in persistence._lockfile.values():
+        Path(lock).unlink(missing_ok=True)
+    persistence._lockfile.clear()
+
+
 def guard_snakemake_lock(logger):
     """Make Snakemake's taking of its lock clear stale locks first and
-    record the holder right after; True when installed.
+    record the holder right after, and its release remove only this run's
+    lock files; True when installed.
 
     Why here: the Snakefile has no hook that runs only in a run that will
     take the lock, before it does. At parse time a dry run cannot be told
@@ -204,6 +219,8 @@ def guard_snakemake_lock(logger):
                 yield
             return
         snakemake_dir = Path(lock_dir).parent
+        if hasattr(self, "_delete_locks") and hasattr(self, "_lockfile"):
+            self._delete_locks = partial(_delete_own_locks, self)
         for message in clear_stale(snakemake_dir):
             logger.warning(message)
         record = None
