@@ -47,7 +47,8 @@ except (errors.ConfigProblem, errors.CalibrationMissing) as exc:
 # A lock left by a killed run is removed when, and only when, this run takes
 # the lock: not here at parse time (a dry run cannot be told from a run yet)
 # nor in onstart (after the lock, too late). Only the dead run's own lock
-# files go; see ccdreduce.stalelock.
+# files go, and a run that ends removes only its own (Snakemake would remove
+# all, live runs' too); see ccdreduce.stalelock.
 if workflow.is_main_process and not stalelock.guard_snakemake_lock(logger):
     logger.warning(
         "this Snakemake's lock cannot be followed (ccdreduce.stalelock): a lock left "

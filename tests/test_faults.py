@@ -174,7 +174,7 @@ def current_locks():
 def live_run_holding_its_lock(tree):
     """Run A, stopped (SIGSTOP) during its combines: alive and holding its
     lock for as long as the test needs, whatever the speed of the machine.
-    Yields its lock files; resumed at the end, it must finish well."""
+    Yields its pid and lock files; resumed at the end, it must finish well."""
     remove_stacks(tree)
     live = start(tree)
     try:
@@ -183,7 +183,7 @@ def live_run_holding_its_lock(tree):
         assert live.poll() is None, "run A ended before it was stopped"
         locks = current_locks()
         assert locks, "run A holds no lock"
-        yield locks
+        yield live.pid, locks
         os.killpg(live.pid, signal.SIGCONT)
         output, _ = live.communicate(timeout=300)
     finally:
@@ -206,7 +206,7 @@ def assert_refused(tree):
 def test_a_killed_runs_lock_is_freed_but_a_live_runs_lock_is_kept(tree, tmp_path):
     """Run A is live and holds its lock; run B, on other results from the same
     checkout, is killed; run C on A's results frees B's lock only and refuses."""
-    with live_run_holding_its_lock(tree) as locks_of_live:
+    with live_run_holding_its_lock(tree) as (live_pid, locks_of_live):
         killed = start(tree, config=other_results(tree, tmp_path))
         try:
             logs = tmp_path / "results" / "logs"
@@ -223,13 +223,14 @@ def test_a_killed_runs_lock_is_freed_but_a_live_runs_lock_is_kept(tree, tmp_path
         assert f"pid {killed.pid} " in third.stderr, third.stderr[-3000:]
         for lock in locks_of_killed:
             assert lock.name in third.stderr, third.stderr[-3000:]
+        assert f"still running (pid {live_pid} " in third.stderr, third.stderr[-3000:]
 
 
 def test_a_run_that_ends_leaves_a_live_runs_lock(tree, tmp_path):
     """Run A is live and holds its lock; run D, on other results from the same
     checkout, ends normally; A's lock stays, so a run on A's results refuses.
     (Snakemake itself removes the whole .snakemake/locks as it releases.)"""
-    with live_run_holding_its_lock(tree) as locks_of_live:
+    with live_run_holding_its_lock(tree) as (_, locks_of_live):
         bias = tmp_path / "results" / "calib" / "2025-03-01" / "bias.fits"
         run_snakemake(*other_results(tree, tmp_path), "--", bias)
         assert bias.exists()
