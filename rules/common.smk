@@ -58,22 +58,16 @@ try:
 except (errors.ConfigProblem, errors.CalibrationMissing) as exc:
     raise WorkflowError(str(exc)) from None
 
-if workflow.is_main_process:
-    _freed = stalelock.clear_if_stale()
-    if _freed:
-        logger.warning(_freed)
-
-
-onstart:
-    stalelock.record_holder()
-
-
-onsuccess:
-    stalelock.forget_holder()
-
-
-onerror:
-    stalelock.forget_holder()
+# A lock left by a killed run is removed when, and only when, this run takes
+# the lock: not here at parse time (a dry run cannot be told from a run yet)
+# nor in onstart (after the lock, too late). Only the dead run's own lock
+# files go, and a run that ends removes only its own (Snakemake would remove
+# all, live runs' too); see ccdreduce.stalelock.
+if workflow.is_main_process and not stalelock.guard_snakemake_lock(logger):
+    logger.warning(
+        "this Snakemake's lock cannot be followed (ccdreduce.stalelock): a lock left "
+        "by a killed run stays until `snakemake --unlock`, once no run is running"
+    )
 
 
 STACKING = config["stacking"]
