@@ -230,3 +230,15 @@ def test_a_frame_is_judged_by_its_stars_and_its_transparency():
     assert not cloud["used"] and cloud["reason"].startswith("heavy cloud: transparency 0.20")
     few = stacking.judge_frame(ref[:2], ref[:2], exposure=60, ref_exposure=60, noise=10, cfg=cfg)
     assert not few["used"] and few["reason"] == "only 2 stars to scale on (3 needed)"
+
+
+def test_a_frame_brighter_than_any_sky_allows_is_left_out():
+    # the frame: scale 0.367, transparency 2.72 through the same exposure
+    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
+    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
+    bright = stacking.judge_frame(ref, ref / 0.367, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert bright["transparency"] == pytest.approx(2.72, abs=0.01)
+    assert not bright["used"] and bright["weight"] == 0
+    assert bright["reason"].startswith(
+        "more light per second than the reference: transparency 2.72"
+    )

@@ -41,6 +41,8 @@ SINGLE_FRAME_CARDS = (
     "DYMEAS",
     "NMATCH",
     "REGRMS",
+    "REGFRAC",
+    "REGROT",
     "REGSTAT",
     "REGNOTE",
     "RAWFILE",
@@ -247,6 +249,12 @@ def judge_frame(ref_flux, flux, exposure, ref_exposure, noise, cfg):
         verdict["reason"] = (
             f"heavy cloud: transparency {transparency:.2f} of the reference "
             f"(min {cfg['min_transparency']:g})"
+        )
+    elif transparency > cfg.get("max_transparency", 1.5):
+        verdict["reason"] = (
+            f"more light per second than the reference: transparency {transparency:.2f} "
+            f"(max {cfg.get('max_transparency', 1.5):g}); a wrong match, or a wrong "
+            "exposure time?"
         )
     else:  # inverse variance of the frame once scaled
         verdict.update(used=True, weight=1.0 / (noise * scale) ** 2)
