@@ -18,6 +18,7 @@ rule choose_reference:
         code=code("choose_reference.py"),
         frames=group_frame_info,
         pinned=lambda wc: pinned_reference(wc.group),
+        settings=STACKING["registration"],
     script:
         "../scripts/choose_reference.py"
 
