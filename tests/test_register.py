@@ -180,3 +180,14 @@ def test_a_rotation_too_small_to_move_the_corners_is_carried_by_the_shift():
     assert ok and cards["DX"][0] == 20 and cards["DY"][0] == 13
     assert cards["REGROT"][0] == pytest.approx(0.03, abs=0.01)
     assert cards["REGFRAC"][0] > 0.9
+
+
+def test_a_genuine_match_with_poor_seeing_centroids_is_kept():
+    # the real BSU night: FWHM 10 px, matched stars scatter 0.4 px
+    rng = np.random.default_rng(7)
+    ref = rng.uniform(0, 1535, (120, 2)) * [1.0, 1022 / 1535]
+    frame = ref - [4.0, -3.0] + rng.normal(0, 0.3, ref.shape)
+    inside = np.all((frame > 0) & (frame < [1535, 1022]), axis=1)
+    cards, message, ok = register_star_list(ref, frame[inside], shape=(1023, 1536))
+    assert ok, message
+    assert cards["DX"][0] == 4 and cards["DY"][0] == -3

@@ -110,7 +110,7 @@ class Match:
 
 
 #: Defaults of the consistency checks (config stacking.registration).
-CHECKS = {"min_fraction": 0.4, "max_rms": 0.5, "max_corner_shift": 0.5, "bright": 30}
+CHECKS = {"min_fraction": 0.4, "max_rms": 0.8, "max_corner_shift": 0.5, "bright": 30}
 
 
 def fit_similarity(ref, frame):
@@ -144,7 +144,7 @@ def _verified(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks
     bright = ref_xy[: checks["bright"]]
     back = (bright[:, 0] + 1j * bright[:, 1] - t) / a
     inside = np.column_stack([back.real, back.imag])
-    margin = 15.0
+    margin = max(15.0, 0.06 * min(nx, ny))  # detection skips a border of ~3 FWHM
     expected = np.flatnonzero(
         (inside[:, 0] > margin)
         & (inside[:, 0] < nx - 1 - margin)
@@ -153,9 +153,10 @@ def _verified(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks
     )
     found = np.isin(expected, pairs[:, 0]) if len(pairs) else np.zeros(len(expected), bool)
     fraction = float(found.mean()) if len(expected) else 0.0
-    if len(pairs) >= 2:
-        residual = ref_xy[pairs[:, 0]] - _apply(a, t, frame_xy[pairs[:, 1]])
-        rms = float(np.sqrt(np.mean(np.sum(residual**2, axis=1))))
+    if len(pairs) >= 2:  # clipped like the shift: a blend or a moving object is no verdict
+        residual = np.hypot(*(ref_xy[pairs[:, 0]] - _apply(a, t, frame_xy[pairs[:, 1]])).T)
+        kept = residual[residual <= max(3 * 1.4826 * np.median(residual), 0.05)]
+        rms = float(np.sqrt(np.mean(kept**2)))
     else:
         rms = float("nan")
     if fraction < checks["min_fraction"] or not rms <= checks["max_rms"]:
