@@ -106,6 +106,8 @@ def reference_row(table):
 #: At most this many frames, the sharpest first, are tried as the hub of the
 #: group that agrees with it: the cost grows as hubs x frames.
 MAX_HUBS = 30
+#: Stars per frame (the brightest) matched to find the group.
+GROUP_STARS = 100
 
 
 def relative_transparency(hub, frame, pairs):
@@ -133,8 +135,8 @@ def consistent_group(catalogs, match):
     """
     from .register import RegistrationFailed
 
-    def xy(stars):
-        return np.column_stack([stars["x"], stars["y"]])
+    def xy(stars):  # the brightest: enough to tell agreement, 10x faster than 300
+        return np.column_stack([stars["x"], stars["y"]])[:GROUP_STARS]
 
     usable = [
         fid
@@ -171,7 +173,7 @@ def isolated(frame_id, catalogs, members, match):
         return False
 
     def xy(stars):
-        return np.column_stack([stars["x"], stars["y"]])
+        return np.column_stack([stars["x"], stars["y"]])[:GROUP_STARS]
 
     for other, (stars, _) in catalogs.items():
         if other == frame_id:
