@@ -18,6 +18,7 @@ rule choose_reference:
         code=code("choose_reference.py"),
         frames=group_frame_info,
         pinned=lambda wc: pinned_reference(wc.group),
+        settings=STACKING["registration"],
     script:
         "../scripts/choose_reference.py"
 
@@ -52,6 +53,9 @@ rule register:
             "resample": STACKING["registration"]["resample"],
             "max_shift": STACKING["registration"]["max_shift"],
             "min_matches": STACKING["registration"]["min_matches"],
+            "min_match_fraction": STACKING["registration"]["min_match_fraction"],
+            "max_rms": STACKING["registration"]["max_rms"],
+            "max_corner_shift": STACKING["registration"]["max_corner_shift"],
             "sky": STACKING["sky"],
             "background_box": STACKING["background_box"],
         },

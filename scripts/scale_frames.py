@@ -45,6 +45,8 @@ for info in params.frames:
             "dx_measured": float(header.get("DXMEAS", np.nan)),
             "dy_measured": float(header.get("DYMEAS", np.nan)),
             "n_match": int(header.get("NMATCH", 0)),
+            "match_fraction": float(header.get("REGFRAC", np.nan)),
+            "rotation": float(header.get("REGROT", np.nan)),
             "fwhm": float(meta["fwhm"]),
             "sky": float(header.get("SKYSUB", np.nan)),  # unknown on an all-NaN frame
             "noise": float(meta["noise"]),
@@ -111,6 +113,8 @@ names = [
     "dx_measured",
     "dy_measured",
     "n_match",
+    "match_fraction",
+    "rotation",
     "scale",
     "scale_err",
     "n_scale_stars",
@@ -123,7 +127,7 @@ names = [
     "reason",
 ]
 table = Table(rows=[[r[n] for n in names] for r in rows], names=names)
-for name, unit in (("exposure", "s"), ("mjd_avg_tt", "d"), ("bjd_tdb", "d")):
+for name, unit in (("exposure", "s"), ("mjd_avg_tt", "d"), ("bjd_tdb", "d"), ("rotation", "deg")):
     table[name].unit = unit
 table.meta.update(
     {
@@ -134,7 +138,10 @@ table.meta.update(
         "photometry_stars_y": [float(v) for v in ys],
         "comments": [
             "One row per candidate frame. A star at (x, y) in the calibrated frame lands at",
-            "(x + dx, y + dy) in the stack. scale multiplies the sky-subtracted frame to match",
+            "(x + dx, y + dy) in the stack; match_fraction is the share of the reference's",
+            "bright stars matched, rotation (deg) the measured turn, not applied: a frame",
+            "rotated beyond stacking.registration.max_corner_shift is left out.",
+            "scale multiplies the sky-subtracted frame to match",
             "the reference; transparency is star flux per second against the reference.",
             "date_beg_tt, date_end_tt (ISO) and mjd_avg_tt (mid-exposure) are on TT; bjd_tdb the",
             "barycentric Julian date of mid-exposure on TDB; time_note what limits them.",

@@ -16,7 +16,12 @@ log = runlog.start(snakemake)
 frames = Table.read(snakemake.input.table, format="ascii.ecsv")
 xs = np.asarray(frames.meta["photometry_stars_x"])[:8]
 ys = np.asarray(frames.meta["photometry_stars_y"])[:8]
-radius = float(frames.meta["aperture_radius"])
+# the stack is as broad as its broadest frames, while the reference is chosen
+# the sharpest: an aperture sized to the reference alone would miss a few % of
+# the stack's light, so it is sized to the broadest frame used
+used_fwhm = np.asarray(frames["fwhm"][frames["used"]], dtype=float)
+ref_fwhm = float(stacking.reference_row(frames)["fwhm"])
+radius = float(frames.meta["aperture_radius"]) * max(1.0, float(np.max(used_fwhm)) / ref_fwhm)
 
 
 def source_free(image):

@@ -108,3 +108,86 @@ def test_a_frame_goes_onto_the_reference_grid_with_its_cards_or_its_reason():
     assert cards["REGSTAT"][0] == "failed" and cards["REGNOTE"] == reason
     assert "too few stars" in reason
     assert "DX" not in cards
+
+
+SETTINGS = {
+    "resample": "integer",
+    "max_shift": 0.25,
+    "min_matches": 5,
+    "sky": "median",
+    "background_box": 64,
+}
+
+
+def register_star_list(ref_xy, frame_xy, shape=(512, 512)):
+    """onto_reference on a blank frame: (cards, message, ok)."""
+    from ccdreduce.register import onto_reference
+
+    reference = {"reference": "n1/ref", "stars": {"x": ref_xy[:, 0], "y": ref_xy[:, 1]}}
+    stars = {"x": frame_xy[:, 0], "y": frame_xy[:, 1]}
+    data = np.zeros(shape, np.float32)
+    _, _, cards, message, ok = onto_reference(
+        data, None, stars, {"sky": 0.0}, reference, "n1/frame", SETTINGS
+    )
+    return cards, message, ok
+
+
+def turned(xy, degrees, centre=(255.5, 255.5)):
+    t = np.radians(degrees)
+    x, y = (xy - centre).T
+    return np.column_stack([np.cos(t) * x - np.sin(t) * y, np.sin(t) * x + np.cos(t) * y]) + centre
+
+
+def test_chance_matches_between_unrelated_fields_are_not_a_registration():
+    # two unrelated fields of 120 stars: the vote finds 5 chance pairs
+    rng = np.random.default_rng(16)
+    ref, frame = rng.uniform(15, 497, (120, 2)), rng.uniform(15, 497, (120, 2))
+    cards, reason, ok = register_star_list(ref, frame)
+    assert not ok and "DX" not in cards
+    assert reason.startswith("no consistent match") and "chance matches" in reason
+
+
+@pytest.mark.parametrize("degrees", [179.6, 180.0])
+def test_a_frame_turned_by_180_deg_is_left_out_as_a_meridian_flip(degrees):
+    rng = np.random.default_rng(4)
+    ref = rng.uniform(0, 511, (80, 2))
+    frame = turned(ref, degrees) + [6.0, -9.0] + rng.normal(0, 0.03, ref.shape)
+    inside = np.all((frame > 0) & (frame < 511), axis=1)
+    cards, reason, ok = register_star_list(ref, frame[inside])
+    assert not ok and "DX" not in cards
+    assert reason.startswith("rotated by about 180 deg: meridian flip?")
+    assert cards["REGROT"][0] == pytest.approx(degrees, abs=0.05)
+
+
+@pytest.mark.parametrize("degrees", [0.8, -0.3, 0.15])
+def test_a_frame_turned_by_under_a_degree_is_left_out_with_the_angle(degrees):
+    rng = np.random.default_rng(5)
+    ref = rng.uniform(0, 511, (80, 2))
+    frame = turned(ref, degrees) - [20.0, 13.0] + rng.normal(0, 0.03, ref.shape)
+    inside = np.all((frame > 0) & (frame < 511), axis=1)
+    cards, reason, ok = register_star_list(ref, frame[inside])
+    assert not ok and "DX" not in cards
+    assert reason.startswith(f"rotated by {degrees:+.2f} deg")
+    assert cards["REGROT"][0] == pytest.approx(degrees, abs=0.01)
+
+
+def test_a_rotation_too_small_to_move_the_corners_is_carried_by_the_shift():
+    rng = np.random.default_rng(6)
+    ref = rng.uniform(0, 511, (80, 2))
+    frame = turned(ref, 0.03) - [20.0, 13.0] + rng.normal(0, 0.03, ref.shape)
+    inside = np.all((frame > 0) & (frame < 511), axis=1)
+    cards, message, ok = register_star_list(ref, frame[inside])
+    assert ok and cards["DX"][0] == 20 and cards["DY"][0] == 13
+    assert cards["REGROT"][0] == pytest.approx(0.03, abs=0.01)
+    assert cards["REGFRAC"][0] > 0.9
+
+
+def test_a_genuine_match_with_poor_seeing_centroids_is_kept():
+    # the real BSU night: FWHM 10 px, matched stars scatter 0.4 px
+    rng = np.random.default_rng(7)
+    ref = rng.uniform(0, 1535, (120, 2)) * [1.0, 1022 / 1535]
+    frame = ref - [4.0, -3.0] + rng.normal(0, 0.3, ref.shape)
+    inside = np.all((frame > 0) & (frame < [1535, 1022]), axis=1)
+    cards, message, ok = register_star_list(ref, frame[inside], shape=(1023, 1536))
+    assert ok, message
+    assert cards["DX"][0] == 4 and cards["DY"][0] == -3

@@ -61,14 +61,17 @@ def test_transparency_is_recovered_as_scale_factors_within_half_a_percent(stack,
     assert np.all(table["scale_err"] < 0.01) and np.all(table["n_scale_stars"] >= 10)
 
 
-def test_clouded_frames_are_left_out_with_their_reason(demo_run):
+def test_clouded_frames_are_left_out_with_their_reason(demo_run, truth):
     table = Table.read(demo_run["results"] / "stacks" / "NGC_2362" / "R" / "frames.ecsv")
+    night, stem = table.meta["reference"].split("/")
+    ref_transparency = truth.frames_of(night=night, stem=stem)[0]["transparency"]
     rows = {r["stem"]: r for r in table}
     starless, cloudy = rows["light_R_60s_026"], rows["light_R_60s_027"]
     assert not starless["used"] and starless["reason"].startswith("too few stars")
     assert not cloudy["used"]
     assert cloudy["reason"].startswith("heavy cloud: transparency 0.3")
-    assert cloudy["transparency"] == pytest.approx(0.3, abs=0.01)
+    # against the reference, itself through some haze
+    assert cloudy["transparency"] == pytest.approx(0.3 / ref_transparency, abs=0.01)
     assert table["used"].sum() == len(table) - 2
     header = fits.getheader(demo_run["results"] / "stacks" / "NGC_2362" / "R" / "average.fits")
     assert header["NCOMBINE"] == len(table) - 2
@@ -207,9 +210,9 @@ def test_stats_table_compares_the_methods(stack):
 
 def test_reference_choice_prefers_quality_keeps_its_first_choice_and_obeys_a_pin():
     rows = [
-        {"id": "n1/a", "n_stars": 90, "fwhm": 4.0, "flux_rate": 100.0},
-        {"id": "n1/b", "n_stars": 95, "fwhm": 3.5, "flux_rate": 110.0},
-        {"id": "n2/c", "n_stars": 5, "fwhm": 3.0, "flux_rate": 10.0},
+        {"id": "n1/a", "n_stars": 95, "fwhm": 4.0, "transparency": 1.0, "in_group": True},
+        {"id": "n1/b", "n_stars": 80, "fwhm": 3.5, "transparency": 0.9, "in_group": True},
+        {"id": "n2/c", "n_stars": 5, "fwhm": 3.0, "transparency": 0.1, "in_group": True},
     ]
     assert stacking.choose_reference(rows)[0] == "n1/b"
     assert stacking.choose_reference(rows, remembered="n1/a")[0] == "n1/a"
@@ -217,6 +220,64 @@ def test_reference_choice_prefers_quality_keeps_its_first_choice_and_obeys_a_pin
     assert stacking.choose_reference(rows, remembered="gone/x")[0] == "n1/b"
     with pytest.raises(ValueError, match="pins 'n9/z'.*Fix: use one of"):
         stacking.choose_reference(rows, pinned="n9/z")
+
+
+def test_the_frame_with_most_detections_outside_the_agreeing_group_is_never_the_reference():
+    # a frame shifted off the field, its artefacts counted as stars: sharpest
+    # and richest by its looks, but no other frame agrees with it
+    rows = [
+        {"id": "n1/a", "n_stars": 81, "fwhm": 3.9, "transparency": 1.0, "in_group": True},
+        {"id": "n1/b", "n_stars": 83, "fwhm": 3.6, "transparency": 0.95, "in_group": True},
+        {"id": "n1/x", "n_stars": 164, "fwhm": 2.9, "transparency": np.nan, "in_group": False},
+    ]
+    chosen, how = stacking.choose_reference(rows)
+    assert chosen == "n1/b" and "2 of 3 frames that agree" in how
+
+
+def test_a_remembered_reference_that_matches_no_frame_is_not_kept():
+    from functools import partial
+
+    from ccdreduce.register import match_frame
+
+    rng = np.random.default_rng(2)
+    field = rng.uniform(0, 511, (80, 2))
+    stray = rng.uniform(0, 511, (150, 2))  # shifted off the field, artefacts
+
+    def catalog(xy):
+        n = len(xy)
+        stars = {"x": xy[:, 0], "y": xy[:, 1], "flux": np.linspace(1e5, 1e3, n)}
+        return stars | {"saturated": np.zeros(n, bool)}, {"fwhm": 3.5, "exposure": 30.0}
+
+    catalogs = {f"n1/good{i}": catalog(field + rng.normal(0, 0.03, field.shape)) for i in range(3)}
+    catalogs["n1/stray"] = catalog(stray)
+    match = partial(match_frame, shape=(512, 512), max_shift=128)
+    hub, members, outsiders = stacking.consistent_group(catalogs, match)
+    assert sorted(members) == ["n1/good0", "n1/good1", "n1/good2"]
+    assert "match" in outsiders["n1/stray"]
+    assert stacking.isolated("n1/stray", catalogs, members, match)
+    assert not stacking.isolated("n1/good1", catalogs, members, match)
+
+
+def test_seeing_and_transparency_come_before_the_star_count():
+    rows = [
+        {"id": "n1/wide", "n_stars": 120, "fwhm": 5.1, "transparency": 1.0, "in_group": True},
+        {"id": "n1/sharp", "n_stars": 90, "fwhm": 3.6, "transparency": 0.9, "in_group": True},
+        {"id": "n1/cloud", "n_stars": 60, "fwhm": 3.0, "transparency": 0.4, "in_group": True},
+    ]
+    assert [r["id"] for r in stacking.quality_order(rows)] == ["n1/sharp", "n1/wide", "n1/cloud"]
+
+
+def test_the_demo_v_reference_is_the_best_seeing_frame(demo_run, truth):
+    table = Table.read(demo_run["results"] / "stacks" / "NGC_2362" / "V" / "frames.ecsv")
+    night, stem = table.meta["reference"].split("/")
+    seeing = {
+        (r["night"], r["stem"]): truth.frames_of(night=r["night"], stem=r["stem"])[0]["fwhm"]
+        for r in table
+    }
+    # 2025-03-05 has the best seeing (2.84 and 2.88 px): either, not a 4 px frame
+    assert seeing[(night, stem)] <= min(seeing.values()) + 0.1, (stem, seeing)
+    ref = table[(table["night"] == night) & (table["stem"] == stem)][0]
+    assert ref["fwhm"] <= np.min(table["fwhm"]) + 0.1
 
 
 def test_a_frame_is_judged_by_its_stars_and_its_transparency():
@@ -230,3 +291,15 @@ def test_a_frame_is_judged_by_its_stars_and_its_transparency():
     assert not cloud["used"] and cloud["reason"].startswith("heavy cloud: transparency 0.20")
     few = stacking.judge_frame(ref[:2], ref[:2], exposure=60, ref_exposure=60, noise=10, cfg=cfg)
     assert not few["used"] and few["reason"] == "only 2 stars to scale on (3 needed)"
+
+
+def test_a_frame_brighter_than_any_sky_allows_is_left_out():
+    # the frame: scale 0.367, transparency 2.72 through the same exposure
+    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
+    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
+    bright = stacking.judge_frame(ref, ref / 0.367, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert bright["transparency"] == pytest.approx(2.72, abs=0.01)
+    assert not bright["used"] and bright["weight"] == 0
+    assert bright["reason"].startswith(
+        "more light per second than the reference: transparency 2.72"
+    )

@@ -42,6 +42,8 @@ SINGLE_FRAME_CARDS = (
     "DYMEAS",
     "NMATCH",
     "REGRMS",
+    "REGFRAC",
+    "REGROT",
     "REGSTAT",
     "REGNOTE",
     "RAWFILE",
@@ -102,30 +104,114 @@ def reference_row(table):
     return table[match][0]
 
 
-def quality_ranks(rows):
-    """Order candidate frames best first: most stars, sharpest, most
-    transparent (brightest stars per second), each a rank; the smallest sum
-    of ranks wins, ties by name."""
+#: At most this many frames, the sharpest first, are tried as the hub of the
+#: group that agrees with it: the cost grows as hubs x frames.
+MAX_HUBS = 30
+#: Stars per frame (the brightest) matched to find the group.
+GROUP_STARS = 100
+
+
+def relative_transparency(hub, frame, pairs):
+    """Star flux per second of ``frame`` against ``hub`` from their matched,
+    unsaturated stars (median ratio). hub and frame are (stars, meta)."""
+    (h_stars, h_meta), (f_stars, f_meta) = hub, frame
+    i, j = pairs[:, 0], pairs[:, 1]
+    fine = ~h_stars["saturated"][i] & ~f_stars["saturated"][j]
+    fine &= (h_stars["flux"][i] > 0) & (f_stars["flux"][j] > 0)
+    if not fine.any():
+        return float("nan")
+    ratio = np.median(f_stars["flux"][j][fine] / h_stars["flux"][i][fine])
+    return float(ratio * h_meta["exposure"] / f_meta["exposure"])
+
+
+def consistent_group(catalogs, match):
+    """The largest set of frames that agree with one another.
+
+    ``catalogs`` maps frame id to (stars, meta); ``match(ref, frame)``
+    returns a register.Match or raises RegistrationFailed. Each of the
+    sharpest MAX_HUBS frames with stars is a hub; every frame is matched
+    onto it, and the hub that most frames agree with (a consistent match,
+    no rotation) wins, ties to the sharper hub. Returns (hub, {member id:
+    transparency against the hub}, {outsider id: reason}).
+    """
+    from .register import RegistrationFailed
+
+    def xy(stars):  # the brightest: enough to tell agreement, 10x faster than 300
+        return np.column_stack([stars["x"], stars["y"]])[:GROUP_STARS]
+
+    usable = [
+        fid
+        for fid, (stars, meta) in catalogs.items()
+        if len(stars["x"]) and np.isfinite(float(meta["fwhm"]))
+    ]
+    hubs = sorted(usable, key=lambda fid: (float(catalogs[fid][1]["fwhm"]), fid))[:MAX_HUBS]
+    best = None
+    for hub in hubs:
+        members, outsiders = {hub: 1.0}, {}
+        for fid in usable:
+            if fid == hub:
+                continue
+            try:
+                found = match(xy(catalogs[hub][0]), xy(catalogs[fid][0]))
+            except RegistrationFailed as exc:
+                outsiders[fid] = str(exc)
+                continue
+            members[fid] = relative_transparency(catalogs[hub], catalogs[fid], found.pairs)
+        if best is None or len(members) > len(best[1]):
+            best = (hub, members, outsiders)
+    if best is None:
+        return None, {}, {}
+    return best
+
+
+def isolated(frame_id, catalogs, members, match):
+    """True when ``frame_id`` (a remembered reference outside the largest
+    group) matches no other frame while a group of several exists: a lock
+    written before frames were checked for agreement, kept no longer."""
+    from .register import RegistrationFailed
+
+    if frame_id not in catalogs or frame_id in members or len(members) < 2:
+        return False
+
+    def xy(stars):
+        return np.column_stack([stars["x"], stars["y"]])[:GROUP_STARS]
+
+    for other, (stars, _) in catalogs.items():
+        if other == frame_id:
+            continue
+        try:
+            match(xy(catalogs[frame_id][0]), xy(stars))
+        except RegistrationFailed:
+            continue
+        return False
+    return True
+
+
+def quality_order(rows, clear=0.7):
+    """Candidate frames best first: the clear ones (transparency at least
+    ``clear`` of the most transparent), then the sharpest (FWHM), then the
+    most transparent, then the most stars; ties by name. Seeing and
+    transparency decide before the star count, which artefacts inflate."""
     usable = [r for r in rows if r["n_stars"] > 0 and np.isfinite(r["fwhm"])]
+    if not usable:
+        return []
+    clearest = max((r["transparency"] for r in usable if np.isfinite(r["transparency"])), default=0)
 
-    def ranks(key, reverse):
-        ordered = sorted(usable, key=lambda r: r[key], reverse=reverse)
-        return {r["id"]: i for i, r in enumerate(ordered)}
+    def key(r):
+        t = r["transparency"] if np.isfinite(r["transparency"]) else 0.0
+        return (t < clear * clearest, r["fwhm"], -t, -r["n_stars"], r["id"])
 
-    by_stars = ranks("n_stars", True)
-    by_fwhm = ranks("fwhm", False)
-    by_flux = ranks("flux_rate", True)
-    return sorted(
-        usable, key=lambda r: (by_stars[r["id"]] + by_fwhm[r["id"]] + by_flux[r["id"]], r["id"])
-    )
+    return sorted(usable, key=key)
 
 
-def choose_reference(rows, pinned=None, remembered=None):
-    """(frame id, how it was chosen) from the candidates' quality rows.
+def choose_reference(rows, pinned=None, remembered=None, clear=0.7):
+    """(frame id, how it was chosen) from the candidates' rows: id, n_stars,
+    fwhm, transparency and in_group (the frame belongs to the largest group
+    of frames that agree with one another, see consistent_group).
 
     A pinned id (config) wins; then a remembered earlier choice that is
     still a candidate, so that adding nights never moves the reference;
-    otherwise the best by quality.
+    otherwise the best by quality within the group (quality_order).
     """
     ids = {r["id"] for r in rows}
     if pinned:
@@ -137,14 +223,18 @@ def choose_reference(rows, pinned=None, remembered=None):
         return pinned, "pinned in config (stacking.reference)"
     if remembered in ids:
         return remembered, "kept from the first choice (see reference.lock)"
-    ranked = quality_ranks(rows)
+    group = [r for r in rows if r.get("in_group", True)]
+    ranked = quality_order(group, clear)
     if not ranked:
         raise ValueError(
             f"none of the {len(rows)} frames of this stack has stars to register on. Fix: "
             "check the frames (clouded out? wrong type?), list them under exclude, or "
             "run only the calibration (snakemake calibration)"
         )
-    return ranked[0]["id"], "best quality: most stars, sharpest, most transparent"
+    return ranked[0]["id"], (
+        f"best of the {len(group)} of {len(rows)} frames that agree with one another: "
+        "sharpest of the clear frames"
+    )
 
 
 def read_lock(path):
@@ -248,6 +338,12 @@ def judge_frame(ref_flux, flux, exposure, ref_exposure, noise, cfg):
         verdict["reason"] = (
             f"heavy cloud: transparency {transparency:.2f} of the reference "
             f"(min {cfg['min_transparency']:g})"
+        )
+    elif transparency > cfg.get("max_transparency", 1.5):
+        verdict["reason"] = (
+            f"more light per second than the reference: transparency {transparency:.2f} "
+            f"(max {cfg.get('max_transparency', 1.5):g}); a wrong match, or a wrong "
+            "exposure time?"
         )
     else:  # inverse variance of the frame once scaled
         verdict.update(used=True, weight=1.0 / (noise * scale) ** 2)
