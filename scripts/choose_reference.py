@@ -26,9 +26,8 @@ for frame in snakemake.params.frames:
     catalogs[frame["id"]] = (stars, meta, frame["calibrated"])
 ny, nx = next(iter(catalogs.values()))[1]["shape"]
 match = partial(register.match_frame, shape=(ny, nx), **register.match_settings(settings, nx, ny))
-hub, members, outsiders = stacking.consistent_group(
-    {fid: (stars, meta) for fid, (stars, meta, _) in catalogs.items()}, match
-)
+star_lists = {fid: (stars, meta) for fid, (stars, meta, _) in catalogs.items()}
+hub, members, outsiders = stacking.consistent_group(star_lists, match)
 for frame_id, (_, meta, _) in catalogs.items():
     rows.append(
         {
@@ -49,9 +48,7 @@ if hub is not None:
     )
 lock = Path(snakemake.output[0]).with_name("reference.lock")
 remembered = stacking.read_lock(lock)
-if stacking.isolated(
-    remembered, {fid: (st, me) for fid, (st, me, _) in catalogs.items()}, members, match
-):
+if stacking.isolated(remembered, star_lists, members, match):
     log.warning("%s (reference.lock) matches no other frame: choosing afresh", remembered)
     remembered = None
 try:

@@ -281,7 +281,7 @@ def test_the_demo_v_reference_is_the_best_seeing_frame(demo_run, truth):
 
 
 def test_a_frame_is_judged_by_its_stars_and_its_transparency():
-    cfg = {"min_stars": 3, "min_transparency": 0.5}
+    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
     ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
     clear = stacking.judge_frame(ref, ref / 2, exposure=30, ref_exposure=60, noise=10, cfg=cfg)
     assert clear["used"] and clear["scale"] == pytest.approx(2.0)

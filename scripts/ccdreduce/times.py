@@ -289,12 +289,12 @@ def clock_notes(start, end, night=None):
     outside the plausible years, or days away from the night folder's date.
     The times are still computed from it as written."""
     notes = []
-    written = start.utc.isot
-    ahead = (end - now()).to_value(u.s)
+    written, clock = start.utc.isot, now()
+    ahead = (end - clock).to_value(u.s)
     if ahead > CLOCK_SLACK_S:
         notes.append(
             f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
-            f"({now().utc.isot[:19]}): the camera clock was set wrong, or local time "
+            f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local time "
             "was written as UTC? Fix: correct DATE-OBS with header_overrides"
         )
     first, last = PLAUSIBLE_YEARS
