@@ -16,6 +16,7 @@ from ccdreduce import (
     errors,
     frametable,
     inventory,
+    layout,
     nightlog,
     policy,
     stacking,
@@ -104,7 +105,7 @@ def code(script):
 def master_preview(name):
     """The PNG a master rule draws beside its FITS, for the report."""
     return report(
-        f"{RESULTS}/calib/{{night}}/{name}.png",
+        layout.calib(RESULTS, "{night}", f"{name}.png"),
         category="Masters",
         subcategory="{night}",
         labels={"night": "{night}", "master": name},
@@ -177,7 +178,7 @@ def calibrate_input(wildcards):
 def calibrate_params(wildcards):
     return [
         {
-            "id": stacking.frame_id(frame),
+            "id": layout.frame_id(frame.night, frame.stem),
             "stem": frame.stem,
             "path": frame.path,
             "raw": frame.relpath,
@@ -207,7 +208,7 @@ def night_products(wildcards):
     night = wildcards.night
     products = [m.ref.path(RESULTS) for m in PLAN.masters_of(night)]
     if PLAN.lights_of(night):
-        products.append(f"{RESULTS}/calibrated/{night}")
+        products.append(layout.calibrated_dir(RESULTS, night))
     return products
 
 
@@ -225,9 +226,12 @@ def stack_nights(wildcards):
 
 def stack_night_dirs(kind):
     """The per-night folders (calibrated, catalogs) holding a stack's frames."""
+    night_dir = {"calibrated": layout.calibrated_dir, "catalogs": layout.catalogs_dir}[
+        kind
+    ]
 
     def dirs(wildcards):
-        return [f"{RESULTS}/{kind}/{night}" for night in stack_nights(wildcards)]
+        return [night_dir(RESULTS, night) for night in stack_nights(wildcards)]
 
     return dirs
 
@@ -235,7 +239,7 @@ def stack_night_dirs(kind):
 def registered_dirs(wildcards):
     """The register jobs' folders of a stack: one per night."""
     return [
-        stacking.registered_dir(f"{RESULTS}/registered", night, wildcards.group)
+        layout.registered_dir(RESULTS, night, wildcards.group)
         for night in stack_nights(wildcards)
     ]
 
@@ -243,17 +247,15 @@ def registered_dirs(wildcards):
 def frame_info(frame, group):
     """What the stacking scripts need of one frame: its id, raw file and the
     paths of its calibrated, catalogue and registered files."""
-    frame_id = stacking.frame_id(frame)
+    frame_id = layout.frame_id(frame.night, frame.stem)
     return {
         "id": frame_id,
         "night": frame.night,
         "stem": frame.stem,
         "file": frame.relpath,
-        "calibrated": f"{RESULTS}/calibrated/{frame.night}/{frame.stem}.fits",
-        "catalog": f"{RESULTS}/catalogs/{frame.night}/{frame.stem}.ecsv",
-        "registered": stacking.registered_path(
-            f"{RESULTS}/registered", group, frame_id
-        ),
+        "calibrated": layout.calibrated(RESULTS, frame.night, frame.stem),
+        "catalog": layout.catalog(RESULTS, frame.night, frame.stem),
+        "registered": layout.registered(RESULTS, group, frame_id),
     }
 
 
@@ -280,12 +282,10 @@ def pinned_reference(group):
 
 
 def stack_targets(group):
-    folder = f"{RESULTS}/stacks/{group}"
-    return (
-        [f"{folder}/{m}.fits" for m in STACKING["methods"]]
-        + [f"{folder}/{m}.png" for m in STACKING["methods"]]
-        + [f"{folder}/frames.ecsv", f"{folder}/frames.png", f"{folder}/stats.ecsv"]
-    )
+    names = [f"{m}.fits" for m in STACKING["methods"]]
+    names += [f"{m}.png" for m in STACKING["methods"]]
+    names += ["frames.ecsv", "frames.png", "stats.ecsv"]
+    return [layout.stack(RESULTS, group, name) for name in names]
 
 
 # Cluster resources that grow with the frames a job reads: (MB fixed, MB per
@@ -345,7 +345,7 @@ def job_runtime(kind, master_kind=None):
 
 
 def calibration_targets():
-    return [f"{RESULTS}/calib/{night}/frames.ecsv" for night in NIGHTS]
+    return [layout.calib(RESULTS, night, "frames.ecsv") for night in NIGHTS]
 
 
 def all_targets():

@@ -31,9 +31,7 @@ rule register:
         # added, but the reference itself stays, so registered frames stay
         reference=ancient(f"{RESULTS}/stacks/{{group}}/reference.json"),
     output:
-        directory(
-            stacking.registered_dir(f"{RESULTS}/registered", "{night}", "{group}")
-        ),
+        directory(layout.registered_dir(RESULTS, "{night}", "{group}")),
     log:
         f"{RESULTS}/logs/registered/{{night}}/{{group}}.log",
     benchmark:
@@ -123,7 +121,7 @@ rule combine_stack:
         group=lambda wc: wc.group,
         combine=lambda wc: STACK_COMBINE[wc.method],
         memory_mb=STACKING["memory_mb"],
-        registered=f"{RESULTS}/registered",
+        frames=group_frame_info,
     script:
         "../scripts/combine_stack.py"
 
@@ -177,6 +175,6 @@ rule stack_stats:
         code=code("stack_stats.py"),
         group=lambda wc: wc.group,
         methods=STACKING["methods"],
-        registered=f"{RESULTS}/registered",
+        frames=group_frame_info,
     script:
         "../scripts/stack_stats.py"

@@ -2,24 +2,20 @@
 min-max or sigma clipping), with the coverage map as a second HDU."""
 
 import numpy as np
-from astropy.io import fits
 from astropy.table import Table
 
-from ccdreduce import provenance, runlog, stacking, times
+from ccdreduce import provenance, runlog
 from ccdreduce.combine import CombineSpec, combine_files
-from ccdreduce.fitsfile import write_image
+from ccdreduce.fitsfile import read_header, write_image
+from ccdreduce.layout import frame_id
 
 log = runlog.start(snakemake)
+group, method = snakemake.params.group, snakemake.wildcards.method
 table = Table.read(snakemake.input.table, format="ascii.ecsv")
 used = table[np.asarray(table["used"], dtype=bool)]
-group = snakemake.params.group
-paths = [
-    stacking.registered_path(snakemake.params.registered, group, f"{row['night']}/{row['stem']}")
-    for row in used
-]
-method = snakemake.wildcards.method
+registered = {frame["id"]: frame["registered"] for frame in snakemake.params.frames}
+paths = [registered[frame_id(row["night"], row["stem"])] for row in used]
 spec = CombineSpec.from_config(snakemake.params.combine, "stack", f"stacking.combine.{method}")
-weighted = spec.weights
 log.info(
     "%s: %s of %d frames, %s, memory cap %d MB",
     group,
@@ -32,58 +28,20 @@ log.info(
 combine_notes = spec.notes(len(paths), varying=True)
 for note in combine_notes:
     log.info("%s: %s", group, note)
-
-
-def progress(done, total):
-    log.info("combined rows %d/%d", done, total)
-
-
 image, coverage = combine_files(
     paths,
     spec,
     scales=np.asarray(used["scale"], dtype=float),
-    weights=np.asarray(used["weight"], dtype=float) if weighted else None,
+    weights=np.asarray(used["weight"], dtype=float) if spec.weights else None,
     memory_mb=snakemake.params.memory_mb,
     threads=snakemake.threads,
-    progress=progress,
+    progress=lambda done, total: log.info("combined rows %d/%d", done, total),
 )
-reference = stacking.registered_path(snakemake.params.registered, group, table.meta["reference"])
-header = fits.getheader(reference)
-# the reference lends its pixel grid, flux scale and site keywords; what
-# belonged to that one frame goes (times, shift, sky, inputs)
-for key in stacking.SINGLE_FRAME_CARDS:
-    header.remove(key, ignore_missing=True)
-header.remove("HISTORY", ignore_missing=True, remove_all=True)
-spans = [{name: row[name] for name in times.SPAN_COLUMNS} for row in used]
-cards, notes = times.combined_cards(spans, used["exposure"])
+header, notes = provenance.stack_header(
+    read_header(registered[table.meta["reference"]]), table, spec, snakemake.config, combine_notes
+)
 for note in notes:
     log.warning("%s: %s", group, note)
-reference_row = stacking.reference_row(table)
-cards["EXPTIME"] = (
-    float(reference_row["exposure"]),
-    "effective exposure, s: the stack is scaled to REFFRAME",
-)
-if "EXPOSURE" in header:  # cameras that write both must not disagree with EXPTIME
-    cards["EXPOSURE"] = cards["EXPTIME"]
-cards |= {
-    "COMBMETH": (spec.method, "combine method"),
-    "WEIGHTED": (weighted, "inverse-variance weights"),
-    "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
-    "BUNIT": ("adu", "sky-subtracted, scaled to the reference frame"),
-}
-provenance.stamp(
-    header,
-    f"stack_{spec.method}",
-    inputs=list(used["file"]),
-    combined=True,
-    scales=list(used["scale"]),
-    cards=cards,
-    params=spec.params() | {"weights": weighted},
-    config=snakemake.config,
-    notes=combine_notes
-    + notes
-    + ["each input's calibration and shift: its registered frame and this stack's frames.ecsv"],
-)
 log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
     group,

@@ -10,15 +10,13 @@ from ccdreduce.fitsfile import write_image
 from ccdreduce.preview import save_preview
 
 log = runlog.start(snakemake)
-kind = snakemake.params.kind
+kind, frames = snakemake.params.kind, snakemake.params.frames
 spec = CombineSpec.from_config(snakemake.params.combine, "master", f"calibration.combine.{kind}")
-frames = snakemake.params.frames
 log.info("master %s from %d frames -> %s", kind, len(frames), snakemake.output.master)
 policies = sorted({"; ".join(frame["recipe"]["notes"]) for frame in frames})
 for policy in policies:
     log.info("policy: %s", policy)
-
-image, header, stats, _ = masters.make_master(
+image, header, _, _ = masters.make_master(
     kind,
     [(frame["path"], frame["recipe"]) for frame in frames],
     Settings(**snakemake.params.settings),
@@ -26,21 +24,11 @@ image, header, stats, _ = masters.make_master(
     Masters(snakemake.config["results_dir"]),
 )
 # when the inputs were taken: first start to last end, on TT
-spans = []
-for frame in frames:
-    cards, notes = times.frame_cards(
-        frame["date_obs"],
-        {},
-        frame["exposure"],
-        snakemake.params.times["date_obs_is"],
-        light=False,
-        night=snakemake.wildcards.night,
-    )
-    spans.append(times.span_of(cards))
-    for note in notes:
-        log.warning("%s: %s", frame["raw"], note)
-cards, notes = times.combined_cards(spans, [frame["exposure"] for frame in frames])
-cards.pop("TOTEXP")  # the summed exposure of a master means nothing to its user
+cards, notes, frame_notes = times.master_cards(
+    frames, snakemake.params.times["date_obs_is"], snakemake.wildcards.night
+)
+for note in frame_notes:
+    log.warning(note)
 cards["COMBMETH"] = (spec.method, "combine method")
 first = frames[0]["recipe"]
 if kind == "dark":

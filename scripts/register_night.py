@@ -7,15 +7,14 @@ One job per (night, stack) rather than per frame: the per-frame work is a
 fraction of a second, while every job costs the DAG (and a cluster) more.
 """
 
-import json
 from pathlib import Path
 
-from ccdreduce import catalog, provenance, register, runlog
+from ccdreduce import catalog, provenance, register, runlog, stacking
 from ccdreduce.fitsfile import read_product, write_image
 
 log = runlog.start(snakemake)
 params = snakemake.params
-reference = json.loads(Path(snakemake.input.reference).read_text())
+reference = stacking.read_reference(snakemake.input.reference)
 folder = Path(snakemake.output[0])
 folder.mkdir(parents=True, exist_ok=True)
 log.info(

@@ -7,7 +7,7 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy.ndimage import median_filter
 
-from ccdreduce import stacking
+from ccdreduce import layout, scaling, stacking
 
 METHODS = ("average", "median", "minmax", "sigclip")
 
@@ -120,7 +120,7 @@ def test_average_stack_keeps_star_fluxes_within_half_a_percent(stack, truth):
     # bright enough that the stack's own noise is under 0.2 % in the aperture
     x, y, adu = truth_in_stack(truth, stack["reference"], stack["filter"], min_adu=50000)
     assert len(x) >= 8
-    ratio = stacking.aperture_fluxes(image, x, y, radius=10.0) / adu
+    ratio = scaling.aperture_fluxes(image, x, y, radius=10.0) / adu
     relative = ratio / np.nanmedian(ratio)
     assert np.nanmax(np.abs(relative - 1)) < 0.005, relative
     assert 0.96 < np.nanmedian(ratio) < 1.01  # the aperture holds ~98 % of the light
@@ -171,10 +171,10 @@ def test_background_noise_of_the_average_is_the_ideal_one_over_sqrt_n(stack, dem
         mad_std(
             row["scale"]
             * fits.getdata(
-                stacking.registered_path(
-                    demo_run["results"] / "registered",
+                layout.registered(
+                    demo_run["results"],
                     stack["group"],
-                    f"{row['night']}/{row['stem']}",
+                    layout.frame_id(row["night"], row["stem"]),
                 )
             )[sky]
         )
@@ -278,28 +278,3 @@ def test_the_demo_v_reference_is_the_best_seeing_frame(demo_run, truth):
     assert seeing[(night, stem)] <= min(seeing.values()) + 0.1, (stem, seeing)
     ref = table[(table["night"] == night) & (table["stem"] == stem)][0]
     assert ref["fwhm"] <= np.min(table["fwhm"]) + 0.1
-
-
-def test_a_frame_is_judged_by_its_stars_and_its_transparency():
-    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
-    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
-    clear = stacking.judge_frame(ref, ref / 2, exposure=30, ref_exposure=60, noise=10, cfg=cfg)
-    assert clear["used"] and clear["scale"] == pytest.approx(2.0)
-    assert clear["transparency"] == pytest.approx(1.0)  # half the light in half the time
-    assert clear["weight"] == pytest.approx(1 / 20**2)
-    cloud = stacking.judge_frame(ref, ref / 5, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
-    assert not cloud["used"] and cloud["reason"].startswith("heavy cloud: transparency 0.20")
-    few = stacking.judge_frame(ref[:2], ref[:2], exposure=60, ref_exposure=60, noise=10, cfg=cfg)
-    assert not few["used"] and few["reason"] == "only 2 stars to scale on (3 needed)"
-
-
-def test_a_frame_brighter_than_any_sky_allows_is_left_out():
-    # the frame: scale 0.367, transparency 2.72 through the same exposure
-    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
-    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
-    bright = stacking.judge_frame(ref, ref / 0.367, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
-    assert bright["transparency"] == pytest.approx(2.72, abs=0.01)
-    assert not bright["used"] and bright["weight"] == 0
-    assert bright["reason"].startswith(
-        "more light per second than the reference: transparency 2.72"
-    )

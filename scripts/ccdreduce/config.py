@@ -54,8 +54,8 @@ def check_against_plan(config, plan, stacks):
     """Raise ConfigProblem, before any job, for settings that cannot work
     with the frames the plan uses: a trim or overscan section outside a
     frame, a pinned reference that is not a frame of its stack."""
+    from .layout import frame_id
     from .sections import section_slices
-    from .stacking import frame_id
 
     used = [frame for frame, _ in plan.lights.values()]
     used += [frame for master in plan.masters.values() for frame in master.frames]
@@ -85,7 +85,7 @@ def check_against_plan(config, plan, stacks):
                 f"such stack (stacks: {', '.join(sorted(stacks)) or 'none'}). Fix: correct "
                 "the stack's name or remove the pin"
             )
-        ids = sorted(frame_id(frame) for frame in stacks[group])
+        ids = sorted(frame_id(frame.night, frame.stem) for frame in stacks[group])
         if pinned not in ids:
             raise ConfigProblem(
                 f"stacking.reference pins {pinned!r} for stack {group!r}, which is not one "

@@ -5,6 +5,7 @@ temporary file beside the target and renamed into place, so a run killed
 mid-write never leaves a half-written FITS that looks complete.
 """
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
@@ -82,6 +83,19 @@ def read_product(path):
     with fits.open(path, memmap=False) as hdul:
         mask = hdul["MASK"].data if "MASK" in hdul else None
         return hdul[0].data, hdul[0].header, mask
+
+
+def read_header(path):
+    """The primary header of a product this workflow wrote."""
+    return fits.getheader(path)
+
+
+@contextlib.contextmanager
+def mapped_product(path):
+    """(pixels, header) of a product, memory-mapped: for reading a few
+    apertures of many frames without loading them."""
+    with fits.open(path, memmap=True) as hdul:
+        yield hdul[0].data, hdul[0].header
 
 
 def clean_header(header):

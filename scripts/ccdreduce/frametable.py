@@ -2,6 +2,8 @@
 was used, and which masters calibrated it (results/calib/<night>/frames.ecsv).
 """
 
+from . import layout
+
 COLUMNS = (
     "file",
     "type",
@@ -34,7 +36,7 @@ def rows(plan, night):
     Masters and outputs are named relative to results_dir.
     """
     recipes = {
-        f.relpath: (r, f"calibrated/{night}/{f.stem}.fits") for f, r in plan.lights_of(night)
+        f.relpath: (r, layout.calibrated(None, night, f.stem)) for f, r in plan.lights_of(night)
     }
     for master in plan.masters_of(night):
         for relpath, recipe in master.recipes.items():

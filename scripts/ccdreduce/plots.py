@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from .layout import frame_id
+
 
 def frames_plot(table, path, title):
     import matplotlib
@@ -12,7 +14,9 @@ def frames_plot(table, path, title):
     n = len(table)
     index = np.arange(n)
     used = np.asarray(table["used"], dtype=bool)
-    labels = [f"{night}/{stem}" for night, stem in zip(table["night"], table["stem"], strict=True)]
+    labels = [
+        frame_id(night, stem) for night, stem in zip(table["night"], table["stem"], strict=True)
+    ]
     fig, axes = plt.subplots(3, 1, figsize=(max(7.0, 0.35 * n + 2), 8.5), sharex=True)
     panels = (
         (("dx_measured", "dx"), ("dy_measured", "dy")),

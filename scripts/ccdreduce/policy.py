@@ -21,6 +21,7 @@ the frame table, the log and the headers of the products.
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
+from . import layout
 from .errors import CalibrationMissing
 
 MASTER_KINDS = ("bias", "dark", "flat")
@@ -36,19 +37,15 @@ class MasterRef:
 
     @property
     def filename(self):
-        if self.kind == "bias":
-            return "bias.fits"
-        if self.kind == "dark":
-            return f"dark_{self.key}s.fits"
-        return f"flat_{self.key}.fits"
+        return layout.master_file(self.kind, self.key)
 
     @property
     def name(self):
         """Path relative to results_dir, as recorded in headers and tables."""
-        return f"calib/{self.night}/{self.filename}"
+        return layout.master(None, self.night, self.kind, self.key)
 
     def path(self, results_dir):
-        return f"{results_dir}/{self.name}"
+        return layout.master(results_dir, self.night, self.kind, self.key)
 
 
 @dataclass

@@ -136,3 +136,50 @@ def stamp(
     for note in notes:
         header.add_history(str(note))
     return header
+
+
+def stack_header(reference_header, table, spec, config, notes=()):
+    """The header of a combined stack, and the notes on its times.
+
+    ``reference_header`` is the registered reference frame's: it lends its
+    pixel grid, flux scale and site keywords, while what belonged to that one
+    frame goes (stacking.SINGLE_FRAME_CARDS: times, shift, sky, inputs).
+    ``table`` is the stack's frames table (the frames whose ``used`` is True
+    entered), ``spec`` its CombineSpec, ``notes`` what the combine said.
+    """
+    from . import times
+    from .stacking import SINGLE_FRAME_CARDS, reference_row
+
+    header = reference_header.copy()
+    for key in SINGLE_FRAME_CARDS:
+        header.remove(key, ignore_missing=True)
+    header.remove("HISTORY", ignore_missing=True, remove_all=True)
+    used = table[[bool(u) for u in table["used"]]]
+    spans = [{name: row[name] for name in times.SPAN_COLUMNS} for row in used]
+    cards, time_notes = times.combined_cards(spans, used["exposure"])
+    cards["EXPTIME"] = (
+        float(reference_row(table)["exposure"]),
+        "effective exposure, s: the stack is scaled to REFFRAME",
+    )
+    if "EXPOSURE" in header:  # cameras that write both must not disagree with EXPTIME
+        cards["EXPOSURE"] = cards["EXPTIME"]
+    cards |= {
+        "COMBMETH": (spec.method, "combine method"),
+        "WEIGHTED": (spec.weights, "inverse-variance weights"),
+        "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
+        "BUNIT": ("adu", "sky-subtracted, scaled to the reference frame"),
+    }
+    stamp(
+        header,
+        f"stack_{spec.method}",
+        inputs=list(used["file"]),
+        combined=True,
+        scales=list(used["scale"]),
+        cards=cards,
+        params=spec.params() | {"weights": spec.weights},
+        config=config,
+        notes=list(notes)
+        + time_notes
+        + ["each input's calibration and shift: its registered frame and this stack's frames.ecsv"],
+    )
+    return header, time_notes

@@ -1,15 +1,20 @@
-"""Stacks: which calibrated frames go together, which is the reference,
-and how bright each frame is against it.
+"""Stacks: which calibrated frames go together, and which of them is the
+reference that the others are registered and scaled to (reference.json,
+remembered in reference.lock). How bright each frame is against the
+reference is scaling's.
 
 A stack is a group of science frames sharing the configured keys (object
 and filter by default), across all nights. Its folder under results/stacks
 is made of those values as safe path names.
 """
 
+import functools
 import json
 from pathlib import Path
 
 import numpy as np
+
+from .layout import split_frame_id
 
 #: The path name of each grouping key: object and filter names are
 #: one-to-one over the archive (inventory.assign_names), night folder names
@@ -76,28 +81,12 @@ def stack_groups(plan, group_by):
     return groups
 
 
-def frame_id(frame):
-    """How a frame is named in config and tables: '<night>/<stem>'."""
-    return f"{frame.night}/{frame.stem}"
-
-
-def registered_dir(root, night, group):
-    """The folder one register job writes: a night's frames of one stack."""
-    return f"{root}/{night}/{group}"
-
-
-def registered_path(root, group, frame):
-    """A registered frame, from its id '<night>/<stem>'."""
-    night, stem = frame.split("/", 1)
-    return f"{registered_dir(root, night, group)}/{stem}.fits"
-
-
 # --- the reference frame ---------------------------------------------------
 
 
 def reference_row(table):
     """The reference frame's row of a stack's frames table."""
-    night, stem = table.meta["reference"].split("/", 1)
+    night, stem = split_frame_id(table.meta["reference"])
     match = (table["night"] == night) & (table["stem"] == stem)
     if not match.any():
         raise ValueError(f"the reference {table.meta['reference']} is not in the frames table")
@@ -246,104 +235,90 @@ def read_lock(path):
         return None
 
 
-# --- scale factors -----------------------------------------------------------
+def read_reference(path):
+    """A stack's reference.json, its star list as arrays."""
+    reference = json.loads(Path(path).read_text())
+    reference["stars"] = {k: np.asarray(v) for k, v in reference["stars"].items()}
+    reference["stars"]["saturated"] = reference["stars"]["saturated"].astype(bool)
+    return reference
 
 
-def select_photometry_stars(stars, shape, fwhm, saturation, max_stars, isolation_fwhm=4.0):
-    """Reference stars fit to measure scale factors: bright but below
-    ``saturation``, not flagged saturated, isolated, away from the edges.
-    Returns indices into the reference star list, brightest first."""
-    x, y, peak = stars["x"], stars["y"], stars["peak"]
-    ny, nx = shape
-    margin = 4 * fwhm
-    chosen = []
-    for i in np.argsort(-stars["flux"]):
-        if stars["saturated"][i] or peak[i] >= saturation:
-            continue
-        if not (margin < x[i] < nx - margin and margin < y[i] < ny - margin):
-            continue
-        distance = np.hypot(x - x[i], y - y[i])
-        distance[i] = np.inf
-        if np.any(distance < isolation_fwhm * fwhm):
-            continue
-        chosen.append(i)
-        if len(chosen) == max_stars:
-            break
-    return np.array(chosen, dtype=int)
+def choose(frames, settings, pinned, output, log):
+    """Choose a stack's reference and write it to ``output`` (reference.json).
 
-
-def aperture_fluxes(image, xs, ys, radius, annulus=(3.0, 5.0)):
-    """Aperture sums minus the local sky (median in an annulus), exact
-    pixel overlap (photutils). NaN where the aperture touches missing data."""
-    from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture
-
-    positions = np.column_stack([xs, ys])
-    aperture = CircularAperture(positions, r=radius)
-    ring = CircularAnnulus(positions, r_in=annulus[0] * radius / 2, r_out=annulus[1] * radius / 2)
-    sky = ApertureStats(image, ring, sigma_clip=None).median
-    stats = ApertureStats(image, aperture, sigma_clip=None)
-    fluxes = stats.sum - np.nan_to_num(sky) * stats.sum_aper_area.value
-    complete = np.isclose(stats.sum_aper_area.value, aperture.area, rtol=1e-3)
-    touched = np.array(
-        [
-            not np.isfinite(m.cutout(image, fill_value=np.nan)[m.data > 0]).all()
-            for m in aperture.to_mask(method="center")
-        ]
-    )
-    return np.where(complete & ~touched, fluxes, np.nan)
-
-
-def scale_factor(ref_flux, flux, sigma=3.0):
-    """Clipped median of ref/frame flux ratios, and the error of that median."""
-    ratio = ref_flux / flux
-    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
-    if ratio.size == 0:
-        return float("nan"), float("nan"), 0
-    keep = np.ones(ratio.size, bool)
-    for _ in range(5):
-        centre = np.median(ratio[keep])
-        spread = 1.4826 * np.median(np.abs(ratio[keep] - centre))
-        new = np.abs(ratio - centre) <= sigma * max(spread, 1e-6 * centre)
-        if np.array_equal(new, keep):
-            break
-        keep = new
-    kept = ratio[keep]
-    error = 1.2533 * kept.std(ddof=1) / np.sqrt(kept.size) if kept.size > 1 else float("nan")
-    return float(np.median(kept)), float(error), int(kept.size)
-
-
-def judge_frame(ref_flux, flux, exposure, ref_exposure, noise, cfg):
-    """Scale factor, transparency, weight and the verdict on one frame.
-
-    ``ref_flux`` and ``flux`` are the photometry stars' fluxes in the
-    reference and the frame (already restricted to the stars to use).
-    Returns a dict of scale, scale_err, n_scale_stars, transparency, weight,
-    used and reason (empty when used).
+    ``frames``: dicts with id, catalog and calibrated paths. Every frame's
+    stars are matched onto the sharpest frames' (consistent_group); the
+    reference is pinned, else remembered in reference.lock beside
+    ``output``, else the best of the largest consistent group
+    (choose_reference). Raises ValueError when no frame can serve.
     """
-    scale, error, count = scale_factor(ref_flux, flux)
-    transparency = ref_exposure / (exposure * scale) if scale > 0 else float("nan")
-    verdict = {
-        "scale": scale,
-        "scale_err": error,
-        "n_scale_stars": count,
-        "transparency": transparency,
-        "weight": 0.0,
-        "used": False,
-        "reason": "",
+    from . import catalog, register
+
+    catalogs = {frame["id"]: catalog.read(frame["catalog"]) for frame in frames}
+    calibrated = {frame["id"]: frame["calibrated"] for frame in frames}
+    ny, nx = next(iter(catalogs.values()))[1]["shape"]
+    match = functools.partial(
+        register.match_frame, shape=(ny, nx), **register.match_settings(settings, nx, ny)
+    )
+    hub, members, outsiders = consistent_group(catalogs, match)
+    rows = [
+        {
+            "id": fid,
+            "n_stars": int(meta["n_stars"]),
+            "fwhm": float(meta["fwhm"]),
+            "transparency": float(members.get(fid, np.nan)),
+            "in_group": fid in members,
+            "note": outsiders.get(fid, ""),
+        }
+        for fid, (_, meta) in catalogs.items()
+    ]
+    if hub is not None:
+        log.info(
+            "%d of %d frames agree with %s (the largest consistent group)",
+            len(members),
+            len(rows),
+            hub,
+        )
+    lock = Path(output).with_name("reference.lock")
+    remembered = read_lock(lock)
+    if isolated(remembered, catalogs, members, match):
+        log.warning("%s (reference.lock) matches no other frame: choosing afresh", remembered)
+        remembered = None
+    chosen, how = choose_reference(
+        rows, pinned=pinned, remembered=remembered, clear=settings["reference_clear"]
+    )
+    ranked = quality_order([r for r in rows if r["in_group"]], settings["reference_clear"])
+    for rank, row in enumerate(ranked, start=1):
+        log.info(
+            "%2d. %s: FWHM %.2f px, transparency %.3f of %s, %d stars",
+            rank,
+            row["id"],
+            row["fwhm"],
+            row["transparency"],
+            hub,
+            row["n_stars"],
+        )
+    for row in rows:
+        if not row["in_group"]:
+            log.warning("%s is not a candidate: %s", row["id"], row["note"] or "no stars")
+    log.info("reference: %s (%s)", chosen, how)
+    stars, meta = catalogs[chosen]
+    reference = {
+        "reference": chosen,
+        "how": how,
+        "calibrated": calibrated[chosen],
+        "fwhm": meta["fwhm"],
+        "shape": meta["shape"],
+        "exposure": meta["exposure"],
+        "noise": meta["noise"],
+        "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
+        "group_hub": hub,
+        "candidates": [  # JSON has no NaN
+            r | {"transparency": r["transparency"] if np.isfinite(r["transparency"]) else None}
+            for r in rows
+        ],
     }
-    if count < cfg["min_stars"]:
-        verdict["reason"] = f"only {count} stars to scale on ({cfg['min_stars']} needed)"
-    elif not transparency >= cfg["min_transparency"]:
-        verdict["reason"] = (
-            f"heavy cloud: transparency {transparency:.2f} of the reference "
-            f"(min {cfg['min_transparency']:g})"
-        )
-    elif transparency > cfg["max_transparency"]:
-        verdict["reason"] = (
-            f"more light per second than the reference: transparency {transparency:.2f} "
-            f"(max {cfg['max_transparency']:g}); a wrong match, or a wrong "
-            "exposure time?"
-        )
-    else:  # inverse variance of the frame once scaled
-        verdict.update(used=True, weight=1.0 / (noise * scale) ** 2)
-    return verdict
+    Path(output).write_text(json.dumps(reference, indent=1))
+    if read_lock(lock) != chosen:  # the lock keeps how the choice was first made
+        lock.write_text(json.dumps({"reference": chosen, "how": how}))
+    return reference

@@ -406,6 +406,24 @@ def frame_cards(
     return cards, notes
 
 
+def master_cards(frames, stamp_is, night=None):
+    """Times of a master: when its frames were taken, first start to last
+    end on TT (combined_cards, without TOTEXP: the summed exposure of a
+    master means nothing to its user). ``frames`` are dicts with raw,
+    date_obs and exposure. Returns (cards, notes, frame notes), a frame's
+    note naming its raw file."""
+    spans, frame_notes = [], []
+    for frame in frames:
+        cards, notes = frame_cards(
+            frame["date_obs"], {}, frame["exposure"], stamp_is, light=False, night=night
+        )
+        spans.append(span_of(cards))
+        frame_notes += [f"{frame['raw']}: {note}" for note in notes]
+    cards, notes = combined_cards(spans, [frame["exposure"] for frame in frames])
+    cards.pop("TOTEXP")
+    return cards, notes, frame_notes
+
+
 def card_value(cards, key, default=None):
     """The value of ``key`` in a header or a {key: (value, comment)} dict."""
     value = cards.get(key, default)

@@ -1,0 +1,100 @@
+"""Where each product lives under results_dir, and how a frame is named.
+
+The one home of the results layout: rules, input functions, tables and
+scripts ask here for a path; nothing else writes one by hand. Each function
+takes the results folder first (``None``: the path relative to it, as
+tables and headers record it) and returns a str; given wildcards
+(``"{night}"``) it returns a rule's pattern.
+
+    calib/<night>/        bias.fits, dark_<exposure>s.fits, flat_<filter>.fits
+                          (each with its .png), frames.ecsv, night_log.ecsv
+    calibrated/<night>/   <stem>.fits        a calibrated science frame
+    catalogs/<night>/     <stem>.ecsv        its stars
+    registered/<night>/<group>/<stem>.fits   on the grid of the stack <group>
+    stacks/<group>/       <method>.fits and .png, frames.ecsv, frames.png,
+                          stats.ecsv, reference.json, reference.lock
+    logs/, benchmarks/    one .log / .tsv a job, mirroring the products
+
+A frame is named '<night>/<stem>' in config (stacking.reference), tables and
+logs: its night folder and its file name without the extension, unique over
+the archive.
+"""
+
+
+def frame_id(night, stem):
+    """'2025-03-02/light_R_0001': how a frame is named everywhere."""
+    return f"{night}/{stem}"
+
+
+def split_frame_id(name):
+    """(night, stem) of a frame id."""
+    night, sep, stem = name.partition("/")
+    if not sep or not night or not stem:
+        raise ValueError(f"{name!r} is not a frame id '<night>/<stem>'")
+    return night, stem
+
+
+def _under(results, relative):
+    return f"{results.rstrip('/')}/{relative}" if results else relative
+
+
+def master_file(kind, key=""):
+    """A master's file name: bias.fits, dark_<exposure>s.fits, flat_<filter>.fits."""
+    if kind == "bias":
+        return "bias.fits"
+    if kind == "dark":
+        return f"dark_{key}s.fits"
+    if kind == "flat":
+        return f"flat_{key}.fits"
+    raise ValueError(f"no master of kind {kind!r}")
+
+
+def calib(results, night, name=""):
+    """A night's calibration folder, or a file in it (masters, tables)."""
+    return _under(results, f"calib/{night}" + (f"/{name}" if name else ""))
+
+
+def master(results, night, kind, key=""):
+    return calib(results, night, master_file(kind, key))
+
+
+def calibrated_dir(results, night):
+    return _under(results, f"calibrated/{night}")
+
+
+def calibrated(results, night, stem):
+    return f"{calibrated_dir(results, night)}/{stem}.fits"
+
+
+def catalogs_dir(results, night):
+    return _under(results, f"catalogs/{night}")
+
+
+def catalog(results, night, stem):
+    return f"{catalogs_dir(results, night)}/{stem}.ecsv"
+
+
+def registered_dir(results, night, group):
+    """The folder one register job writes: a night's frames of one stack."""
+    return _under(results, f"registered/{night}/{group}")
+
+
+def registered(results, group, frame):
+    """A registered frame of stack ``group``, from its frame id."""
+    night, stem = split_frame_id(frame)
+    return f"{registered_dir(results, night, group)}/{stem}.fits"
+
+
+def stack(results, group, name=""):
+    """A stack's folder, or a file in it ('median.fits', 'frames.ecsv')."""
+    return _under(results, f"stacks/{group}" + (f"/{name}" if name else ""))
+
+
+def log(results, product):
+    """The log of the job making ``product`` (a path relative to results,
+    without its extension): logs/<product>.log."""
+    return _under(results, f"logs/{product}.log")
+
+
+def benchmark(results, product):
+    return _under(results, f"benchmarks/{product}.tsv")

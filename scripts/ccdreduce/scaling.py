@@ -1,0 +1,374 @@
+"""Scale factors: how bright each registered frame of a stack is against its
+reference, from aperture photometry of the reference's bright, isolated,
+unsaturated stars; and the stack's frame table (stacks/<group>/frames.ecsv),
+one row a candidate frame with its shift, scale, seeing and verdict.
+"""
+
+import numpy as np
+
+from . import catalog, times
+from .layout import frame_id
+
+#: The stack's frame table, one declaration a column: (name, unit, what it is).
+COLUMNS = (
+    ("night", None, "night folder of the frame"),
+    ("file", None, "raw file, relative to raw_dir"),
+    ("stem", None, "file name without extension: the frame is '<night>/<stem>'"),
+    ("exposure", "s", "exposure time"),
+    ("date_beg_tt", None, "start of the exposure, ISO, TT"),
+    ("date_end_tt", None, "end of the exposure, ISO, TT"),
+    ("mjd_avg_tt", "d", "mid-exposure, MJD on TT"),
+    ("bjd_tdb", "d", "barycentric Julian date of mid-exposure, TDB"),
+    ("airmass", None, "airmass at mid-exposure"),
+    ("time_note", None, "what limits the times (UT1 predicted, camera clock)"),
+    ("dx", "pix", "applied shift along x: calibrated (x, y) lands at (x + dx, y + dy)"),
+    ("dy", "pix", "applied shift along y"),
+    ("dx_measured", "pix", "measured shift along x, before rounding to the resampling"),
+    ("dy_measured", "pix", "measured shift along y"),
+    ("n_match", None, "stars matched to the reference"),
+    ("match_fraction", None, "share of the reference's bright stars matched"),
+    ("rotation", "deg", "measured rotation against the reference, not applied"),
+    ("scale", None, "factor that brings the sky-subtracted frame to the reference"),
+    ("scale_err", None, "standard error of scale"),
+    ("n_scale_stars", None, "photometry stars the scale rests on"),
+    ("transparency", None, "star flux per second against the reference"),
+    ("fwhm", "pix", "median FWHM of the frame's stars"),
+    ("sky", "adu", "sky level subtracted at registration"),
+    ("noise", "adu", "sky noise of the calibrated frame (robust standard deviation)"),
+    ("weight", "1 / adu2", "inverse variance of the scaled frame; 0 when not used"),
+    ("used", None, "True: the frame enters the stack"),
+    ("reason", None, "why the frame is left out (or a registration note)"),
+)
+assert tuple(name for name, _, _ in COLUMNS[4:10]) == times.SPAN_COLUMNS
+
+#: The table's own explanation, written above its columns.
+COMMENTS = (
+    "One row per candidate frame. A star at (x, y) in the calibrated frame lands at",
+    "(x + dx, y + dy) in the stack; match_fraction is the share of the reference's",
+    "bright stars matched, rotation (deg) the measured turn, not applied: a frame",
+    "rotated beyond stacking.registration.max_corner_shift is left out.",
+    "scale multiplies the sky-subtracted frame to match",
+    "the reference; transparency is star flux per second against the reference.",
+    "date_beg_tt, date_end_tt (ISO) and mjd_avg_tt (mid-exposure) are on TT; bjd_tdb the",
+    "barycentric Julian date of mid-exposure on TDB; time_note what limits them.",
+)
+
+#: What the registered frame's header says of it, by column: (key, type, default).
+REGISTRATION_CARDS = {
+    "dx": ("DX", float, np.nan),
+    "dy": ("DY", float, np.nan),
+    "dx_measured": ("DXMEAS", float, np.nan),
+    "dy_measured": ("DYMEAS", float, np.nan),
+    "n_match": ("NMATCH", int, 0),
+    "match_fraction": ("REGFRAC", float, np.nan),
+    "rotation": ("REGROT", float, np.nan),
+    "sky": ("SKYSUB", float, np.nan),  # unknown on an all-NaN frame
+    "reason": ("REGNOTE", str, ""),
+}
+
+
+def select_photometry_stars(stars, shape, fwhm, saturation, max_stars, isolation_fwhm=4.0):
+    """Reference stars fit to measure scale factors: bright but below
+    ``saturation``, not flagged saturated, isolated, away from the edges.
+    Returns indices into the reference star list, brightest first."""
+    x, y, peak = stars["x"], stars["y"], stars["peak"]
+    ny, nx = shape
+    margin = 4 * fwhm
+    chosen = []
+    for i in np.argsort(-stars["flux"]):
+        if stars["saturated"][i] or peak[i] >= saturation:
+            continue
+        if not (margin < x[i] < nx - margin and margin < y[i] < ny - margin):
+            continue
+        distance = np.hypot(x - x[i], y - y[i])
+        distance[i] = np.inf
+        if np.any(distance < isolation_fwhm * fwhm):
+            continue
+        chosen.append(i)
+        if len(chosen) == max_stars:
+            break
+    return np.array(chosen, dtype=int)
+
+
+def aperture_fluxes(image, xs, ys, radius, annulus=(3.0, 5.0)):
+    """Aperture sums minus the local sky (median in an annulus), exact
+    pixel overlap (photutils). NaN where the aperture touches missing data."""
+    from photutils.aperture import ApertureStats, CircularAnnulus, CircularAperture
+
+    positions = np.column_stack([xs, ys])
+    aperture = CircularAperture(positions, r=radius)
+    ring = CircularAnnulus(positions, r_in=annulus[0] * radius / 2, r_out=annulus[1] * radius / 2)
+    sky = ApertureStats(image, ring, sigma_clip=None).median
+    stats = ApertureStats(image, aperture, sigma_clip=None)
+    fluxes = stats.sum - np.nan_to_num(sky) * stats.sum_aper_area.value
+    complete = np.isclose(stats.sum_aper_area.value, aperture.area, rtol=1e-3)
+    touched = np.array(
+        [
+            not np.isfinite(m.cutout(image, fill_value=np.nan)[m.data > 0]).all()
+            for m in aperture.to_mask(method="center")
+        ]
+    )
+    return np.where(complete & ~touched, fluxes, np.nan)
+
+
+def scale_factor(ref_flux, flux, sigma=3.0):
+    """Clipped median of ref/frame flux ratios, and the error of that median."""
+    ratio = ref_flux / flux
+    ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+    if ratio.size == 0:
+        return float("nan"), float("nan"), 0
+    keep = np.ones(ratio.size, bool)
+    for _ in range(5):
+        centre = np.median(ratio[keep])
+        spread = 1.4826 * np.median(np.abs(ratio[keep] - centre))
+        new = np.abs(ratio - centre) <= sigma * max(spread, 1e-6 * centre)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    kept = ratio[keep]
+    error = 1.2533 * kept.std(ddof=1) / np.sqrt(kept.size) if kept.size > 1 else float("nan")
+    return float(np.median(kept)), float(error), int(kept.size)
+
+
+def judge_frame(ref_flux, flux, exposure, ref_exposure, noise, cfg):
+    """Scale factor, transparency, weight and the verdict on one frame.
+
+    ``ref_flux`` and ``flux`` are the photometry stars' fluxes in the
+    reference and the frame (already restricted to the stars to use).
+    Returns a dict of scale, scale_err, n_scale_stars, transparency, weight,
+    used and reason (empty when used).
+    """
+    scale, error, count = scale_factor(ref_flux, flux)
+    transparency = ref_exposure / (exposure * scale) if scale > 0 else float("nan")
+    verdict = {
+        "scale": scale,
+        "scale_err": error,
+        "n_scale_stars": count,
+        "transparency": transparency,
+        "weight": 0.0,
+        "used": False,
+        "reason": "",
+    }
+    if count < cfg["min_stars"]:
+        verdict["reason"] = f"only {count} stars to scale on ({cfg['min_stars']} needed)"
+    elif not transparency >= cfg["min_transparency"]:
+        verdict["reason"] = (
+            f"heavy cloud: transparency {transparency:.2f} of the reference "
+            f"(min {cfg['min_transparency']:g})"
+        )
+    elif transparency > cfg["max_transparency"]:
+        verdict["reason"] = (
+            f"more light per second than the reference: transparency {transparency:.2f} "
+            f"(max {cfg['max_transparency']:g}); a wrong match, or a wrong "
+            "exposure time?"
+        )
+    else:  # inverse variance of the frame once scaled
+        verdict.update(used=True, weight=1.0 / (noise * scale) ** 2)
+    return verdict
+
+
+# --- the stack's frame table ---------------------------------------------------
+
+
+def photometry_stars(reference, cfg):
+    """(x, y, aperture radius on the reference) of the reference's stars that
+    scale factors are measured on (select_photometry_stars)."""
+    stars, fwhm = reference["stars"], float(reference["fwhm"])
+    chosen = select_photometry_stars(
+        stars, tuple(reference["shape"]), fwhm, cfg["max_peak_adu"], cfg["max_stars"]
+    )
+    return stars["x"][chosen], stars["y"][chosen], cfg["aperture_fwhm"] * fwhm
+
+
+def frame_row(info, meta, header):
+    """A frame's row before scaling: what its catalogue (``meta``) and its
+    registered header say of it."""
+    row = {
+        "night": info["night"],
+        "stem": info["stem"],
+        "file": info["file"],
+        "exposure": float(meta["exposure"]),
+        "fwhm": float(meta["fwhm"]),
+        "noise": float(meta["noise"]),
+    }
+    for column, (key, kind, default) in REGISTRATION_CARDS.items():
+        row[column] = kind(header.get(key, default))
+    return row | times.span_of(header)
+
+
+def measure_frames(frames, reference, cfg, log):
+    """Rows of the stack's frame table: each frame of ``frames`` (dicts with
+    id, night, stem, file, catalog and registered paths) measured against
+    the reference and judged (judge_frame). Returns (rows, (x, y, radius))."""
+    from .fitsfile import mapped_product
+
+    xs, ys, radius = photometry_stars(reference, cfg)
+    log.info(
+        "%d photometry stars; apertures %.1f x each frame's FWHM (%.2f px on the reference)",
+        len(xs),
+        cfg["aperture_fwhm"],
+        radius,
+    )
+    rows, fluxes = [], {}
+    for info in frames:
+        _, meta = catalog.read(info["catalog"])
+        with mapped_product(info["registered"]) as (data, header):
+            row = frame_row(info, meta, header)
+            if header["REGSTAT"] == "ok" and len(xs):
+                # each frame's aperture in units of its own FWHM: the same share of
+                # every star's light whatever the seeing, so ratios are unbiased
+                fluxes[info["id"]] = aperture_fluxes(
+                    data, xs, ys, cfg["aperture_fwhm"] * row["fwhm"]
+                )
+        rows.append(row)
+    ids = [info["id"] for info in frames]
+    _judge_all(rows, ids, fluxes, reference, cfg, log, n_stars=len(xs))
+    return rows, (xs, ys, radius)
+
+
+def _judge_all(rows, ids, fluxes, reference, cfg, log, n_stars):
+    """Scale, transparency, weight and verdict of every row, on the stars
+    every measured frame has (or, with fewer than min_stars of those, on
+    each frame's own)."""
+    ref_flux = fluxes.get(reference["reference"])
+    in_all = (
+        np.all([np.isfinite(f) for f in fluxes.values()], axis=0) if fluxes else np.zeros(0, bool)
+    )
+    use_stars = in_all if in_all.sum() >= cfg["min_stars"] else None
+    if use_stars is None and n_stars:
+        log.warning(
+            "only %d photometry stars are inside every frame; each frame uses the stars it has",
+            int(in_all.sum()),
+        )
+    for row, frame in zip(rows, ids, strict=True):
+        flux = fluxes.get(frame)
+        if flux is None:  # not registered, or no stars to measure
+            row.update(
+                scale=np.nan,
+                scale_err=np.nan,
+                n_scale_stars=0,
+                transparency=np.nan,
+                weight=0.0,
+                used=False,
+            )
+            row["reason"] = row["reason"] or "no photometry stars in the reference"
+            continue
+        mask = use_stars if use_stars is not None else np.isfinite(flux) & np.isfinite(ref_flux)
+        row.update(
+            judge_frame(
+                ref_flux[mask],
+                flux[mask],
+                row["exposure"],
+                float(reference["exposure"]),
+                row["noise"],
+                cfg,
+            )
+        )
+
+
+def log_line(row):
+    """One frame's verdict for the job's log."""
+    return (
+        f"{frame_id(row['night'], row['stem'])}: {'used' if row['used'] else 'EXCLUDED'} "
+        f"dx {row['dx_measured']:+.2f} dy {row['dy_measured']:+.2f} "
+        f"scale {row['scale']:.4f} +- {row['scale_err']:.4f} "
+        f"transparency {row['transparency']:.3f} FWHM {row['fwhm']:.2f} {row['reason']}"
+    )
+
+
+def frames_table(rows, reference, photometry):
+    """The stack's frame table (astropy Table): COLUMNS with units and
+    descriptions, the reference and the photometry stars in its meta."""
+    from astropy.table import Table
+
+    xs, ys, radius = photometry
+    names = [name for name, _, _ in COLUMNS]
+    table = Table(rows=[[row[name] for name in names] for row in rows], names=names)
+    for name, unit, description in COLUMNS:
+        table[name].unit = unit
+        table[name].description = description
+    table.meta.update(
+        {
+            "reference": reference["reference"],
+            "reference_how": reference["how"],
+            "aperture_radius": radius,
+            "photometry_stars_x": [float(v) for v in xs],
+            "photometry_stars_y": [float(v) for v in ys],
+            "comments": list(COMMENTS),
+        }
+    )
+    return table
+
+
+# --- the lab's comparison of a stack's methods ----------------------------------
+
+#: Stars of the comparison table: the lab's eight.
+COMPARISON_STARS = 8
+
+
+def comparison_radius(frames):
+    """The aperture of the comparison: the stack is as broad as its broadest
+    frames, while the reference is chosen the sharpest, so an aperture sized
+    to the reference alone would miss a few % of the stack's light; it is
+    sized to the broadest frame used."""
+    from .stacking import reference_row
+
+    used_fwhm = np.asarray(frames["fwhm"][frames["used"]], dtype=float)
+    ref_fwhm = float(reference_row(frames)["fwhm"])
+    return float(frames.meta["aperture_radius"]) * max(1.0, float(np.max(used_fwhm)) / ref_fwhm)
+
+
+def source_free_sky(image, xs, ys, radius):
+    """(standard deviation, stars.Background) of the sky away from stars:
+    pixels farther than 4 aperture radii from every photometry star and
+    within 5 robust sigma of the sky level."""
+    from .stars import background
+
+    level = background(image)
+    keep = np.isfinite(image) & (np.abs(image - level.level) < 5 * level.noise)
+    yy, xx = np.indices(image.shape)
+    for x, y in zip(xs, ys, strict=True):
+        keep[(xx - x) ** 2 + (yy - y) ** 2 < (4 * radius) ** 2] = False
+    return float(np.std(image[keep])), level
+
+
+def method_comparison(frames, images):
+    """The lab's comparison table of a stack's methods (astropy Table).
+
+    ``frames`` is the stack's frames table, ``images`` (name, pixels) pairs,
+    the reference frame first. Each row: the median pixel value, the sky's
+    standard deviation away from stars and its robust noise, the aperture
+    sums of up to COMPARISON_STARS photometry stars and each sum's ratio to
+    the reference's.
+    """
+    from astropy.table import Table
+
+    all_x, all_y = frames.meta["photometry_stars_x"], frames.meta["photometry_stars_y"]
+    xs = np.asarray(all_x)[:COMPARISON_STARS]
+    ys = np.asarray(all_y)[:COMPARISON_STARS]
+    radius = comparison_radius(frames)
+    rows, reference_sums = [], None
+    for name, image in images:
+        image = np.asarray(image, dtype=np.float64)
+        sums = aperture_fluxes(image, xs, ys, radius)
+        if reference_sums is None:
+            reference_sums = sums
+        std, level = source_free_sky(image, all_x, all_y, radius)
+        row = {
+            "image": name,
+            "median": float(np.nanmedian(image)),
+            "sky_std": std,
+            "sky_noise_mad": level.noise,
+        }
+        for i, (value, ref) in enumerate(zip(sums, reference_sums, strict=True), start=1):
+            row[f"star{i}_sum"] = float(value)
+            row[f"star{i}_ratio"] = float(value / ref)
+        row["median_ratio"] = float(np.nanmedian(sums / reference_sums))
+        rows.append(row)
+    table = Table(rows=rows)
+    table.meta["comments"] = [
+        "The lab's comparison: median pixel value, sky standard deviation away from stars,",
+        "aperture sums of up to 8 photometry stars and their ratio to the reference frame.",
+    ]
+    table.meta["aperture_radius"] = radius
+    return table

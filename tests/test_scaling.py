@@ -1,0 +1,198 @@
+"""Scale factors and the stack's frame table (ccdreduce.scaling), on
+synthetic stars of known flux; the workflow's scaling of the demo nights is
+tested against the truth in test_stacking."""
+
+import logging
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from ccdreduce import scaling
+from ccdreduce.fitsfile import write_image
+
+SHAPE = (160, 200)
+STARS = [
+    (40.0, 40.0, 20000.0),
+    (150.0, 50.0, 12000.0),
+    (100.0, 110.0, 30000.0),
+    (60.0, 120.0, 8000.0),
+]
+SIGMA = 1.5  # Gaussian sigma, px: FWHM 3.53 px
+
+
+def sky_with_stars(scale=1.0, sky=100.0, shift=(0.0, 0.0), noise=0.0, seed=1):
+    """A sky of ``sky`` ADU with STARS (total flux / ``scale``) at their
+    positions + ``shift``; the truth is in STARS."""
+    yy, xx = np.indices(SHAPE, dtype=float)
+    image = np.full(SHAPE, sky)
+    for x, y, flux in STARS:
+        r2 = (xx - x - shift[0]) ** 2 + (yy - y - shift[1]) ** 2
+        image += flux / scale / (2 * np.pi * SIGMA**2) * np.exp(-r2 / (2 * SIGMA**2))
+    if noise:
+        image += np.random.default_rng(seed).normal(0, noise, SHAPE)
+    return image
+
+
+def reference_record(xs=None, exposure=60.0):
+    stars = {
+        "x": np.array([s[0] for s in STARS]),
+        "y": np.array([s[1] for s in STARS]),
+        "flux": np.array([s[2] for s in STARS]),
+        "peak": np.array([s[2] / (2 * np.pi * SIGMA**2) for s in STARS]),
+        "saturated": np.zeros(len(STARS), bool),
+    }
+    return {
+        "reference": "n1/ref",
+        "how": "test",
+        "fwhm": 2.3548 * SIGMA,
+        "shape": list(SHAPE),
+        "exposure": exposure,
+        "stars": stars,
+    }
+
+
+CFG = {
+    "aperture_fwhm": 3.0,
+    "max_peak_adu": 50000,
+    "max_stars": 50,
+    "min_stars": 3,
+    "min_transparency": 0.5,
+    "max_transparency": 1.5,
+}
+
+
+def test_aperture_sums_recover_the_flux_of_known_stars():
+    image = sky_with_stars()
+    x, y, flux = (np.array(v) for v in zip(*STARS, strict=True))
+    measured = scaling.aperture_fluxes(image, x, y, radius=3 * 2.3548 * SIGMA)
+    # a 3 FWHM aperture holds all but 2e-11 of a Gaussian's light
+    np.testing.assert_allclose(measured, flux, rtol=2e-3)
+    image[110, 100] = np.nan  # missing data inside the third star's aperture
+    measured = scaling.aperture_fluxes(image, x, y, radius=3 * 2.3548 * SIGMA)
+    assert np.isnan(measured[2]) and np.isfinite(measured[[0, 1, 3]]).all()
+
+
+def test_scale_factor_is_the_clipped_median_ratio_with_its_error():
+    ref = np.array([1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0])
+    frame = ref / 2 * np.array([1.0, 1.01, 0.99, 1.0, 1.02, 0.98])
+    frame[0] *= 10  # one star blended in the frame: clipped, not averaged in
+    scale, error, count = scaling.scale_factor(ref, frame)
+    assert count == 5 and scale == pytest.approx(2.0, rel=1e-9)
+    assert 0.005 < error < 0.03
+    assert scaling.scale_factor(ref, np.full(6, np.nan))[2] == 0
+
+
+def test_photometry_stars_skip_saturated_crowded_and_edge_stars():
+    reference = reference_record()
+    stars = reference["stars"]
+    stars["saturated"][2] = True  # the brightest
+    stars["x"] = np.append(stars["x"], [3.0, 62.0])  # at the edge; beside star 4
+    stars["y"] = np.append(stars["y"], [80.0, 121.0])
+    for key, value in (("flux", 9e4), ("peak", 100.0), ("saturated", False)):
+        stars[key] = np.append(stars[key], [value, value])
+    xs, ys, radius = scaling.photometry_stars(reference, CFG)
+    assert radius == pytest.approx(3 * 2.3548 * SIGMA)
+    assert list(zip(xs, ys, strict=True)) == [(40.0, 40.0), (150.0, 50.0)]
+
+
+def test_frames_are_measured_scaled_and_tabled_with_units(tmp_path):
+    reference = reference_record()
+    frames, truth = [], {"ref": 1.0, "thin": 1.25, "cloud": 4.0}
+    for stem, scale in truth.items():
+        header = fits.Header({"REGSTAT": "ok", "DX": 0.0, "DXMEAS": 0.3, "DYMEAS": -0.2})
+        path = tmp_path / f"{stem}.fits"
+        write_image(path, sky_with_stars(scale, sky=0.0, noise=0.5), header)
+        catalog_path = tmp_path / f"{stem}.ecsv"
+        meta = {"exposure": 60.0, "fwhm": 2.3548 * SIGMA, "noise": 0.5}
+        Table(
+            {
+                "x": [1.0],
+                "y": [1.0],
+                "flux": [1.0],
+                "peak": [1.0],
+                "fwhm": [1.0],
+                "saturated": [False],
+            },
+            meta=meta,
+        ).write(catalog_path, format="ascii.ecsv")
+        frames.append(
+            {
+                "id": f"n1/{stem}",
+                "night": "n1",
+                "stem": stem,
+                "file": f"n1/{stem}.fit",
+                "catalog": catalog_path,
+                "registered": path,
+            }
+        )
+    reference["reference"] = "n1/ref"
+    rows, photometry = scaling.measure_frames(frames, reference, CFG, logging.getLogger())
+    by_stem = {row["stem"]: row for row in rows}
+    for stem, scale in truth.items():
+        assert by_stem[stem]["scale"] == pytest.approx(scale, rel=5e-3), stem
+    assert by_stem["thin"]["transparency"] == pytest.approx(0.8, rel=2e-3)
+    thin = by_stem["thin"]  # weight: inverse variance of the scaled frame, 1 / (noise x scale)^2
+    assert thin["used"] and thin["weight"] == pytest.approx(1 / (0.5 * thin["scale"]) ** 2)
+    assert not by_stem["cloud"]["used"] and by_stem["cloud"]["reason"].startswith("heavy cloud")
+    table = scaling.frames_table(rows, reference, photometry)
+    assert table.colnames == [name for name, _, _ in scaling.COLUMNS]
+    assert str(table["dx"].unit) == "pix" and str(table["exposure"].unit) == "s"
+    assert table["scale"].description.startswith("factor that brings")
+    path = tmp_path / "frames.ecsv"
+    table.write(path, format="ascii.ecsv")
+    back = Table.read(path, format="ascii.ecsv")
+    assert str(back["sky"].unit) == "adu" and back["weight"].unit == table["weight"].unit
+    assert np.isnan(back["dy"][0]) and back["dx"][0] == 0.0  # a card the header lacks: NaN
+    assert back.meta["reference"] == "n1/ref" and len(back.meta["photometry_stars_x"]) == 4
+    line = scaling.log_line(by_stem["cloud"])
+    assert (
+        line.startswith("n1/cloud: EXCLUDED dx +0.30 dy -0.20 scale 4.00") and "heavy cloud" in line
+    )
+
+
+def test_the_method_comparison_measures_sky_noise_and_flux_ratios():
+    reference = sky_with_stars(sky=0.0, noise=2.0, seed=1)
+    stacked = sky_with_stars(sky=0.0, noise=1.0, seed=2) * 1.01
+    frames = Table(
+        {"night": ["n1"], "stem": ["ref"], "fwhm": [2.3548 * SIGMA], "used": [True]},
+        meta={
+            "reference": "n1/ref",
+            "aperture_radius": 3 * 2.3548 * SIGMA,
+            "photometry_stars_x": [s[0] for s in STARS],
+            "photometry_stars_y": [s[1] for s in STARS],
+        },
+    )
+    table = scaling.method_comparison(frames, [("reference", reference), ("average", stacked)])
+    assert list(table["image"]) == ["reference", "average"]
+    assert table["sky_std"][0] == pytest.approx(2.0, rel=0.05)
+    assert table["sky_std"][1] == pytest.approx(1.01, rel=0.05)
+    assert table["median_ratio"][0] == 1.0
+    assert table["median_ratio"][1] == pytest.approx(1.01, abs=0.003)
+    assert table["star1_ratio"][1] == pytest.approx(1.01, abs=0.003)
+
+
+def test_a_frame_is_judged_by_its_stars_and_its_transparency():
+    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
+    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
+    clear = scaling.judge_frame(ref, ref / 2, exposure=30, ref_exposure=60, noise=10, cfg=cfg)
+    assert clear["used"] and clear["scale"] == pytest.approx(2.0)
+    assert clear["transparency"] == pytest.approx(1.0)  # half the light in half the time
+    assert clear["weight"] == pytest.approx(1 / 20**2)
+    cloud = scaling.judge_frame(ref, ref / 5, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert not cloud["used"] and cloud["reason"].startswith("heavy cloud: transparency 0.20")
+    few = scaling.judge_frame(ref[:2], ref[:2], exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert not few["used"] and few["reason"] == "only 2 stars to scale on (3 needed)"
+
+
+def test_a_frame_brighter_than_any_sky_allows_is_left_out():
+    # the issue's frame: scale 0.367, transparency 2.72 through the same exposure
+    cfg = {"min_stars": 3, "min_transparency": 0.5, "max_transparency": 1.5}
+    ref = np.array([1000.0, 2000.0, 4000.0, 8000.0])
+    bright = scaling.judge_frame(ref, ref / 0.367, exposure=60, ref_exposure=60, noise=10, cfg=cfg)
+    assert bright["transparency"] == pytest.approx(2.72, abs=0.01)
+    assert not bright["used"] and bright["weight"] == 0
+    assert bright["reason"].startswith(
+        "more light per second than the reference: transparency 2.72"
+    )
