@@ -35,7 +35,7 @@ def split_frame_id(name):
 
 
 def _under(results, relative):
-    return f"{results.rstrip('/')}/{relative}" if results else relative
+    return f"{str(results).rstrip('/')}/{relative}" if results else relative
 
 
 def master_file(kind, key=""):
