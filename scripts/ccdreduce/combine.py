@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .errors import ConfigProblem
+from .robust import MAD_TO_SIGMA  # exact, as astropy.stats.mad_std
 
 METHODS = ("average", "median", "minmax", "sigclip")
 #: The parameters each method uses; a config entry may give no others.
@@ -39,7 +40,6 @@ METHOD_PARAMETERS = {
     "minmax": ("n_low", "n_high", "weights"),
     "sigclip": ("sigma_lower", "sigma_upper", "maxiters", "cenfunc", "stdfunc", "weights"),
 }
-MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
 #: The one place the defaults of each kind of combine are declared: a key a
 #: config entry leaves out takes these. Masters follow the observatory's

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .robust import MAD_TO_SIGMA_4DP, mad_std
+
 #: The path name of each grouping key: object and filter names are
 #: one-to-one over the archive (inventory.assign_names), night folder names
 #: are checked safe, exposure keys are numbers.
@@ -302,7 +304,7 @@ def scale_factor(ref_flux, flux, sigma=3.0):
     keep = np.ones(ratio.size, bool)
     for _ in range(5):
         centre = np.median(ratio[keep])
-        spread = 1.4826 * np.median(np.abs(ratio[keep] - centre))
+        spread = mad_std(ratio[keep], centre, factor=MAD_TO_SIGMA_4DP)
         new = np.abs(ratio - centre) <= sigma * max(spread, 1e-6 * centre)
         if np.array_equal(new, keep):
             break
