@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import dateobs
 from .errors import ConfigProblem
 from .headers import (
     SITE_TARGET_KEYWORDS,
@@ -123,24 +124,11 @@ class Night:
     @property
     def date(self):
         """When the night was observed: median DATE-OBS, else the folder name."""
-        stamps = [parse_date_obs(f.date_obs) for f in self.frames if f.usable]
+        stamps = [dateobs.utc_datetime(f.date_obs) for f in self.frames if f.usable]
         stamps = sorted(s.timestamp() for s in stamps if s is not None)
         if stamps:
             return datetime.fromtimestamp(statistics.median_low(stamps), UTC)
         return parse_night_name(self.name)
-
-
-def parse_date_obs(text):
-    """A DATE-OBS string as an aware UTC datetime, or None if unusable."""
-    if not text:
-        return None
-    try:
-        stamp = datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp
 
 
 def parse_night_name(name):
