@@ -166,3 +166,23 @@ def test_image_fields_of_the_first_2d_image_or_the_problem_with_the_fix(tmp_path
     text = tmp_path / "notes.fits"
     text.write_text("not FITS at all\n" * 200)
     assert fields(text)["_problem"].startswith("not a readable FITS file")
+
+
+def test_each_kind_of_product_gets_its_unit_from_one_table():
+    from ccdreduce.fitsfile import set_unit
+
+    raw = fits.Header()
+    raw["BUNIT"] = ("ADU", "as the camera wrote it")
+    for kind in ("bias", "dark"):  # counts: the value set, the camera's comment kept
+        header = raw.copy()
+        set_unit(header, kind)
+        assert header["BUNIT"] == "adu" and header.comments["BUNIT"] == "as the camera wrote it"
+    flat = raw.copy()
+    set_unit(flat, "flat")  # a ratio
+    assert "BUNIT" not in flat
+    for kind, says in (("calibrated", "flat-fielded"), ("stack", "scaled to the reference")):
+        header = fits.Header()
+        set_unit(header, kind)
+        assert header["BUNIT"] == "adu" and says in header.comments["BUNIT"]
+    with pytest.raises(ValueError, match="no unit known for a 'preview'"):
+        set_unit(fits.Header(), "preview")

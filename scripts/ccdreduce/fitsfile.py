@@ -43,6 +43,32 @@ _STORAGE_CARDS = (
 MASK_SATURATED = 1
 MASK_BAD_FLAT = 2
 
+#: The unit of each kind of product: (BUNIT, its comment; None keeps the
+#: comment a raw header gave), or None for no unit (a flat is a ratio).
+#: Registered frames carry their calibrated frame's header, unit included.
+UNITS = {
+    "bias": ("adu", None),
+    "dark": ("adu", None),
+    "flat": None,
+    "calibrated": ("adu", "flat-fielded counts"),
+    "registered": ("adu", "flat-fielded counts"),
+    "stack": ("adu", "sky-subtracted, scaled to the reference frame"),
+}
+
+
+def set_unit(header, kind):
+    """Give ``header`` the BUNIT of a product of ``kind`` (a key of UNITS),
+    or remove it where the product has no unit."""
+    if kind not in UNITS:
+        raise ValueError(f"no unit known for a {kind!r} product; kinds: {', '.join(UNITS)}")
+    unit = UNITS[kind]
+    if unit is None:
+        header.remove("BUNIT", ignore_missing=True)
+    elif unit[1] is None:
+        header["BUNIT"] = unit[0]
+    else:
+        header["BUNIT"] = unit
+
 
 def read_image(path):
     """(float32 pixels, header) of the first 2-D image HDU of a FITS file.

@@ -12,6 +12,7 @@ import numpy as np
 
 from .calibrate import load_raw, run_stages
 from .combine import CombineSpec, combine
+from .fitsfile import set_unit
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,5 @@ def make_master(kind, inputs, settings, spec, masters):
     image, coverage = combine(cube, spec)
     if kind in NORMALISED:
         image /= np.float32(finite_median(image))
-    if kind in NORMALISED:  # a ratio: no unit
-        header.remove("BUNIT", ignore_missing=True)
-    else:
-        header["BUNIT"] = "adu"
+    set_unit(header, kind)
     return image, header, stats, coverage
