@@ -26,7 +26,7 @@ radius = float(frames.meta["aperture_radius"]) * max(1.0, float(np.max(used_fwhm
 
 def source_free(image):
     """The sky away from stars: pixels farther than 4 aperture radii from
-    every photometry star and within 3 sigma of the sky, then their spread."""
+    every photometry star and within 5 sigma of the sky, then their spread."""
     level = background(image)
     keep = np.isfinite(image) & (np.abs(image - level.level) < 5 * level.noise)
     yy, xx = np.indices(image.shape)

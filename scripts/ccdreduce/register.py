@@ -304,6 +304,7 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         "SKYMODEL": (settings["sky"], "median or background2d"),
     }
     if reason:
+        # FITS cards hold no NaN: a failed frame carries its reason, no shift or rms
         cards["REGNOTE"] = reason
         if rotation is not None:
             cards["REGROT"] = (round(rotation, 4), "rotation against the reference, deg")
@@ -315,7 +316,6 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
     dx, dy = (shift.dx, shift.dy) if subpixel else (round(shift.dx), round(shift.dy))
     moved = shift_image(data - sky, dx, dy, subpixel)
     moved_mask = None if mask is None else shift_mask(mask, dx, dy, subpixel)
-    # FITS has no NaN: a failed frame carries only its reason
     cards |= {
         "DX": (dx, "applied shift along axis 1, px (x_ref = x + DX)"),
         "DY": (dy, "applied shift along axis 2, px"),
