@@ -16,7 +16,7 @@ log.info("master %s from %d frames -> %s", kind, len(frames), snakemake.output.m
 policies = sorted({"; ".join(frame["recipe"]["notes"]) for frame in frames})
 for policy in policies:
     log.info("policy: %s", policy)
-image, header, _, _ = masters.make_master(
+image, header = masters.make_master(
     kind,
     [(frame["path"], frame["recipe"]) for frame in frames],
     Settings(**snakemake.params.settings),

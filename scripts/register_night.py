@@ -10,7 +10,7 @@ fraction of a second, while every job costs the DAG (and a cluster) more.
 from pathlib import Path
 
 from ccdreduce import catalog, provenance, register, runlog, stacking
-from ccdreduce.fitsfile import read_product, write_image
+from ccdreduce.fitsfile import read_product, set_unit, write_image
 
 log = runlog.start(snakemake)
 params = snakemake.params
@@ -35,6 +35,7 @@ for frame in params.frames:
         "%s: %s", frame["id"], message if ok else f"not registered: {message}"
     )
     failed += not ok
+    set_unit(header, "registered")
     provenance.stamp(
         header,
         "register",

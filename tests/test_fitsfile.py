@@ -1,6 +1,7 @@
 """Reading raw pixels in every storage form, and writing products atomically."""
 
 import gzip
+import mmap
 
 import numpy as np
 import pytest
@@ -107,3 +108,81 @@ def test_fast_reader_refuses_what_it_cannot_read_and_its_writer_is_valid_fits(tm
         hdul.verify("exception")
         np.testing.assert_array_equal(hdul[0].data, UINT16.astype(np.float32))
         assert hdul[0].header["NCOMBINE"] == 13 and hdul[0].header["COMBMETH"] == "median"
+
+
+def test_band_readers_give_astropys_scaled_rows_whatever_the_storage(tmp_path):
+    from ccdreduce import fastfits
+    from ccdreduce.fitsfile import open_bands
+
+    simple = plain(tmp_path / "u16.fits", UINT16)
+    compressed = tmp_path / "rice.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(UINT16)]).writeto(compressed)
+    for path, reader in ((simple, fastfits.ImageFile), (compressed, None)):
+        bands = open_bands(path)
+        try:
+            assert bands.shape == UINT16.shape
+            assert reader is None or isinstance(bands, reader)
+            out = np.empty(5 * 30, np.float32)
+            bands.rows_into(7, 12, out, scale=0.5)
+            np.testing.assert_array_equal(out.reshape(5, 30), UINT16[7:12] * np.float32(0.5))
+        finally:
+            bands.close()
+
+
+def test_masters_are_memory_mapped_and_equal_to_what_was_written(tmp_path):
+    from ccdreduce.fitsfile import map_pixels
+
+    write_image(tmp_path / "bias.fits", UINT16.astype(np.float32), fits.Header())
+    pixels = map_pixels(tmp_path / "bias.fits")
+    base = pixels
+    while getattr(base, "base", None) is not None and not isinstance(base, mmap.mmap):
+        base = base.base
+    assert isinstance(base, mmap.mmap)  # pages of the file, not a copy
+    np.testing.assert_array_equal(pixels, UINT16.astype(np.float32))
+
+
+def test_image_fields_of_the_first_2d_image_or_the_problem_with_the_fix(tmp_path):
+    import os
+
+    from ccdreduce.fitsfile import image_fields
+
+    def fields(path, wanted=("EXPTIME", "FILTER")):
+        return image_fields(str(path), os.path.getsize(path), wanted, fix="FIX")
+
+    compressed = tmp_path / "rice.fits.fz"
+    header = fits.Header({"EXPTIME": 30.0, "FILTER": "R"})
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(UINT16, header=header)]).writeto(compressed)
+    assert fields(compressed) == {"EXPTIME": 30.0, "FILTER": "R", "_hdu": 1, "_shape": [20, 30]}
+    greek = plain(tmp_path / "greek.fits", UINT16, FILTER="Ha")
+    # a camera's UTF-8 alpha, which astropy reads as 'H??'
+    greek.write_bytes(greek.read_bytes().replace(b"'Ha      '", "'Hα     '".encode()))
+    assert fields(greek)["FILTER"] == "Hα"
+    truncated = plain(tmp_path / "short.fits", UINT16)
+    truncated.write_bytes(truncated.read_bytes()[:4000])
+    assert fields(truncated)["_problem"].startswith("file is truncated")
+    assert fields(truncated)["_problem"].endswith("Fix: FIX")
+    cube = plain(tmp_path / "cube.fits", np.zeros((3, 10, 10), np.uint16))
+    assert "more than 2 axes" in fields(cube)["_problem"]
+    text = tmp_path / "notes.fits"
+    text.write_text("not FITS at all\n" * 200)
+    assert fields(text)["_problem"].startswith("not a readable FITS file")
+
+
+def test_each_kind_of_product_gets_its_unit_from_one_table():
+    from ccdreduce.fitsfile import set_unit
+
+    raw = fits.Header()
+    raw["BUNIT"] = ("ADU", "as the camera wrote it")
+    for kind in ("bias", "dark"):  # counts: the value set, the camera's comment kept
+        header = raw.copy()
+        set_unit(header, kind)
+        assert header["BUNIT"] == "adu" and header.comments["BUNIT"] == "as the camera wrote it"
+    flat = raw.copy()
+    set_unit(flat, "flat")  # a ratio
+    assert "BUNIT" not in flat
+    for kind, says in (("calibrated", "flat-fielded"), ("stack", "scaled to the reference")):
+        header = fits.Header()
+        set_unit(header, kind)
+        assert header["BUNIT"] == "adu" and says in header.comments["BUNIT"]
+    with pytest.raises(ValueError, match="no unit known for a 'preview'"):
+        set_unit(fits.Header(), "preview")

@@ -110,6 +110,21 @@ def test_masters_span_their_inputs(demo_run, truth):
         assert "BJD_TDB" not in header and "AIRMASS" not in header  # no target to time
 
 
+def test_masters_record_inputs_and_policy(demo_run):
+    header = fits.getheader(demo_run["results"] / "calib" / "2025-03-02" / "flat_R.fits")
+    assert header["NCOMBINE"] == 7
+    assert header["IMCMB001"].startswith("2025-03-02/calib/flats/R/")
+    assert header["BIASFILE"] == "calib/2025-03-01/bias.fits"
+    assert "bias: borrowed from night 2025-03-01" in header["CALPOL"]
+    assert header["PROCSTEP"] == "master_flat"
+    assert "BUNIT" not in header
+    assert "JD" not in header and "UTC-OBS" not in header  # a camera's UTC times
+    assert header["TIMESYS"] == "TT" and header["MJD-OBS"] == header["MJD-BEG"]
+    for night in ("2025-03-01", "2025-03-02"):  # 03-02's darks on the borrowed bias
+        dark = fits.getheader(demo_run["results"] / "calib" / night / "dark_60s.fits")
+        assert dark["DARKBIAS"] is False
+
+
 def test_registered_frames_record_their_shift_and_keep_their_times(demo_run):
     table = Table.read(demo_run["results"] / "stacks" / "NGC_2362" / "R" / "frames.ecsv")
     for row in table[table["used"]]:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 
-from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, read_image
+from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, map_pixels, read_image
 from .sections import section_slices
 
 assert MASK_SATURATED == 1  # load_raw writes the saturation test's booleans as bit 1
@@ -55,10 +54,8 @@ class Masters:
 
     def get(self, name):
         if name not in self._loaded:
-            # Memory-mapped: a per-frame job touches each master once, so
-            # mapping the page-cached file beats copying 64 MB into memory.
-            with fits.open(self.results_dir / name, memmap=True) as hdul:
-                self._loaded[name] = hdul[0].data
+            # memory-mapped: a per-frame job touches each master once
+            self._loaded[name] = map_pixels(self.results_dir / name)
         return self._loaded[name]
 
     def bad_flat(self, name, min_flat):

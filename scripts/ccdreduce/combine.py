@@ -30,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .errors import ConfigProblem
+from .fitsfile import open_bands
+from .robust import MAD_TO_SIGMA  # exact, as astropy.stats.mad_std
 
 METHODS = ("average", "median", "minmax", "sigclip")
 #: The parameters each method uses; a config entry may give no others.
@@ -39,7 +41,6 @@ METHOD_PARAMETERS = {
     "minmax": ("n_low", "n_high", "weights"),
     "sigclip": ("sigma_lower", "sigma_upper", "maxiters", "cenfunc", "stdfunc", "weights"),
 }
-MAD_TO_SIGMA = 1.482602218505602  # 1 / Phi^-1(3/4), as astropy.stats.mad_std
 
 #: The one place the defaults of each kind of combine are declared: a key a
 #: config entry leaves out takes these. Masters follow the observatory's
@@ -512,32 +513,6 @@ def combine(
     return image, coverage
 
 
-def _open(path):
-    """A band reader: our plain-image reader, or astropy for anything else."""
-    from . import fastfits
-
-    try:
-        return fastfits.ImageFile(path)
-    except fastfits.NotSimple:
-        return _AstropyImage(path)
-
-
-class _AstropyImage:
-    def __init__(self, path):
-        from astropy.io import fits
-
-        self.path = str(path)
-        self.hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
-        self.hdu = next(h for h in self.hdul if h.is_image and h.header.get("NAXIS", 0) == 2)
-        self.shape = self.hdu.shape
-
-    def rows_into(self, start, stop, out, scale=1.0):
-        np.multiply(self.hdu.section[start:stop, :].reshape(-1), scale, out=out, casting="unsafe")
-
-    def close(self):
-        self.hdul.close()
-
-
 def combine_files(
     paths, method, scales=None, weights=None, memory_mb=2048, threads=2, progress=None, **params
 ):
@@ -549,7 +524,7 @@ def combine_files(
     n = len(paths)
     scales = np.ones(n) if scales is None else np.asarray(scales, dtype=np.float64)
     weights = None if weights is None else np.asarray(weights, dtype=np.float64)
-    files = [_open(path) for path in paths]
+    files = [open_bands(path) for path in paths]
     try:
         ny, nx = files[0].shape
         for image_file in files:

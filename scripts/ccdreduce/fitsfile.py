@@ -3,16 +3,20 @@
 Raw files are opened read-only and never written. Products are written to a
 temporary file beside the target and renamed into place, so a run killed
 mid-write never leaves a half-written FITS that looks complete.
+
+astropy is imported by each function that needs it, not by this module:
+the inventory (every Snakemake parse) and the combine engine (plain images
+read by fastfits, this module's astropy-free reader) import this module
+and pay for astropy only when they open a file through it.
 """
 
 import contextlib
+import gzip
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
 
 from .errors import FrameProblem
 
@@ -40,6 +44,32 @@ _STORAGE_CARDS = (
 MASK_SATURATED = 1
 MASK_BAD_FLAT = 2
 
+#: The unit of each kind of product: (BUNIT, its comment; None keeps the
+#: comment a raw header gave), or None for no unit (a flat is a ratio).
+#: Registered frames carry their calibrated frame's header, unit included.
+UNITS = {
+    "bias": ("adu", None),
+    "dark": ("adu", None),
+    "flat": None,
+    "calibrated": ("adu", "flat-fielded counts"),
+    "registered": ("adu", "flat-fielded counts"),
+    "stack": ("adu", "sky-subtracted, scaled to the reference frame"),
+}
+
+
+def set_unit(header, kind):
+    """Give ``header`` the BUNIT of a product of ``kind`` (a key of UNITS),
+    or remove it where the product has no unit."""
+    if kind not in UNITS:
+        raise ValueError(f"no unit known for a {kind!r} product; kinds: {', '.join(UNITS)}")
+    unit = UNITS[kind]
+    if unit is None:
+        header.remove("BUNIT", ignore_missing=True)
+    elif unit[1] is None:
+        header["BUNIT"] = unit[0]
+    else:
+        header["BUNIT"] = unit
+
 
 def read_image(path):
     """(float32 pixels, header) of the first 2-D image HDU of a FITS file.
@@ -47,6 +77,8 @@ def read_image(path):
     Integer data are read unscaled and converted with BZERO/BSCALE in one
     float32 pass, which is faster than astropy's uint16 view then a cast.
     """
+    from astropy.io import fits
+
     try:
         with fits.open(path, memmap=False, do_not_scale_image_data=True) as hdul:
             for hdu in hdul:
@@ -80,6 +112,8 @@ def _to_float32(hdu):
 
 def read_product(path):
     """(pixels, header, mask or None) of a product this workflow wrote."""
+    from astropy.io import fits
+
     with fits.open(path, memmap=False) as hdul:
         mask = hdul["MASK"].data if "MASK" in hdul else None
         return hdul[0].data, hdul[0].header, mask
@@ -87,6 +121,8 @@ def read_product(path):
 
 def read_header(path):
     """The primary header of a product this workflow wrote."""
+    from astropy.io import fits
+
     return fits.getheader(path)
 
 
@@ -94,8 +130,48 @@ def read_header(path):
 def mapped_product(path):
     """(pixels, header) of a product, memory-mapped: for reading a few
     apertures of many frames without loading them."""
+    from astropy.io import fits
+
     with fits.open(path, memmap=True) as hdul:
         yield hdul[0].data, hdul[0].header
+
+
+def map_pixels(path):
+    """The primary pixels of a product, memory-mapped: for masters, which a
+    per-frame job touches once each, mapping the page-cached file beats
+    copying it into memory."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdul:
+        return hdul[0].data
+
+
+def open_bands(path):
+    """A reader of bands of rows (``shape``, ``rows_into``, ``close``):
+    fastfits for a plain 2-D primary image (no astropy import), astropy for
+    anything else (tile-compressed, an image in an extension, odd headers)."""
+    from . import fastfits
+
+    try:
+        return fastfits.ImageFile(path)
+    except fastfits.NotSimple:
+        return _AstropyBands(path)
+
+
+class _AstropyBands:
+    def __init__(self, path):
+        from astropy.io import fits
+
+        self.path = str(path)
+        self.hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+        self.hdu = next(h for h in self.hdul if h.is_image and h.header.get("NAXIS", 0) == 2)
+        self.shape = self.hdu.shape
+
+    def rows_into(self, start, stop, out, scale=1.0):
+        np.multiply(self.hdu.section[start:stop, :].reshape(-1), scale, out=out, casting="unsafe")
+
+    def close(self):
+        self.hdul.close()
 
 
 def clean_header(header):
@@ -111,6 +187,9 @@ def clean_header(header):
 def write_image(path, data, header, mask=None, extensions=None):
     """Write a float32 product atomically, with its MASK extension and any
     ``extensions`` ({EXTNAME: array}, e.g. a stack's COVERAGE)."""
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyWarning
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hdus = [fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=clean_header(header))]
@@ -138,3 +217,85 @@ def write_image(path, data, header, mask=None, extensions=None):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def image_fields(path, size, wanted, fix):
+    """The ``wanted`` header values of the first 2-D image HDU of ``path``
+    (``size`` bytes), with ``_hdu`` (its index) and ``_shape`` (ny, nx);
+    or ``{"_problem": reason and fix}``: not FITS, no 2-D image or shorter
+    than its header says (those end in ``Fix: {fix}``), or a cube.
+
+    Opened lazily and never memory-mapped: only the headers are read.
+    String values astropy garbled (non-ASCII bytes) are decoded from the
+    header's own bytes.
+    """
+    from astropy.io import fits
+    from astropy.io.fits.verify import VerifyError
+
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            for index, hdu in enumerate(hdul):
+                header = hdu.header
+                if not hdu.is_image or header.get("NAXIS", 0) < 2:
+                    continue
+                fields = {k: header[k] for k in wanted if k in header}
+                # astropy reads each non-ASCII byte as '?' ('Ha' and 'Hb' in
+                # Greek both 'H??'): such values are read again from the bytes
+                garbled = [k for k, v in fields.items() if isinstance(v, str) and "?" in v]
+                if garbled:
+                    fields |= _card_texts(path, hdu.fileinfo(), garbled)
+                fields["_hdu"] = index
+                fields["_shape"] = [header["NAXIS2"], header["NAXIS1"]]
+                if header["NAXIS"] > 2 and any(
+                    header.get(f"NAXIS{i}", 1) > 1 for i in range(3, header["NAXIS"] + 1)
+                ):
+                    return {
+                        "_problem": "image has more than 2 axes (a cube); "
+                        "Fix: split it into single frames"
+                    }
+                if not path.lower().endswith(".gz"):
+                    info = hdu.fileinfo()
+                    needed = info["datLoc"] + _data_bytes(hdu, info)
+                    if size < needed:
+                        return {
+                            "_problem": f"file is truncated ({size} bytes, the header "
+                            f"promises at least {needed}). Fix: {fix}"
+                        }
+                return fields
+    except (OSError, ValueError, KeyError, EOFError, VerifyError) as exc:
+        return {
+            "_problem": "not a readable FITS file "
+            f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Fix: {fix}"
+        }
+    return {"_problem": f"no 2-D image in any HDU. Fix: {fix}"}
+
+
+def _card_texts(path, info, keywords):
+    """String values of ``keywords`` decoded from the header's own bytes
+    (UTF-8, else Latin-1), for cards astropy read with non-ASCII bytes."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        handle.seek(info["hdrLoc"])
+        block = handle.read(info["datLoc"] - info["hdrLoc"])
+    found = {}
+    for start in range(0, len(block) - 79, 80):
+        card = block[start : start + 80]
+        keyword = card[:8].decode("ascii", "replace").strip()
+        if keyword in keywords and card[8:10] == b"= " and b"'" in card[10:]:
+            text = card[10:].split(b"'", 1)[1].rsplit(b"'", 1)[0].replace(b"''", b"'")
+            try:
+                found[keyword] = text.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                found[keyword] = text.decode("latin-1").strip()
+    return found
+
+
+def _data_bytes(hdu, info):
+    """Bytes the data must occupy at least (without the final padding)."""
+    header = hdu.header
+    if hdu.__class__.__name__ == "CompImageHDU":
+        return max(info["datSpan"] - 2879, 0)
+    count = 1
+    for i in range(1, header["NAXIS"] + 1):
+        count *= header[f"NAXIS{i}"]
+    return abs(header["BITPIX"]) // 8 * count

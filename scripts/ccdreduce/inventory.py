@@ -9,7 +9,6 @@ An unchanged archive then costs one ``stat`` per file.
 
 import filecmp
 import fnmatch
-import gzip
 import hashlib
 import json
 import os
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from . import dateobs, fitsfile
 from .errors import ConfigProblem
 from .headers import (
     SITE_TARGET_KEYWORDS,
@@ -123,24 +123,11 @@ class Night:
     @property
     def date(self):
         """When the night was observed: median DATE-OBS, else the folder name."""
-        stamps = [parse_date_obs(f.date_obs) for f in self.frames if f.usable]
+        stamps = [dateobs.utc_datetime(f.date_obs) for f in self.frames if f.usable]
         stamps = sorted(s.timestamp() for s in stamps if s is not None)
         if stamps:
             return datetime.fromtimestamp(statistics.median_low(stamps), UTC)
         return parse_night_name(self.name)
-
-
-def parse_date_obs(text):
-    """A DATE-OBS string as an aware UTC datetime, or None if unusable."""
-    if not text:
-        return None
-    try:
-        stamp = datetime.fromisoformat(str(text).strip())
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp
 
 
 def parse_night_name(name):
@@ -167,7 +154,7 @@ def read_header_fields(path, wanted):
     # astropy's warnings ("may have been truncated"...) are said better below
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fields = _first_image_fields(path, size, wanted)
+        fields = fitsfile.image_fields(path, size, wanted, fix=_EMPTY_FIX)
     if not fields.get("_problem"):
         fields["_sample"] = content_sample(path, size)
     return fields
@@ -186,79 +173,6 @@ def content_sample(path, size=None):
             handle.seek(offset)
             digest.update(handle.read(SAMPLE_BYTES))
     return digest.hexdigest()[:32]
-
-
-def _first_image_fields(path, size, wanted):
-    from astropy.io import fits  # only here: parsing a cached archive needs no astropy
-    from astropy.io.fits.verify import VerifyError
-
-    try:
-        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-            for index, hdu in enumerate(hdul):
-                header = hdu.header
-                if not hdu.is_image or header.get("NAXIS", 0) < 2:
-                    continue
-                fields = {k: header[k] for k in wanted if k in header}
-                # astropy reads each non-ASCII byte as '?' ('Ha' and 'Hb' in
-                # Greek both 'H??'): such values are read again from the bytes
-                garbled = [k for k, v in fields.items() if isinstance(v, str) and "?" in v]
-                if garbled:
-                    fields |= _card_texts(path, hdu.fileinfo(), garbled)
-                fields["_hdu"] = index
-                fields["_shape"] = [header["NAXIS2"], header["NAXIS1"]]
-                if header["NAXIS"] > 2 and any(
-                    header.get(f"NAXIS{i}", 1) > 1 for i in range(3, header["NAXIS"] + 1)
-                ):
-                    return {
-                        "_problem": "image has more than 2 axes (a cube); "
-                        "Fix: split it into single frames"
-                    }
-                if not path.lower().endswith(".gz"):
-                    info = hdu.fileinfo()
-                    needed = info["datLoc"] + _data_bytes(hdu, info)
-                    if size < needed:
-                        return {
-                            "_problem": f"file is truncated ({size} bytes, the header "
-                            f"promises at least {needed}). Fix: {_EMPTY_FIX}"
-                        }
-                return fields
-    except (OSError, ValueError, KeyError, EOFError, VerifyError) as exc:
-        return {
-            "_problem": "not a readable FITS file "
-            f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Fix: {_EMPTY_FIX}"
-        }
-    return {"_problem": f"no 2-D image in any HDU. Fix: {_EMPTY_FIX}"}
-
-
-def _card_texts(path, info, keywords):
-    """String values of ``keywords`` decoded from the header's own bytes
-    (UTF-8, else Latin-1), for cards astropy read with non-ASCII bytes."""
-    opener = gzip.open if path.lower().endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        handle.seek(info["hdrLoc"])
-        block = handle.read(info["datLoc"] - info["hdrLoc"])
-    found = {}
-    for start in range(0, len(block) - 79, 80):
-        card = block[start : start + 80]
-        keyword = card[:8].decode("ascii", "replace").strip()
-        if keyword in keywords and card[8:10] == b"= " and b"'" in card[10:]:
-            text = card[10:].split(b"'", 1)[1].rsplit(b"'", 1)[0].replace(b"''", b"'")
-            try:
-                found[keyword] = text.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                found[keyword] = text.decode("latin-1").strip()
-    return found
-
-
-def _data_bytes(hdu, info):
-    """Bytes the data must occupy at least (without the final padding)."""
-    header = hdu.header
-    if hdu.__class__.__name__ == "CompImageHDU":
-        return max(info["datSpan"] - 2879, 0)
-    count = 1
-    for i in range(1, header["NAXIS"] + 1):
-        count *= header[f"NAXIS{i}"]
-    return abs(header["BITPIX"]) // 8 * count
 
 
 class HeaderCache:

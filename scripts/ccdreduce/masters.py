@@ -12,6 +12,7 @@ import numpy as np
 
 from .calibrate import load_raw, run_stages
 from .combine import CombineSpec, combine
+from .fitsfile import set_unit
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,10 @@ def make_master(kind, inputs, settings, spec, masters):
 
     ``inputs`` is a list of (raw path, recipe dict); ``masters`` a
     calibrate.Masters that finds the masters the recipes name; ``spec`` a
-    CombineSpec or a calibration.combine entry. Returns (image, header,
-    per-frame statistics, coverage). Header keywords of the first frame are
-    kept; the caller stamps provenance.
+    CombineSpec or a calibration.combine entry. Returns (image, header):
+    the first frame's header keywords, the caller stamps provenance.
     """
-    cube, stats, header = None, [], None
+    cube, header = None, None
     for i, (path, recipe) in enumerate(inputs):
         frame = run_stages(
             load_raw(path, settings), recipe, masters, settings, until=STAGE_BEFORE[kind]
@@ -59,18 +59,14 @@ def make_master(kind, inputs, settings, spec, masters):
                 f"inputs {cube.shape[:0:-1]}. Fix: list it under exclude"
             )
         cube[i] = frame.data
-        stats.append({"file": str(path), "median": level, "history": frame.history})
         log.info("[%d/%d] read %s (median %.2f)", i + 1, len(inputs), path, level)
     if not isinstance(spec, CombineSpec):
         spec = CombineSpec.from_config(spec, "master", f"calibration.combine.{kind}")
     log.info("combining %d frames with %s %s", len(inputs), spec.method, spec.params())
     for note in spec.notes(len(inputs)):
         log.info(note)
-    image, coverage = combine(cube, spec)
+    image, _ = combine(cube, spec)  # a master carries no coverage map
     if kind in NORMALISED:
         image /= np.float32(finite_median(image))
-    if kind in NORMALISED:  # a ratio: no unit
-        header.remove("BUNIT", ignore_missing=True)
-    else:
-        header["BUNIT"] = "adu"
-    return image, header, stats, coverage
+    set_unit(header, kind)
+    return image, header

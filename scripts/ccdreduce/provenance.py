@@ -148,6 +148,7 @@ def stack_header(reference_header, table, spec, config, notes=()):
     entered), ``spec`` its CombineSpec, ``notes`` what the combine said.
     """
     from . import times
+    from .fitsfile import set_unit
     from .stacking import SINGLE_FRAME_CARDS, reference_row
 
     header = reference_header.copy()
@@ -163,11 +164,11 @@ def stack_header(reference_header, table, spec, config, notes=()):
     )
     if "EXPOSURE" in header:  # cameras that write both must not disagree with EXPTIME
         cards["EXPOSURE"] = cards["EXPTIME"]
+    set_unit(header, "stack")
     cards |= {
         "COMBMETH": (spec.method, "combine method"),
         "WEIGHTED": (spec.weights, "inverse-variance weights"),
         "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
-        "BUNIT": ("adu", "sky-subtracted, scaled to the reference frame"),
     }
     stamp(
         header,

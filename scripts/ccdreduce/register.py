@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .robust import MAD_TO_SIGMA_4DP
 from .stars import sky_model
 
 
@@ -86,7 +87,7 @@ def find_shift(ref_xy, frame_xy, max_shift, min_matches=5, tolerance=1.5, use=80
         # clip outliers (blends, a moving object) about the median
         centre = np.median(offsets, axis=0)
         spread = np.hypot(*(offsets - centre).T)
-        good = spread <= max(3 * 1.4826 * np.median(spread), 0.05)
+        good = spread <= max(3 * MAD_TO_SIGMA_4DP * np.median(spread), 0.05)
         shift = offsets[good].mean(axis=0)
     if len(pairs) < min_matches:
         raise RegistrationFailed(
@@ -155,7 +156,7 @@ def _verified(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks
     fraction = float(found.mean()) if len(expected) else 0.0
     if len(pairs) >= 2:  # clipped like the shift: a blend or a moving object is no verdict
         residual = np.hypot(*(ref_xy[pairs[:, 0]] - _apply(a, t, frame_xy[pairs[:, 1]])).T)
-        kept = residual[residual <= max(3 * 1.4826 * np.median(residual), 0.05)]
+        kept = residual[residual <= max(3 * MAD_TO_SIGMA_4DP * np.median(residual), 0.05)]
         rms = float(np.sqrt(np.mean(kept**2)))
     else:
         rms = float("nan")
@@ -303,6 +304,7 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         "SKYMODEL": (settings["sky"], "median or background2d"),
     }
     if reason:
+        # FITS cards hold no NaN: a failed frame carries its reason, no shift or rms
         cards["REGNOTE"] = reason
         if rotation is not None:
             cards["REGROT"] = (round(rotation, 4), "rotation against the reference, deg")
@@ -314,7 +316,6 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
     dx, dy = (shift.dx, shift.dy) if subpixel else (round(shift.dx), round(shift.dy))
     moved = shift_image(data - sky, dx, dy, subpixel)
     moved_mask = None if mask is None else shift_mask(mask, dx, dy, subpixel)
-    # FITS has no NaN: a failed frame carries only its reason
     cards |= {
         "DX": (dx, "applied shift along axis 1, px (x_ref = x + DX)"),
         "DY": (dy, "applied shift along axis 2, px"),

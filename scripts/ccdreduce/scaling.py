@@ -8,6 +8,7 @@ import numpy as np
 
 from . import catalog, times
 from .layout import frame_id
+from .robust import MAD_TO_SIGMA_4DP, mad_std
 
 #: The stack's frame table, one declaration a column: (name, unit, what it is).
 COLUMNS = (
@@ -120,7 +121,7 @@ def scale_factor(ref_flux, flux, sigma=3.0):
     keep = np.ones(ratio.size, bool)
     for _ in range(5):
         centre = np.median(ratio[keep])
-        spread = 1.4826 * np.median(np.abs(ratio[keep] - centre))
+        spread = mad_std(ratio[keep], centre, factor=MAD_TO_SIGMA_4DP)
         new = np.abs(ratio - centre) <= sigma * max(spread, 1e-6 * centre)
         if np.array_equal(new, keep):
             break

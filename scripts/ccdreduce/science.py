@@ -9,7 +9,7 @@ import numpy as np
 
 from . import catalog, provenance, times
 from .calibrate import Masters, Settings, calibrate_frame
-from .fitsfile import write_image
+from .fitsfile import set_unit, write_image
 
 
 @dataclass
@@ -37,7 +37,7 @@ def calibrate_and_catalogue(frame, night):
     for key, value in frame["overrides"].items():
         result.header[key] = value
         result.header.add_history(f"{key} = {value!r} from header_overrides in config")
-    result.header["BUNIT"] = ("adu", "flat-fielded counts")
+    set_unit(result.header, "calibrated")
     lines += [f"{frame['raw']}: {line}" for line in result.history]
     # when the light was collected, on TT (and BJD_TDB where site and target are known)
     cards, notes = times.frame_cards(

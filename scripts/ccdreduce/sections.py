@@ -37,9 +37,3 @@ def section_slices(text, shape):
             f"section {text} does not fit in a frame of {nx}x{ny} pixels (NAXIS1={nx}, NAXIS2={ny})"
         )
     return slice(y1 - 1, y2), slice(x1 - 1, x2)
-
-
-def section_shape(text):
-    """numpy shape (ny, nx) of a section."""
-    x1, x2, y1, y2 = parse_section(text)
-    return y2 - y1 + 1, x2 - x1 + 1

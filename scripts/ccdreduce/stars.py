@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .robust import MAD_TO_SIGMA_4DP, mad_std
+
 GAUSS_FWHM = 2.3548200450309493  # FWHM / sigma of a Gaussian
 #: Axis ratio of a source's windowed second moments above which it is not a
 #: star: a round star gives 1, a star trailed far beyond the window at most
@@ -31,14 +33,14 @@ def background(data, max_samples=1_000_000, iterations=3):
         return Background(float("nan"), float("nan"))
     if values.size > max_samples:  # a regular subsample is plenty for two numbers
         values = values[:: values.size // max_samples + 1]
-    level, noise = np.median(values), 1.4826 * np.median(np.abs(values - np.median(values)))
+    level, noise = np.median(values), mad_std(values, factor=MAD_TO_SIGMA_4DP)
     for _ in range(iterations):
         keep = np.abs(values - level) < 3 * noise
         if not keep.any():
             break
         kept = values[keep]
         level = np.median(kept)
-        noise = 1.4826 * np.median(np.abs(kept - level))
+        noise = mad_std(kept, level, factor=MAD_TO_SIGMA_4DP)
     return Background(float(level), float(noise))
 
 

@@ -20,7 +20,6 @@ the wall clock except :func:`now`, for the camera-clock check.
 
 import contextlib
 import functools
-import re
 import warnings
 
 import numpy as np
@@ -31,6 +30,7 @@ from astropy.utils import iers
 from astropy.utils.exceptions import AstropyWarning
 from erfa import ErfaWarning
 
+from . import dateobs
 from .inventory import parse_night_name
 
 iers.conf.auto_download = False  # never reach for the network unless asked (use_iers)
@@ -60,7 +60,6 @@ CLOCK_SLACK_S = 60.0
 #: A night is named for its local evening: its UTC dates lie within a day or
 #: so of the folder's date.
 NIGHT_SLACK_DAYS = 2.0
-_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?")
 
 
 def now():
@@ -112,29 +111,29 @@ class TimeProblem(ValueError):
 def parse_date_obs(value, keyword="DATE-OBS"):
     """A UTC Time from a header date, or TimeProblem.
 
-    Accepted: ISO 8601 'YYYY-MM-DDThh:mm:ss[.sss]', also with a space for
-    the 'T' or a trailing 'Z' (both written by some camera software)."""
+    Accepted: the forms of :mod:`ccdreduce.dateobs` (ISO 8601
+    'YYYY-MM-DDThh:mm:ss[.sss]', with a space for the 'T', a trailing 'Z'
+    or an offset from UTC, ...), except a date without a time of day."""
     if value is None or not str(value).strip():
         raise TimeProblem(f"no {keyword}. Fix: add it with header_overrides in config")
-    text = str(value).strip()
-    if text.endswith("Z"):  # UTC designator: the scale is UTC anyway
-        text = text[:-1]
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?", text):
-        text = text.replace(" ", "T", 1)
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise TimeProblem(
-            f"{keyword} = {value!r} has a date but no time of day, so the exposure cannot "
-            "be placed in time. Fix: give the start time with header_overrides"
-        )
-    if not _ISO.fullmatch(text):
+    stamp = dateobs.parse(value)
+    if stamp is None:
         raise TimeProblem(
             f"{keyword} = {value!r} is not an ISO 8601 date and time "
             "(YYYY-MM-DDThh:mm:ss). Fix: correct it with header_overrides"
         )
+    if stamp.time is None:
+        raise TimeProblem(
+            f"{keyword} = {value!r} has a date but no time of day, so the exposure cannot "
+            "be placed in time. Fix: give the start time with header_overrides"
+        )
     try:
-        return Time(text, format="isot", scale="utc")
+        time = Time(stamp.isot, format="isot", scale="utc")
     except ValueError as exc:
         raise TimeProblem(f"{keyword} = {value!r}: {exc}") from None
+    if stamp.offset_minutes:  # written as local time: UTC is that less the offset
+        time = time - stamp.offset_minutes * u.min
+    return time
 
 
 def exposure_span(stamp, exposure_s, stamp_is="start"):
