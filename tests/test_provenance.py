@@ -259,3 +259,64 @@ def test_a_value_that_cannot_be_measured_is_said_not_written_as_nan():
     assert "SKYSUB" not in header and header["DX"] == 2
     assert "SKYSUB unknown (nan)" in str(header["HISTORY"])
     fits.PrimaryHDU(header=header).writeto(io.BytesIO())  # a valid FITS header
+
+
+def test_a_stack_header_is_the_references_less_its_own_frame_with_the_stacks_times():
+    from ccdreduce.combine import CombineSpec
+
+    reference = fits.Header()
+    for key, value in (("DX", 2.0), ("SKYSUB", 101.5), ("RAWFILE", "n1/b.fit"), ("EXPOSURE", 60)):
+        reference[key] = value
+    reference["TELESCOP"] = "0.5 m"
+    reference["DATE-BEG"] = "2025-03-02T01:00:00.000"
+    reference.add_history("registered: a history of one frame")
+    spans = {
+        "a": ("2025-03-02T00:00:00.000", "2025-03-02T00:01:00.000", 60660.0003472),
+        "b": ("2025-03-02T01:00:00.000", "2025-03-02T01:00:30.000", 60660.0418403),
+        "c": ("2025-03-02T02:00:00.000", "2025-03-02T02:01:00.000", 60660.0837500),
+    }
+    table = Table(
+        rows=[
+            ("n1", stem, f"n1/{stem}.fit", exposure, *spans[stem], np.nan, 1.2, "", scale, used)
+            for stem, exposure, scale, used in (
+                ("a", 60.0, 1.1, True),
+                ("b", 30.0, 1.0, True),
+                ("c", 60.0, 9.9, False),
+            )
+        ],
+        names=(
+            "night",
+            "stem",
+            "file",
+            "exposure",
+            "date_beg_tt",
+            "date_end_tt",
+            "mjd_avg_tt",
+            "bjd_tdb",
+            "airmass",
+            "time_note",
+            "scale",
+            "used",
+        ),
+        meta={"reference": "n1/b"},
+    )
+    spec = CombineSpec.of("sigclip", kind="stack")
+    header, notes = provenance.stack_header(reference, table, spec, {"a": 1}, ["combined 2"])
+    assert notes == []
+    assert not {"DX", "SKYSUB", "RAWFILE"} & set(header)  # the reference frame's own
+    assert not any("a history of one frame" in str(h) for h in header["HISTORY"])
+    assert header["TELESCOP"] == "0.5 m" and header["BUNIT"] == "adu"
+    # scaled to the reference: its exposure; both exposure keywords agree
+    assert header["EXPTIME"] == 30.0 and header["EXPOSURE"] == 30.0 and header["TOTEXP"] == 90.0
+    assert header["NCOMBINE"] == 2 and [header["IMCMB001"], header["IMCMB002"]] == [
+        "n1/a.fit",
+        "n1/b.fit",
+    ]
+    assert header["IMSCL001"] == 1.1 and "IMSCL003" not in header  # the unused frame left out
+    assert header["DATE-BEG"] == "2025-03-02T00:00:00.000"  # first start
+    assert header["DATE-END"] == "2025-03-02T01:00:30.000"  # last end of a used frame
+    assert header["COMBMETH"] == "sigclip" and header["REFFRAME"] == "n1/b"
+    assert header["AIRMASS"] == pytest.approx(1.2)
+    history = [str(h) for h in header["HISTORY"]]
+    assert "stack_sigclip: sigma_lower = 3" in history and "combined 2" in history
+    assert reference["DX"] == 2.0  # the reference frame's own header is untouched

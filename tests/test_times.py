@@ -344,3 +344,17 @@ def test_time_cards_read_back_by_astropy_wcs_without_a_fix(offline):
     start = Time(header["DATE-OBS"], scale=header["TIMESYS"].lower())
     assert abs((start - Time("2025-03-02T01:00:00", scale="utc")).sec) < 1e-3
     assert header["UTC-OBS"] == "2025-03-02T01:00:00" and "UTC" in header.comments["UTC-OBS"]
+
+
+def test_a_master_spans_its_frames_without_a_total_exposure_and_names_noted_files():
+    frames = [
+        {"raw": "n/dark1.fit", "date_obs": "2025-03-02T01:00:00", "exposure": 60.0},
+        {"raw": "n/dark2.fit", "date_obs": "2025-03-02T01:02:00", "exposure": 60.0},
+        {"raw": "n/dark3.fit", "date_obs": "1970-01-01T00:00:00", "exposure": 60.0},
+    ]
+    cards, notes, frame_notes = times.master_cards(frames[:2], "start", night="2025-03-01")
+    assert "TOTEXP" not in cards and notes == [] and frame_notes == []
+    assert times.card_value(cards, "DATE-BEG") == Time("2025-03-02T01:00:00", scale="utc").tt.isot
+    assert times.card_value(cards, "DATE-END") == Time("2025-03-02T01:03:00", scale="utc").tt.isot
+    _, _, frame_notes = times.master_cards(frames, "start", night="2025-03-01")
+    assert len(frame_notes) >= 1 and frame_notes[0].startswith("n/dark3.fit: ")
