@@ -134,12 +134,15 @@ def binning(fields):
     return 1, 1
 
 
-def exposure_key(seconds):
-    """The exposure as used in file names: 30 -> '30', 1.5 -> '1.5'.
+def exposure_seconds(seconds):
+    """The exposure as frames are grouped by it: six significant digits, so
+    that 29.9999999 and 30 are one group (and one master dark)."""
+    return float(f"{seconds:.6g}")
 
-    Six significant digits, so that 29.9999999 and 30 are one group.
-    """
-    return f"{float(f'{seconds:.6g}'):g}"
+
+def exposure_key(seconds):
+    """The exposure as used in file names: 30 -> '30', 1.5 -> '1.5'."""
+    return f"{exposure_seconds(seconds):g}"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
