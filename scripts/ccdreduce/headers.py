@@ -12,6 +12,8 @@ import hashlib
 import math
 import re
 
+from .errors import Problem
+
 FRAME_TYPES = ("bias", "dark", "flat", "light")
 
 #: Keywords that matter besides the configurable ones: the image shape and
@@ -51,13 +53,8 @@ def _normalise(value):
     return re.sub(r"\s+", " ", str(value)).strip().lower()
 
 
-class HeaderError(ValueError):
+class HeaderError(Problem):
     """A header lacks or garbles a value; ``fix`` says what to do."""
-
-    def __init__(self, problem, fix):
-        self.problem = problem
-        self.fix = fix
-        super().__init__(problem)
 
 
 def frame_type(fields, keywords, frame_types):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import ConfigProblem
+from .errors import ConfigProblem, say
 from .headers import (
     SITE_TARGET_KEYWORDS,
     HeaderError,
@@ -163,7 +163,7 @@ def read_header_fields(path, wanted):
     path = str(path)
     size = os.path.getsize(path)
     if size == 0:
-        return {"_problem": f"file is empty (0 bytes). Fix: {_EMPTY_FIX}"}
+        return {"_problem": say("file is empty (0 bytes)", _EMPTY_FIX)}
     # astropy's warnings ("may have been truncated"...) are said better below
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -210,24 +210,31 @@ def _first_image_fields(path, size, wanted):
                     header.get(f"NAXIS{i}", 1) > 1 for i in range(3, header["NAXIS"] + 1)
                 ):
                     return {
-                        "_problem": "image has more than 2 axes (a cube); "
-                        "Fix: split it into single frames"
+                        "_problem": say(
+                            "image has more than 2 axes (a cube)", "split it into single frames"
+                        )
                     }
                 if not path.lower().endswith(".gz"):
                     info = hdu.fileinfo()
                     needed = info["datLoc"] + _data_bytes(hdu, info)
                     if size < needed:
                         return {
-                            "_problem": f"file is truncated ({size} bytes, the header "
-                            f"promises at least {needed}). Fix: {_EMPTY_FIX}"
+                            "_problem": say(
+                                f"file is truncated ({size} bytes, the header "
+                                f"promises at least {needed})",
+                                _EMPTY_FIX,
+                            )
                         }
                 return fields
     except (OSError, ValueError, KeyError, EOFError, VerifyError) as exc:
         return {
-            "_problem": "not a readable FITS file "
-            f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Fix: {_EMPTY_FIX}"
+            "_problem": say(
+                "not a readable FITS file "
+                f"({type(exc).__name__}: {str(exc).strip() or 'no detail'})",
+                _EMPTY_FIX,
+            )
         }
-    return {"_problem": f"no 2-D image in any HDU. Fix: {_EMPTY_FIX}"}
+    return {"_problem": say("no 2-D image in any HDU", _EMPTY_FIX)}
 
 
 def _card_texts(path, info, keywords):
@@ -332,8 +339,8 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
     try:
         frame.binning = binning(fields)
     except ValueError:
-        frame.problem = (
-            "binning keywords are not whole numbers. Fix: correct them with header_overrides"
+        frame.problem = say(
+            "binning keywords are not whole numbers", "correct them with header_overrides"
         )
         return frame
     hits = _matches(relpath, exclude)
@@ -358,7 +365,7 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
                 f"{{'{relpath}': {{{key}: 30}}}}, or list it under exclude",
             )
     except HeaderError as exc:
-        frame.problem = f"{exc.problem}. Fix: {exc.fix}"
+        frame.problem = say(exc.problem, exc.fix)
     return frame
 
 
@@ -393,10 +400,10 @@ def scan_night(raw_dir, night, config, cache_dir=None):
                 config.get("exclude") or [],
             )
             if frame.stem in seen:
-                frame.problem = (
+                frame.problem = say(
                     f"has the same name stem as {seen[frame.stem]}, so both would "
-                    f"calibrate to {frame.stem}.fits. Fix: list one of them under "
-                    "exclude in config.yaml"
+                    f"calibrate to {frame.stem}.fits",
+                    "list one of them under exclude in config.yaml",
                 )
             else:
                 seen[frame.stem] = relpath
@@ -410,24 +417,24 @@ def night_names(raw_dir):
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ConfigProblem(
-            f"raw_dir {str(raw_dir)!r} is not a folder. Fix: set raw_dir in "
-            "config.yaml (or --config raw_dir=PATH) to the folder that holds "
-            "one sub-folder per night"
+            f"raw_dir {str(raw_dir)!r} is not a folder",
+            "set raw_dir in config.yaml (or --config raw_dir=PATH) to the folder that "
+            "holds one sub-folder per night",
         )
     names = sorted(p.name for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
         if safe_name(name) != name:
             raise ConfigProblem(
                 f"night folder {str(raw_dir / name)!r} has characters that are not "
-                "safe in file paths. Fix: rename the folder using only letters, "
-                "digits, '.', '_' and '-' (e.g. "
-                f"{safe_name(name)!r}); the files inside stay untouched"
+                "safe in file paths",
+                "rename the folder using only letters, digits, '.', '_' and '-' (e.g. "
+                f"{safe_name(name)!r}); the files inside stay untouched",
             )
     if not names:
         raise ConfigProblem(
-            f"raw_dir {str(raw_dir)!r} has no night folders. Fix: put each "
-            "night's FITS files in a sub-folder named for the night, e.g. "
-            f"{str(raw_dir / '2025-03-01')!r}"
+            f"raw_dir {str(raw_dir)!r} has no night folders",
+            "put each night's FITS files in a sub-folder named for the night, e.g. "
+            f"{str(raw_dir / '2025-03-01')!r}",
         )
     return names
 
@@ -484,7 +491,8 @@ def mark_duplicates(nights):
                 continue
             original = first.setdefault(frame.sample, frame)
             if original is not frame and filecmp.cmp(original.path, frame.path, shallow=False):
-                frame.problem = (
+                frame.problem = say(
                     f"byte-identical copy of {original.relpath}, which is used: a frame "
-                    "counts once. Fix: delete the copy, or list one of them under exclude"
+                    "counts once",
+                    "delete the copy, or list one of them under exclude",
                 )

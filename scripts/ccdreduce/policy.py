@@ -14,14 +14,16 @@ The policy, as the observatory recipe has it:
   of the difference is left uncorrected, and said so;
 - nothing usable: CalibrationMissing, naming night, frame and what is missing.
 
-Every decision is written down in words (``Recipe.notes``), which go into
-the frame table, the log and the headers of the products.
+Every decision is written down in words (``Recipe.notes``), once all of a
+frame's steps are decided; they go into the frame table, the log and the
+headers of the products. Finding the nearest master of a kind (the
+calendar of nights, geometry and telescope) is lookup.py's.
 """
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from .errors import CalibrationMissing
+from .errors import CalibrationMissing, say
 from .headers import exposure_seconds
 from .lookup import MasterLookup, NightCalendar
 
@@ -175,11 +177,11 @@ def _exclude_odd_geometry(frames, what):
         if frame.geometry() == keep:
             kept.append(frame)
         else:
-            frame.problem = (
+            frame.problem = say(
                 f"{frame.describe_geometry()} differs from the other {what} "
                 f"({example.describe_geometry()}, {counts[keep]} frames), so it "
-                "cannot be combined with them. Fix: move it to a night folder "
-                "of its own binning, or list it under exclude"
+                "cannot be combined with them",
+                "move it to a night folder of its own binning, or list it under exclude",
             )
     return kept
 
@@ -343,7 +345,7 @@ class _Planner:
 
     def _missing(self, exc, frame):
         if self.on_missing == "skip":
-            frame.problem = f"{exc.missing}. Fix: {exc.fix}"
+            frame.problem = say(exc.problem, exc.fix)
             return True
         raise exc
 
@@ -379,12 +381,13 @@ class _Planner:
                         # one odd frame (a test exposure, a subframe) must not
                         # stop the night: it is the frame, not the calibration
                         example = next(f for f in science if f.geometry() == usual[0][0])
-                        frame.problem = (
+                        frame.problem = say(
                             f"{frame.describe_geometry()} differs from the night's other "
                             f"science frames ({example.describe_geometry()}, "
                             f"{usual[0][1]} frames) and no calibration frames of its "
-                            f"shape are within reach ({exc.missing}). Fix: add calibration "
-                            "frames of its shape and binning, or list it under exclude"
+                            f"shape are within reach ({exc.problem})",
+                            "add calibration frames of its shape and binning, or list it "
+                            "under exclude",
                         )
                     else:
                         self._missing(exc, frame)

@@ -31,6 +31,7 @@ from astropy.utils import iers
 from astropy.utils.exceptions import AstropyWarning
 from erfa import ErfaWarning
 
+from .errors import Problem, say
 from .inventory import parse_night_name
 
 iers.conf.auto_download = False  # never reach for the network unless asked (use_iers)
@@ -105,7 +106,7 @@ def earth_orientation():
     return _earth["table"]
 
 
-class TimeProblem(ValueError):
+class TimeProblem(Problem):
     """A DATE-OBS that cannot be used; the message says why and the fix."""
 
 
@@ -115,7 +116,7 @@ def parse_date_obs(value, keyword="DATE-OBS"):
     Accepted: ISO 8601 'YYYY-MM-DDThh:mm:ss[.sss]', also with a space for
     the 'T' or a trailing 'Z' (both written by some camera software)."""
     if value is None or not str(value).strip():
-        raise TimeProblem(f"no {keyword}. Fix: add it with header_overrides in config")
+        raise TimeProblem(f"no {keyword}", "add it with header_overrides in config")
     text = str(value).strip()
     if text.endswith("Z"):  # UTC designator: the scale is UTC anyway
         text = text[:-1]
@@ -124,17 +125,20 @@ def parse_date_obs(value, keyword="DATE-OBS"):
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         raise TimeProblem(
             f"{keyword} = {value!r} has a date but no time of day, so the exposure cannot "
-            "be placed in time. Fix: give the start time with header_overrides"
+            "be placed in time",
+            "give the start time with header_overrides",
         )
     if not _ISO.fullmatch(text):
         raise TimeProblem(
-            f"{keyword} = {value!r} is not an ISO 8601 date and time "
-            "(YYYY-MM-DDThh:mm:ss). Fix: correct it with header_overrides"
+            f"{keyword} = {value!r} is not an ISO 8601 date and time (YYYY-MM-DDThh:mm:ss)",
+            "correct it with header_overrides",
         )
     try:
         return Time(text, format="isot", scale="utc")
     except ValueError as exc:
-        raise TimeProblem(f"{keyword} = {value!r}: {exc}") from None
+        raise TimeProblem(
+            f"{keyword} = {value!r}: {exc}", "correct it with header_overrides"
+        ) from None
 
 
 def exposure_span(stamp, exposure_s, stamp_is="start"):
@@ -212,10 +216,11 @@ def leap_second_note(time):
     """None, or what follows when a date is past the leap-second table."""
     expires = leap_seconds_expire()
     if time.utc > expires:
-        return (
+        return say(
             f"{time.utc.isot} is after the bundled leap-second table expires "
             f"({expires.isot[:10]}): TT assumes no leap second since, so a time on TT "
-            "may be 1 s off if one was announced. Fix: update astropy-iers-data"
+            "may be 1 s off if one was announced",
+            "update astropy-iers-data",
         )
     return None
 
@@ -293,25 +298,33 @@ def clock_notes(start, end, night=None):
     ahead = (end - clock).to_value(u.s)
     if ahead > CLOCK_SLACK_S:
         notes.append(
-            f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
-            f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local time "
-            "was written as UTC? Fix: correct DATE-OBS with header_overrides"
+            say(
+                f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
+                f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local time "
+                "was written as UTC?",
+                "correct DATE-OBS with header_overrides",
+            )
         )
     first, last = PLAUSIBLE_YEARS
     if not first <= int(start.utc.ymdhms.year) < last:
         notes.append(
-            f"DATE-OBS {written} is outside {first}-{last}: a camera clock that was "
-            "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)? Fix: "
-            "correct DATE-OBS with header_overrides"
+            say(
+                f"DATE-OBS {written} is outside {first}-{last}: a camera clock that was "
+                "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)?",
+                "correct DATE-OBS with header_overrides",
+            )
         )
     folder = parse_night_name(night) if night else None
     if folder is not None:
         days = start.utc.mjd - Time(folder, scale="utc").mjd
         if abs(days) > NIGHT_SLACK_DAYS:
             notes.append(
-                f"DATE-OBS {written} is {abs(days):.0f} d {'after' if days > 0 else 'before'}"
-                f" the date of its night folder {night}: camera clock wrong? Fix: correct "
-                "DATE-OBS with header_overrides, or move the frame to its night"
+                say(
+                    f"DATE-OBS {written} is {abs(days):.0f} d "
+                    f"{'after' if days > 0 else 'before'} the date of its night folder "
+                    f"{night}: camera clock wrong?",
+                    "correct DATE-OBS with header_overrides, or move the frame to its night",
+                )
             )
     return notes
 
