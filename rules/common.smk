@@ -83,8 +83,11 @@ if workflow.is_main_process:  # distinct header values kept apart: say how
 for _method in STACKING["methods"]:
     if _method not in STACK_COMBINE:
         raise WorkflowError(
-            f"stacking.methods names {_method!r}, which has no entry under "
-            f"stacking.combine. Fix: add one, e.g. {_method}: {{method: median}}"
+            errors.say(
+                f"stacking.methods names {_method!r}, which has no entry under "
+                "stacking.combine",
+                f"add one, e.g. {_method}: {{method: median}}",
+            )
         )
 
 

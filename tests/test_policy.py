@@ -4,7 +4,7 @@ darks, and a clear error when nothing usable is left."""
 import pytest
 from astropy.io import fits
 from conftest import default_config
-from helpers import write_binned, write_night
+from helpers import write_binned, write_night, write_raw
 
 from ccdreduce import inventory, policy
 from ccdreduce.errors import CalibrationMissing
@@ -188,3 +188,35 @@ def test_borrowing_never_crosses_cameras_or_telescopes(tmp_path):
         fits.delval(path, "TELESCOP")
     _, recipe = light(plan_for(tmp_path), "2025-03-02", "light_R_30s_0")
     assert "flat R: borrowed from night 2025-03-01" in recipe.summary()
+
+
+def test_a_dark_master_carries_its_exposure_as_a_number(tmp_path):
+    folder = write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(30.0,))
+    # 29.9999999 s is 30 s written by another driver: one master, named 30 s
+    write_raw(folder / "dark_other_driver.fits", "Dark Frame", 29.9999999)
+    plan = plan_for(tmp_path)
+    (dark,) = [ref for ref in plan.masters if ref.kind == "dark"]
+    assert (dark.key, dark.exposure, dark.filename) == ("30", 30.0, "dark_30s.fits")
+    assert len(plan.masters[dark].frames) == 4
+    # the flats (2 s) get it scaled by the number
+    flat = plan.masters[policy.MasterRef("n1", "flat", "R")]
+    assert {r.dark.exposure for r in flat.recipes.values()} == {30.0}
+    assert {r.dark_scale for r in flat.recipes.values()} == {2 / 30}
+
+
+def test_a_bias_given_up_for_a_dark_that_holds_its_own_leaves_no_note(tmp_path):
+    # night L has a bias; the darks are on night D, which has none: its master
+    # dark keeps the bias. (L's bias frames name another telescope, so D's
+    # darks cannot borrow them, while L's own frames may use them.)
+    write_night(tmp_path, "L", "2025-03-01T20:00:00", darks=(), lights=(("R", 30.0),))
+    write_night(tmp_path, "D", "2025-03-02T20:00:00", bias=0, flats=(), lights=())
+    for path in (tmp_path / "L").glob("*.fits"):
+        fits.setval(path, "TELESCOP", value="West" if path.name.startswith("bias") else "East")
+    _, recipe = light(plan_for(tmp_path), "L", "light_R_30s_0")
+    assert recipe.bias is None  # subtracted with the dark already
+    assert recipe.dark == policy.MasterRef("D", "dark", "30") and recipe.dark_includes_bias
+    assert recipe.notes == [
+        "the dark holds its bias: dark 30 s (borrowed from night D (1.0 d away)) "
+        "serves as bias + dark",
+        "flat R: own night",
+    ]

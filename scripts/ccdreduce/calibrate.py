@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import FrameProblem
 from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, map_pixels, read_image
 from .sections import section_slices
 
@@ -98,9 +99,10 @@ def trim(frame, recipe, masters, settings):
     try:
         rows, cols = section_slices(settings.trim_section, frame.data.shape)
     except ValueError as exc:
-        raise ValueError(
-            f"{frame.path}: trim_section {exc}. Fix: set trim_section in "
-            "config.yaml to a section inside the frame, or null for no trim"
+        raise FrameProblem(
+            frame.path,
+            f"trim_section {exc}",
+            "set trim_section in config.yaml to a section inside the frame, or null for no trim",
         ) from exc
     frame.data = np.ascontiguousarray(frame.data[rows, cols])
     frame.mask = np.ascontiguousarray(frame.mask[rows, cols])
@@ -113,10 +115,11 @@ def _master_for(frame, recipe, masters, kind):
     name = recipe[kind]
     master = masters.get(name)
     if master.shape != frame.data.shape:
-        raise ValueError(
-            f"{frame.path}: shape {frame.data.shape[::-1]} after trimming differs "
-            f"from master {name} {master.shape[::-1]}. Fix: use the same "
-            "trim_section for all frames, and keep binnings in separate nights"
+        raise FrameProblem(
+            frame.path,
+            f"shape {frame.data.shape[::-1]} after trimming differs from master "
+            f"{name} {master.shape[::-1]}",
+            "use the same trim_section for all frames, and keep binnings in separate nights",
         )
     return master
 

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .errors import ConfigProblem
+from .errors import ConfigProblem, ConfigProblems
 from .fitsfile import open_bands
 from .robust import MAD_TO_SIGMA  # exact, as astropy.stats.mad_std
 
@@ -165,7 +165,7 @@ class CombineSpec:
         entry = dict(entry or {})
         problems = check_entry(entry, kind, where)
         if problems:
-            raise ConfigProblem(problems[0])
+            raise problems[0]
         return cls(**(DEFAULTS[kind] | entry | {"kind": kind}))
 
     def params(self):
@@ -189,7 +189,7 @@ class CombineSpec:
 
 
 def check_entry(entry, kind, where):
-    """Problems with one combine entry (messages naming key, entry and fix).
+    """Problems with one combine entry: ConfigProblems naming entry, key and fix.
 
     Only the keys are checked here; types and allowed values are the
     schema's. Run before the schema, so that a typo is reported with its
@@ -204,12 +204,17 @@ def check_entry(entry, kind, where):
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append(
-                f"{where}: unknown key {key!r}. Fix: {hint}a {kind} combine entry takes "
-                f"{', '.join(allowed)}"
+                ConfigProblem(
+                    f"unknown key {key!r}",
+                    f"{hint}a {kind} combine entry takes {', '.join(allowed)}",
+                    where,
+                )
             )
     method = entry.get("method", DEFAULTS[kind]["method"])
     if method is None:
-        problems.append(f"{where}: no method. Fix: add method: one of {', '.join(METHODS)}")
+        problems.append(
+            ConfigProblem("no method", f"add method: one of {', '.join(METHODS)}", where)
+        )
     elif method in METHODS:
         unused = [
             key
@@ -221,9 +226,12 @@ def check_entry(entry, kind, where):
             uses = f"it takes {', '.join(uses)}" if uses else "it takes no parameters"
             verb = "does" if len(unused) == 1 else "do"
             problems.append(
-                f"{where}: {', '.join(unused)} {verb} nothing with method {method} ({uses}). "
-                f"Fix: remove {', '.join(unused)}, or choose a method that uses "
-                f"{'it' if len(unused) == 1 else 'them'}"
+                ConfigProblem(
+                    f"{', '.join(unused)} {verb} nothing with method {method} ({uses})",
+                    f"remove {', '.join(unused)}, or choose a method that uses "
+                    f"{'it' if len(unused) == 1 else 'them'}",
+                    where,
+                )
             )
     return problems
 
@@ -244,7 +252,7 @@ def check_combine_config(config):
         for name, entry in (entries or {}).items() if isinstance(entries, dict) else ():
             problems += check_entry(entry, kind, f"{section}.{key}.{name}")
     if problems:
-        raise ConfigProblem("; ".join(problems))
+        raise ConfigProblems(problems)
 
 
 def complete_entries(entries, kind):

@@ -39,14 +39,14 @@ def check_config(config):
     if raw == results or raw in results.parents or results in raw.parents:
         raise ConfigProblem(
             f"raw_dir ({raw}) and results_dir ({results}) overlap; raw files "
-            "must never sit where products are written. Fix: point "
-            "results_dir at a folder outside raw_dir"
+            "must never sit where products are written",
+            "point results_dir at a folder outside raw_dir",
         )
     overscan = config["overscan"]
     if overscan["subtract"] and not overscan.get("section"):
         raise ConfigProblem(
-            "overscan.subtract is true but overscan.section is not set. Fix: "
-            "give the overscan strip as [x1:x2,y1:y2], or set subtract: false"
+            "overscan.subtract is true but overscan.section is not set",
+            "give the overscan strip as [x1:x2,y1:y2], or set subtract: false",
         )
 
 
@@ -75,22 +75,23 @@ def check_against_plan(config, plan, stacks):
                 ny, nx = shape
                 raise ConfigProblem(
                     f"{name} {section} does not fit frame {frame.relpath} ({nx}x{ny} "
-                    f"pixels): {exc}. Fix: set {name} to a section inside the frames, "
-                    f"e.g. [1:{nx},1:{ny}], or exclude frames of another size"
+                    f"pixels): {exc}",
+                    f"set {name} to a section inside the frames, e.g. [1:{nx},1:{ny}], "
+                    "or exclude frames of another size",
                 ) from None
     for group, pinned in sorted(config["stacking"]["reference"].items()):
         if group not in stacks:
             raise ConfigProblem(
                 f"stacking.reference pins {pinned!r} for stack {group!r}, but there is no "
-                f"such stack (stacks: {', '.join(sorted(stacks)) or 'none'}). Fix: correct "
-                "the stack's name or remove the pin"
+                f"such stack (stacks: {', '.join(sorted(stacks)) or 'none'})",
+                "correct the stack's name or remove the pin",
             )
         ids = sorted(frame_id(frame.night, frame.stem) for frame in stacks[group])
         if pinned not in ids:
             raise ConfigProblem(
                 f"stacking.reference pins {pinned!r} for stack {group!r}, which is not one "
-                f"of its frames ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}). "
-                "Fix: name a frame as '<night>/<file stem>', or remove the pin"
+                f"of its frames ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})",
+                "name a frame as '<night>/<file stem>', or remove the pin",
             )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FrameProblem
+from .errors import FrameProblem, say
 
 #: Cards that describe how the raw file stored its pixels or where its HDU
 #: sat; they must not be carried onto a float32 product.
@@ -222,8 +222,8 @@ def write_image(path, data, header, mask=None, extensions=None):
 def image_fields(path, size, wanted, fix):
     """The ``wanted`` header values of the first 2-D image HDU of ``path``
     (``size`` bytes), with ``_hdu`` (its index) and ``_shape`` (ny, nx);
-    or ``{"_problem": reason and fix}``: not FITS, no 2-D image or shorter
-    than its header says (those end in ``Fix: {fix}``), or a cube.
+    or ``{"_problem": errors.say(reason, fix)}``: not FITS, no 2-D image,
+    shorter than its header says (each with ``fix``), or a cube.
 
     Opened lazily and never memory-mapped: only the headers are read.
     String values astropy garbled (non-ASCII bytes) are decoded from the
@@ -250,24 +250,31 @@ def image_fields(path, size, wanted, fix):
                     header.get(f"NAXIS{i}", 1) > 1 for i in range(3, header["NAXIS"] + 1)
                 ):
                     return {
-                        "_problem": "image has more than 2 axes (a cube); "
-                        "Fix: split it into single frames"
+                        "_problem": say(
+                            "image has more than 2 axes (a cube)", "split it into single frames"
+                        )
                     }
                 if not path.lower().endswith(".gz"):
                     info = hdu.fileinfo()
                     needed = info["datLoc"] + _data_bytes(hdu, info)
                     if size < needed:
                         return {
-                            "_problem": f"file is truncated ({size} bytes, the header "
-                            f"promises at least {needed}). Fix: {fix}"
+                            "_problem": say(
+                                f"file is truncated ({size} bytes, the header "
+                                f"promises at least {needed})",
+                                fix,
+                            )
                         }
                 return fields
     except (OSError, ValueError, KeyError, EOFError, VerifyError) as exc:
         return {
-            "_problem": "not a readable FITS file "
-            f"({type(exc).__name__}: {str(exc).strip() or 'no detail'}). Fix: {fix}"
+            "_problem": say(
+                "not a readable FITS file "
+                f"({type(exc).__name__}: {str(exc).strip() or 'no detail'})",
+                fix,
+            )
         }
-    return {"_problem": f"no 2-D image in any HDU. Fix: {fix}"}
+    return {"_problem": say("no 2-D image in any HDU", fix)}
 
 
 def _card_texts(path, info, keywords):

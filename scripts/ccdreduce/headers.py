@@ -12,6 +12,8 @@ import hashlib
 import math
 import re
 
+from .errors import Problem
+
 FRAME_TYPES = ("bias", "dark", "flat", "light")
 
 #: Keywords that matter besides the configurable ones: the image shape and
@@ -51,13 +53,8 @@ def _normalise(value):
     return re.sub(r"\s+", " ", str(value)).strip().lower()
 
 
-class HeaderError(ValueError):
+class HeaderError(Problem):
     """A header lacks or garbles a value; ``fix`` says what to do."""
-
-    def __init__(self, problem, fix):
-        self.problem = problem
-        self.fix = fix
-        super().__init__(problem)
 
 
 def frame_type(fields, keywords, frame_types):
@@ -134,12 +131,15 @@ def binning(fields):
     return 1, 1
 
 
-def exposure_key(seconds):
-    """The exposure as used in file names: 30 -> '30', 1.5 -> '1.5'.
+def exposure_seconds(seconds):
+    """The exposure as frames are grouped by it: six significant digits, so
+    that 29.9999999 and 30 are one group (and one master dark)."""
+    return float(f"{seconds:.6g}")
 
-    Six significant digits, so that 29.9999999 and 30 are one group.
-    """
-    return f"{float(f'{seconds:.6g}'):g}"
+
+def exposure_key(seconds):
+    """The exposure as used in file names: 30 -> '30', 1.5 -> '1.5'."""
+    return f"{exposure_seconds(seconds):g}"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

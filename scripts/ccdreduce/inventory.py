@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import dateobs, fitsfile
-from .errors import ConfigProblem
+from .errors import ConfigProblem, say
 from .headers import (
     SITE_TARGET_KEYWORDS,
     HeaderError,
@@ -150,7 +150,7 @@ def read_header_fields(path, wanted):
     path = str(path)
     size = os.path.getsize(path)
     if size == 0:
-        return {"_problem": f"file is empty (0 bytes). Fix: {_EMPTY_FIX}"}
+        return {"_problem": say("file is empty (0 bytes)", _EMPTY_FIX)}
     # astropy's warnings ("may have been truncated"...) are said better below
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -246,8 +246,8 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
     try:
         frame.binning = binning(fields)
     except ValueError:
-        frame.problem = (
-            "binning keywords are not whole numbers. Fix: correct them with header_overrides"
+        frame.problem = say(
+            "binning keywords are not whole numbers", "correct them with header_overrides"
         )
         return frame
     hits = _matches(relpath, exclude)
@@ -272,7 +272,7 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
                 f"{{'{relpath}': {{{key}: 30}}}}, or list it under exclude",
             )
     except HeaderError as exc:
-        frame.problem = f"{exc.problem}. Fix: {exc.fix}"
+        frame.problem = say(exc.problem, exc.fix)
     return frame
 
 
@@ -307,10 +307,10 @@ def scan_night(raw_dir, night, config, cache_dir=None):
                 config.get("exclude") or [],
             )
             if frame.stem in seen:
-                frame.problem = (
+                frame.problem = say(
                     f"has the same name stem as {seen[frame.stem]}, so both would "
-                    f"calibrate to {frame.stem}.fits. Fix: list one of them under "
-                    "exclude in config.yaml"
+                    f"calibrate to {frame.stem}.fits",
+                    "list one of them under exclude in config.yaml",
                 )
             else:
                 seen[frame.stem] = relpath
@@ -324,24 +324,24 @@ def night_names(raw_dir):
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise ConfigProblem(
-            f"raw_dir {str(raw_dir)!r} is not a folder. Fix: set raw_dir in "
-            "config.yaml (or --config raw_dir=PATH) to the folder that holds "
-            "one sub-folder per night"
+            f"raw_dir {str(raw_dir)!r} is not a folder",
+            "set raw_dir in config.yaml (or --config raw_dir=PATH) to the folder that "
+            "holds one sub-folder per night",
         )
     names = sorted(p.name for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     for name in names:
         if safe_name(name) != name:
             raise ConfigProblem(
                 f"night folder {str(raw_dir / name)!r} has characters that are not "
-                "safe in file paths. Fix: rename the folder using only letters, "
-                "digits, '.', '_' and '-' (e.g. "
-                f"{safe_name(name)!r}); the files inside stay untouched"
+                "safe in file paths",
+                "rename the folder using only letters, digits, '.', '_' and '-' (e.g. "
+                f"{safe_name(name)!r}); the files inside stay untouched",
             )
     if not names:
         raise ConfigProblem(
-            f"raw_dir {str(raw_dir)!r} has no night folders. Fix: put each "
-            "night's FITS files in a sub-folder named for the night, e.g. "
-            f"{str(raw_dir / '2025-03-01')!r}"
+            f"raw_dir {str(raw_dir)!r} has no night folders",
+            "put each night's FITS files in a sub-folder named for the night, e.g. "
+            f"{str(raw_dir / '2025-03-01')!r}",
         )
     return names
 
@@ -398,7 +398,8 @@ def mark_duplicates(nights):
                 continue
             original = first.setdefault(frame.sample, frame)
             if original is not frame and filecmp.cmp(original.path, frame.path, shallow=False):
-                frame.problem = (
+                frame.problem = say(
                     f"byte-identical copy of {original.relpath}, which is used: a frame "
-                    "counts once. Fix: delete the copy, or list one of them under exclude"
+                    "counts once",
+                    "delete the copy, or list one of them under exclude",
                 )

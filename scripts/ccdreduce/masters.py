@@ -12,6 +12,7 @@ import numpy as np
 
 from .calibrate import load_raw, run_stages
 from .combine import CombineSpec, combine
+from .errors import FrameProblem
 from .fitsfile import set_unit
 
 log = logging.getLogger(__name__)
@@ -44,19 +45,20 @@ def make_master(kind, inputs, settings, spec, masters):
         level = finite_median(frame.data)
         if kind in NORMALISED:
             if not level > 0:
-                raise ValueError(
-                    f"{path}: flat has median {level:g} after bias and dark "
-                    "subtraction. Fix: check the frame (shutter closed? wrong "
-                    "type?) and list it under exclude"
+                raise FrameProblem(
+                    path,
+                    f"flat has median {level:g} after bias and dark subtraction",
+                    "check the frame (shutter closed? wrong type?) and list it under exclude",
                 )
             frame.data /= np.float32(level)
         if cube is None:
             cube = np.empty((len(inputs),) + frame.data.shape, dtype=np.float32)
             header = frame.header
         elif frame.data.shape != cube.shape[1:]:
-            raise ValueError(
-                f"{path}: shape {frame.data.shape[::-1]} differs from the other "
-                f"inputs {cube.shape[:0:-1]}. Fix: list it under exclude"
+            raise FrameProblem(
+                path,
+                f"shape {frame.data.shape[::-1]} differs from the other inputs {cube.shape[:0:-1]}",
+                "list it under exclude",
             )
         cube[i] = frame.data
         log.info("[%d/%d] read %s (median %.2f)", i + 1, len(inputs), path, level)

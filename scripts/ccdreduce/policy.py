@@ -14,30 +14,57 @@ The policy, as the observatory recipe has it:
   of the difference is left uncorrected, and said so;
 - nothing usable: CalibrationMissing, naming night, frame and what is missing.
 
-Every decision is written down in words (``Recipe.notes``), which go into
-the frame table, the log and the headers of the products.
+Every decision is written down in words (``Recipe.notes``), once all of a
+frame's steps are decided; they go into the frame table, the log and the
+headers of the products. Finding the nearest master of a kind (the
+calendar of nights, geometry and telescope) is lookup.py's.
 """
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from . import layout
-from .errors import CalibrationMissing
+from .errors import CalibrationMissing, say
+from .headers import exposure_seconds
+from .lookup import MasterLookup, NightCalendar
 
 MASTER_KINDS = ("bias", "dark", "flat")
 
 
 @dataclass(frozen=True, order=True)
 class MasterRef:
-    """Names one master: bias, dark of an exposure, flat of a filter."""
+    """Names one master: bias, dark of an exposure, flat of a filter.
+
+    A ref is the file it names: night, kind and key (the exposure or filter
+    as in file names). A dark's exposure in seconds rides along as a number
+    for the arithmetic, outside comparisons, so that a ref rebuilt from a
+    file name (wildcards) finds the planned one.
+    """
 
     night: str
     kind: str
     key: str = ""
+    exposure: float | None = field(default=None, compare=False)
+
+    @classmethod
+    def of_frame(cls, frame):
+        """The master a calibration frame goes into."""
+        if frame.kind == "dark":
+            return cls(frame.night, "dark", frame.exposure_key, exposure_seconds(frame.exposure))
+        if frame.kind == "flat":
+            return cls(frame.night, "flat", frame.filter_key)
+        return cls(frame.night, "bias")
 
     @property
     def filename(self):
         return layout.master_file(self.kind, self.key)
+
+    @property
+    def frames_described(self):
+        """Its frames in words: 'bias frames', '30 s darks', 'R flats'."""
+        return {"bias": "bias frames", "dark": f"{self.key} s darks", "flat": f"{self.key} flats"}[
+            self.kind
+        ]
 
     @property
     def name(self):
@@ -147,222 +174,175 @@ def _exclude_odd_geometry(frames, what):
         if frame.geometry() == keep:
             kept.append(frame)
         else:
-            frame.problem = (
+            frame.problem = say(
                 f"{frame.describe_geometry()} differs from the other {what} "
                 f"({example.describe_geometry()}, {counts[keep]} frames), so it "
-                "cannot be combined with them. Fix: move it to a night folder "
-                "of its own binning, or list it under exclude"
+                "cannot be combined with them",
+                "move it to a night folder of its own binning, or list it under exclude",
             )
     return kept
 
 
-class _Calendar:
-    """Nights in order of distance from a given night, within a limit."""
-
-    def __init__(self, nights, max_days):
-        self.dates = {name: night.date for name, night in nights.items()}
-        self.max_days = max_days
-
-    def days(self, a, b):
-        if a == b:
-            return 0.0
-        if self.dates[a] is None or self.dates[b] is None:
-            return None
-        return abs((self.dates[a] - self.dates[b]).total_seconds()) / 86400.0
-
-    def nearest(self, night, candidates):
-        """Candidate nights within the limit: the night itself first, then
-        nearest first (earlier on ties). Two folders of one date (two
-        telescopes) are 0 days apart, and each must use its own masters."""
-        found = []
-        for other in candidates:
-            days = self.days(night, other)
-            if days is not None and days <= self.max_days:
-                found.append((days, other != night, str(self.dates[other] or 0), other))
-        found.sort()
-        return [(found_night[-1], found_night[0]) for found_night in found]
+def group_calibrations(nights):
+    """{MasterRef: Master}: each night's usable calibration frames, one
+    master per kind and key, frames of an odd geometry left out."""
+    masters = {}
+    for night in nights.values():
+        groups = defaultdict(list)
+        for frame in night.frames:
+            if frame.usable and frame.kind in MASTER_KINDS:
+                groups[MasterRef.of_frame(frame)].append(frame)
+        for ref, frames in groups.items():
+            kept = _exclude_odd_geometry(frames, f"{ref.frames_described} of this night")
+            masters[ref] = Master(ref, kept)
+    return masters
 
 
-def _where(night, source, days):
-    if source == night:
-        return "own night"
-    return f"borrowed from night {source} ({days:.1f} d away)"
+@dataclass
+class _DarkChoice:
+    """The dark step's decision for one frame, before notes are joined."""
+
+    ref: MasterRef | None = None
+    scale: float = 0.0
+    includes_bias: bool = False  # then no bias may be subtracted as well
+    note: str | None = None
+    uncorrected: list = field(default_factory=list)
 
 
 class _Planner:
+    """The recipe rules: which masters each frame needs, found by lookup."""
+
     def __init__(self, nights, max_days, overscan, on_missing):
         self.nights = nights
-        self.calendar = _Calendar(nights, max_days)
         self.max_days = max_days
         self.overscan = overscan
         self.on_missing = on_missing
-        self.masters = {}
-        self._by_kind = None
-        self._answers = {}
+        self.masters = group_calibrations(nights)
+        self.lookup = MasterLookup(self.masters, NightCalendar(nights, max_days))
 
-    # --- which masters exist -------------------------------------------
-    def group_calibrations(self):
-        for name, night in self.nights.items():
-            usable = [f for f in night.frames if f.usable]
-            groups = defaultdict(list)
-            for frame in usable:
-                if frame.kind == "bias":
-                    groups[MasterRef(name, "bias")].append(frame)
-                elif frame.kind == "dark":
-                    groups[MasterRef(name, "dark", frame.exposure_key)].append(frame)
-                elif frame.kind == "flat":
-                    groups[MasterRef(name, "flat", frame.filter_key)].append(frame)
-            for ref, frames in groups.items():
-                what = {
-                    "bias": "bias frames",
-                    "dark": f"{ref.key} s darks",
-                    "flat": f"{ref.key} flats",
-                }[ref.kind]
-                kept = _exclude_odd_geometry(frames, what + " of this night")
-                self.masters[ref] = Master(ref, kept)
+    # --- the steps -------------------------------------------------------
+    def bias(self, frame):
+        """(bias ref, note) of the nearest bias for ``frame``; (None, None)."""
+        found = self.lookup.find(frame, "bias")
+        if not found.refs:
+            return None, None
+        return found.refs[0], f"bias: {found.origin(frame.night)}"
 
-    def _find(self, night, kind, geometry, key=None, telescope=None):
-        """Nearest (refs, night, days) of a master of this kind and geometry
-        (camera included); another night's only if its telescope is not known
-        to differ from ``telescope``.
+    def dark(self, frame, bias):
+        """The dark step for ``frame``, given the bias it would get."""
+        darks = self.lookup.find(frame, "dark")
+        if not darks.refs:
+            return _DarkChoice(uncorrected=[f"dark current (no darks within {self.max_days:g} d)"])
+        # a dark master keeps its bias when no bias was within its night's reach
+        if self.lookup.find(frame, "bias", night=darks.night).refs:
+            return self._bias_subtracted_dark(frame, bias, darks)
+        return self._dark_holding_bias(frame, bias, darks)
 
-        Answers are cached per (night, kind, geometry, key, telescope): every
-        frame of a night asks the same questions, and archives have thousands.
-        """
-        question = (night, kind, geometry, key, telescope)
-        if question not in self._answers:
-            have = self._index().get((kind, geometry), {})
-            if key is not None:
-                have = {n: [r for r in refs if r.key == key] for n, refs in have.items()}
-            if telescope is not None:  # a master of another telescope is never borrowed
-                have = {
-                    n: [r for r in refs if n == night or self._telescope_of(r) in (None, telescope)]
-                    for n, refs in have.items()
-                }
-            have = {n: refs for n, refs in have.items() if refs}
-            answer = (None, None, None)
-            for other, days in self.calendar.nearest(night, have):
-                answer = (sorted(have[other]), other, days)
-                break
-            self._answers[question] = answer
-        return self._answers[question]
-
-    def _telescope_of(self, ref):
-        return self.masters[ref].telescope
-
-    def _index(self):
-        """{(kind, geometry): {night: [refs]}} of the masters there are."""
-        if self._by_kind is None:
-            self._by_kind = defaultdict(lambda: defaultdict(list))
-            for ref, master in self.masters.items():
-                self._by_kind[(ref.kind, master.geometry)][ref.night].append(ref)
-        return self._by_kind
-
-    def _forget(self, ref):
-        """Drop a master that cannot be made, and every cached answer."""
-        del self.masters[ref]
-        self._by_kind, self._answers = None, {}
-
-    # --- recipes ---------------------------------------------------------
-    def recipe(self, frame, with_dark=True, with_flat=True):
-        night, geometry = frame.night, frame.geometry()
-        recipe = Recipe(overscan=self.overscan)
-        biases, bias_night, days = self._find(night, "bias", geometry, telescope=frame.telescope)
-        if biases:
-            recipe.bias = biases[0]
-            recipe.notes.append(f"bias: {_where(night, bias_night, days)}")
-        if with_dark:
-            self._choose_dark(frame, recipe)
-        if recipe.bias is None and recipe.dark is None:
-            if self.overscan:
-                recipe.notes.append("no bias or dark: only the overscan level removed")
-                recipe.uncorrected.append("bias structure")
-            else:
-                raise CalibrationMissing(
-                    night,
-                    frame.relpath,
-                    f"no bias frames and no usable dark frames within "
-                    f"{self.max_days:g} days ({frame.describe_geometry()})",
-                    "add bias or dark frames of this binning to the night, raise "
-                    "calibration.max_borrow_days, or enable overscan subtraction",
-                )
-        if with_flat:
-            flats, flat_night, days = self._find(
-                night, "flat", geometry, frame.filter_key, telescope=frame.telescope
-            )
-            if not flats:
-                raise CalibrationMissing(
-                    night,
-                    frame.relpath,
-                    f"no flat for filter {frame.filter_key!r} within "
-                    f"{self.max_days:g} days ({frame.describe_geometry()})",
-                    "add flats in this filter, raise calibration.max_borrow_days, "
-                    "or set calibration.on_missing: skip to leave such frames out",
-                )
-            recipe.flat = flats[0]
-            recipe.notes.append(f"flat {frame.filter_key}: {_where(night, flat_night, days)}")
-        return recipe
-
-    def _choose_dark(self, frame, recipe):
-        night, exposure = frame.night, frame.exposure
-        darks, dark_night, days = self._find(
-            night, "dark", frame.geometry(), telescope=frame.telescope
-        )
-        if not darks:
-            recipe.uncorrected.append(f"dark current (no darks within {self.max_days:g} d)")
-            return
-        where = _where(night, dark_night, days)
-        dark_bias, _, _ = self._find(
-            dark_night, "bias", frame.geometry(), telescope=frame.telescope
-        )
-        includes_bias = not dark_bias
-        exposures = {ref.key: float(ref.key) for ref in darks}
-        exact = [ref for ref in darks if ref.key == frame.exposure_key]
-        # nearest exposure; on a tie the longer dark, whose noise is lower
-        nearest = min(darks, key=lambda r: (abs(exposures[r.key] - exposure), -exposures[r.key]))
-        if not includes_bias:
-            if recipe.bias is None:
-                recipe.uncorrected.append("dark current (darks are bias-subtracted but no bias)")
-                return
-            ref = exact[0] if exact else nearest
-            recipe.dark = ref
-            recipe.dark_scale = exposure / exposures[ref.key] if exposures[ref.key] else 0.0
-            if exact:
-                recipe.notes.append(f"dark {ref.key} s: {where}, exposure matches")
-            else:
-                recipe.notes.append(
-                    f"dark {ref.key} s: {where}, scaled by {recipe.dark_scale:.4g} "
-                    f"to {frame.exposure_key} s (no {frame.exposure_key} s dark)"
-                )
-            return
-        # The darks still hold the bias: they can only stand in for bias + dark.
+    def _bias_subtracted_dark(self, frame, bias, darks):
+        if bias is None:
+            return _DarkChoice(uncorrected=["dark current (darks are bias-subtracted but no bias)"])
+        where = darks.origin(frame.night)
+        exact = _exact_dark(frame, darks.refs)
+        ref = exact or _nearest_dark(frame, darks.refs)
+        scale = frame.exposure / ref.exposure if ref.exposure else 0.0
         if exact:
-            recipe.dark, recipe.dark_scale, recipe.dark_includes_bias = exact[0], 1.0, True
-            why = "no bias frames" if recipe.bias is None else "the dark holds its bias"
-            recipe.bias = None  # subtracting a bias as well would remove it twice
-            recipe.notes = [n for n in recipe.notes if not n.startswith("bias:")]
-            recipe.notes.append(f"{why}: dark {exact[0].key} s ({where}) serves as bias + dark")
-            return
-        if recipe.bias is not None:
-            recipe.uncorrected.append(
-                f"dark current (no {frame.exposure_key} s dark; darks of night "
-                f"{dark_night} include the bias and cannot be scaled)"
+            note = f"dark {ref.key} s: {where}, exposure matches"
+        else:
+            note = (
+                f"dark {ref.key} s: {where}, scaled by {scale:.4g} "
+                f"to {frame.exposure_key} s (no {frame.exposure_key} s dark)"
             )
-            return
-        recipe.dark, recipe.dark_scale, recipe.dark_includes_bias = nearest, 1.0, True
-        left = exposure - exposures[nearest.key]
-        recipe.notes.append(
+        return _DarkChoice(ref, scale, note=note)
+
+    def _dark_holding_bias(self, frame, bias, darks):
+        """The darks still hold the bias: they can only stand in for bias + dark."""
+        where = darks.origin(frame.night)
+        exact = _exact_dark(frame, darks.refs)
+        if exact:
+            why = "no bias frames" if bias is None else "the dark holds its bias"
+            note = f"{why}: dark {exact.key} s ({where}) serves as bias + dark"
+            return _DarkChoice(exact, 1.0, includes_bias=True, note=note)
+        if bias is not None:
+            return _DarkChoice(
+                uncorrected=[
+                    f"dark current (no {frame.exposure_key} s dark; darks of night "
+                    f"{darks.night} include the bias and cannot be scaled)"
+                ]
+            )
+        nearest = _nearest_dark(frame, darks.refs)
+        left = frame.exposure - nearest.exposure
+        note = (
             f"no bias frames and no {frame.exposure_key} s dark: dark {nearest.key} s "
             f"({where}) subtracted unscaled as bias + {nearest.key} s of dark current"
         )
+        uncorrected = []
         if left > 0:
-            recipe.uncorrected.append(f"dark current of the remaining {left:g} s (hot pixels stay)")
+            uncorrected.append(f"dark current of the remaining {left:g} s (hot pixels stay)")
         elif left < 0:
-            recipe.uncorrected.append(f"{-left:g} s of dark current over-subtracted")
+            uncorrected.append(f"{-left:g} s of dark current over-subtracted")
+        return _DarkChoice(nearest, 1.0, includes_bias=True, note=note, uncorrected=uncorrected)
+
+    def flat(self, frame):
+        """(flat ref, note) of the nearest flat in the frame's filter, or
+        CalibrationMissing."""
+        found = self.lookup.find(frame, "flat", frame.filter_key)
+        if not found.refs:
+            raise CalibrationMissing(
+                frame.night,
+                frame.relpath,
+                f"no flat for filter {frame.filter_key!r} within "
+                f"{self.max_days:g} days ({frame.describe_geometry()})",
+                "add flats in this filter, raise calibration.max_borrow_days, "
+                "or set calibration.on_missing: skip to leave such frames out",
+            )
+        return found.refs[0], f"flat {frame.filter_key}: {found.origin(frame.night)}"
+
+    # --- recipes ---------------------------------------------------------
+    def recipe(self, frame, with_flat=True):
+        """The steps decided first, then the notes written from them."""
+        bias, bias_note = self.bias(frame)
+        dark = self.dark(frame, bias)
+        if dark.includes_bias:
+            bias = bias_note = None  # subtracting a bias as well would remove it twice
+        neither = bias is None and dark.ref is None
+        if neither and not self.overscan:
+            raise CalibrationMissing(
+                frame.night,
+                frame.relpath,
+                f"no bias frames and no usable dark frames within "
+                f"{self.max_days:g} days ({frame.describe_geometry()})",
+                "add bias or dark frames of this binning to the night, raise "
+                "calibration.max_borrow_days, or enable overscan subtraction",
+            )
+        flat, flat_note = self.flat(frame) if with_flat else (None, None)
+        overscan_note = "no bias or dark: only the overscan level removed" if neither else None
+        notes = [bias_note, dark.note, overscan_note, flat_note]
+        return Recipe(
+            bias=bias,
+            dark=dark.ref,
+            dark_scale=dark.scale,
+            dark_includes_bias=dark.includes_bias,
+            flat=flat,
+            overscan=self.overscan,
+            notes=[note for note in notes if note],
+            uncorrected=dark.uncorrected + (["bias structure"] if neither else []),
+        )
+
+    def dark_frame_recipe(self, frame):
+        """A raw dark is only bias-subtracted; with no bias in reach its
+        master keeps the bias, and frames later use it as bias + dark."""
+        bias, note = self.bias(frame)
+        if bias is None:
+            return Recipe(
+                overscan=self.overscan,
+                dark_includes_bias=True,
+                notes=["no bias within reach: master dark keeps the bias"],
+            )
+        return Recipe(bias=bias, overscan=self.overscan, notes=[note])
 
     def _missing(self, exc, frame):
         if self.on_missing == "skip":
-            frame.problem = f"{exc.missing}. Fix: {exc.fix}"
+            frame.problem = say(exc.problem, exc.fix)
             return True
         raise exc
 
@@ -375,18 +355,7 @@ class _Planner:
                     for f in master.frames
                 }
             elif ref.kind == "dark":
-                for frame in master.frames:
-                    recipe = Recipe(overscan=self.overscan)
-                    biases, where_night, days = self._find(
-                        ref.night, "bias", frame.geometry(), telescope=frame.telescope
-                    )
-                    if biases:
-                        recipe.bias = biases[0]
-                        recipe.notes.append(f"bias: {_where(ref.night, where_night, days)}")
-                    else:
-                        recipe.dark_includes_bias = True
-                        recipe.notes.append("no bias within reach: master dark keeps the bias")
-                    master.recipes[frame.relpath] = recipe
+                master.recipes = {f.relpath: self.dark_frame_recipe(f) for f in master.frames}
         for ref in sorted(r for r in self.masters if r.kind == "flat"):
             master = self.masters[ref]
             try:
@@ -394,7 +363,7 @@ class _Planner:
             except CalibrationMissing as exc:
                 for frame in master.frames:
                     self._missing(exc, frame)
-                self._forget(ref)
+                self.lookup.forget(ref)
 
     def plan_lights(self):
         lights = {}
@@ -409,12 +378,13 @@ class _Planner:
                         # one odd frame (a test exposure, a subframe) must not
                         # stop the night: it is the frame, not the calibration
                         example = next(f for f in science if f.geometry() == usual[0][0])
-                        frame.problem = (
+                        frame.problem = say(
                             f"{frame.describe_geometry()} differs from the night's other "
                             f"science frames ({example.describe_geometry()}, "
                             f"{usual[0][1]} frames) and no calibration frames of its "
-                            f"shape are within reach ({exc.missing}). Fix: add calibration "
-                            "frames of its shape and binning, or list it under exclude"
+                            f"shape are within reach ({exc.problem})",
+                            "add calibration frames of its shape and binning, or list it "
+                            "under exclude",
                         )
                     else:
                         self._missing(exc, frame)
@@ -424,7 +394,16 @@ class _Planner:
 def make_plan(nights, max_borrow_days=30.0, overscan=False, on_missing="error"):
     """The whole calibration plan for an inventory ({night: Night})."""
     planner = _Planner(nights, max_borrow_days, overscan, on_missing)
-    planner.group_calibrations()
     planner.plan_masters()
     lights = planner.plan_lights()
     return Plan(masters=planner.masters, lights=lights, nights=nights)
+
+
+def _exact_dark(frame, darks):
+    """The dark of the frame's own exposure, or None."""
+    return next((ref for ref in darks if ref.key == frame.exposure_key), None)
+
+
+def _nearest_dark(frame, darks):
+    """The dark nearest in exposure; on a tie the longer, whose noise is lower."""
+    return min(darks, key=lambda ref: (abs(ref.exposure - frame.exposure), -ref.exposure))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigProblem, Problem
 from .layout import split_frame_id
 
 #: The path name of each grouping key: object and filter names are
@@ -204,9 +205,9 @@ def choose_reference(rows, pinned=None, remembered=None, clear=0.7):
     ids = {r["id"] for r in rows}
     if pinned:
         if pinned not in ids:
-            raise ValueError(
-                f"stacking.reference pins {pinned!r}, which is not a frame of this stack. "
-                f"Fix: use one of: {', '.join(sorted(ids))}"
+            raise ConfigProblem(
+                f"stacking.reference pins {pinned!r}, which is not a frame of this stack",
+                f"use one of: {', '.join(sorted(ids))}",
             )
         return pinned, "pinned in config (stacking.reference)"
     if remembered in ids:
@@ -214,10 +215,10 @@ def choose_reference(rows, pinned=None, remembered=None, clear=0.7):
     group = [r for r in rows if r.get("in_group", True)]
     ranked = quality_order(group, clear)
     if not ranked:
-        raise ValueError(
-            f"none of the {len(rows)} frames of this stack has stars to register on. Fix: "
+        raise Problem(
+            f"none of the {len(rows)} frames of this stack has stars to register on",
             "check the frames (clouded out? wrong type?), list them under exclude, or "
-            "run only the calibration (snakemake calibration)"
+            "run only the calibration (snakemake calibration)",
         )
     return ranked[0]["id"], (
         f"best of the {len(group)} of {len(rows)} frames that agree with one another: "

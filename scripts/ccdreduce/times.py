@@ -31,6 +31,7 @@ from astropy.utils.exceptions import AstropyWarning
 from erfa import ErfaWarning
 
 from . import dateobs
+from .errors import Problem, say
 from .inventory import parse_night_name
 
 iers.conf.auto_download = False  # never reach for the network unless asked (use_iers)
@@ -104,7 +105,7 @@ def earth_orientation():
     return _earth["table"]
 
 
-class TimeProblem(ValueError):
+class TimeProblem(Problem):
     """A DATE-OBS that cannot be used; the message says why and the fix."""
 
 
@@ -115,22 +116,25 @@ def parse_date_obs(value, keyword="DATE-OBS"):
     'YYYY-MM-DDThh:mm:ss[.sss]', with a space for the 'T', a trailing 'Z'
     or an offset from UTC, ...), except a date without a time of day."""
     if value is None or not str(value).strip():
-        raise TimeProblem(f"no {keyword}. Fix: add it with header_overrides in config")
+        raise TimeProblem(f"no {keyword}", "add it with header_overrides in config")
     stamp = dateobs.parse(value)
     if stamp is None:
         raise TimeProblem(
-            f"{keyword} = {value!r} is not an ISO 8601 date and time "
-            "(YYYY-MM-DDThh:mm:ss). Fix: correct it with header_overrides"
+            f"{keyword} = {value!r} is not an ISO 8601 date and time (YYYY-MM-DDThh:mm:ss)",
+            "correct it with header_overrides",
         )
     if stamp.time is None:
         raise TimeProblem(
             f"{keyword} = {value!r} has a date but no time of day, so the exposure cannot "
-            "be placed in time. Fix: give the start time with header_overrides"
+            "be placed in time",
+            "give the start time with header_overrides",
         )
     try:
         time = Time(stamp.isot, format="isot", scale="utc")
     except ValueError as exc:
-        raise TimeProblem(f"{keyword} = {value!r}: {exc}") from None
+        raise TimeProblem(
+            f"{keyword} = {value!r}: {exc}", "correct it with header_overrides"
+        ) from None
     if stamp.offset_minutes:  # written as local time: UTC is that less the offset
         time = time - stamp.offset_minutes * u.min
     return time
@@ -211,10 +215,11 @@ def leap_second_note(time):
     """None, or what follows when a date is past the leap-second table."""
     expires = leap_seconds_expire()
     if time.utc > expires:
-        return (
+        return say(
             f"{time.utc.isot} is after the bundled leap-second table expires "
             f"({expires.isot[:10]}): TT assumes no leap second since, so a time on TT "
-            "may be 1 s off if one was announced. Fix: update astropy-iers-data"
+            "may be 1 s off if one was announced",
+            "update astropy-iers-data",
         )
     return None
 
@@ -292,25 +297,33 @@ def clock_notes(start, end, night=None):
     ahead = (end - clock).to_value(u.s)
     if ahead > CLOCK_SLACK_S:
         notes.append(
-            f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
-            f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local time "
-            "was written as UTC? Fix: correct DATE-OBS with header_overrides"
+            say(
+                f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
+                f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local time "
+                "was written as UTC?",
+                "correct DATE-OBS with header_overrides",
+            )
         )
     first, last = PLAUSIBLE_YEARS
     if not first <= int(start.utc.ymdhms.year) < last:
         notes.append(
-            f"DATE-OBS {written} is outside {first}-{last}: a camera clock that was "
-            "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)? Fix: "
-            "correct DATE-OBS with header_overrides"
+            say(
+                f"DATE-OBS {written} is outside {first}-{last}: a camera clock that was "
+                "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)?",
+                "correct DATE-OBS with header_overrides",
+            )
         )
     folder = parse_night_name(night) if night else None
     if folder is not None:
         days = start.utc.mjd - Time(folder, scale="utc").mjd
         if abs(days) > NIGHT_SLACK_DAYS:
             notes.append(
-                f"DATE-OBS {written} is {abs(days):.0f} d {'after' if days > 0 else 'before'}"
-                f" the date of its night folder {night}: camera clock wrong? Fix: correct "
-                "DATE-OBS with header_overrides, or move the frame to its night"
+                say(
+                    f"DATE-OBS {written} is {abs(days):.0f} d "
+                    f"{'after' if days > 0 else 'before'} the date of its night folder "
+                    f"{night}: camera clock wrong?",
+                    "correct DATE-OBS with header_overrides, or move the frame to its night",
+                )
             )
     return notes
 
