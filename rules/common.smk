@@ -9,7 +9,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+# This workflow's own scripts/ folder: current_basedir is this file's folder
+# (rules/), also when another workflow imports this one as a module, where
+# workflow.basedir is the host's folder.
+SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS_DIR))
 
 from ccdreduce import (
     codedeps,
@@ -98,7 +102,7 @@ def code(script):
     """Fingerprint of the package modules a rule's script runs, given as a
     param so that editing one reruns the rules that use it (Snakemake tracks
     only the script file itself)."""
-    return codedeps.fingerprint(Path(workflow.basedir) / "scripts" / script)
+    return codedeps.fingerprint(SCRIPTS_DIR / script)
 
 
 def master_preview(name):
