@@ -101,11 +101,13 @@ rule frame_table:
     output:
         frames=report(
             f"{RESULTS}/calib/{{night}}/frames.ecsv",
+            caption="../report/frame_table.rst",
             category="Frame tables",
             labels={"night": "{night}"},
         ),
         night_log=report(
             f"{RESULTS}/calib/{{night}}/night_log.ecsv",
+            caption="../report/night_log.rst",
             category="Night logs",
             labels={"night": "{night}"},
         ),

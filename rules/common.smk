@@ -109,6 +109,7 @@ def master_preview(name):
     """The PNG a master rule draws beside its FITS, for the report."""
     return report(
         f"{RESULTS}/calib/{{night}}/{name}.png",
+        caption="../report/master.rst",
         category="Masters",
         subcategory="{night}",
         labels={"night": "{night}", "master": name},

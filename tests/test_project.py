@@ -83,3 +83,25 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_report_output_has_a_caption_that_exists():
+    rules = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    flagged = rules.count("report(")
+    captions = re.findall(r'caption="\.\./(report/[\w.-]+\.rst)"', rules)
+    assert flagged and len(captions) == flagged
+    for caption in captions:
+        assert len((REPO / caption).read_text().split()) > 20, caption
+    workflow = (REPO / "report" / "workflow.rst").read_text()
+    for stage in ("registration", "scaling", "combine", "stacking.methods"):
+        assert stage in workflow
+
+
+def test_license_and_workflow_catalog_settings():
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("BSD 3-Clause License")
+    assert "Copyright (c) 2026, the ccdreduce developers" in license_text
+    settings = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    usage = settings["usage"]
+    assert "raw_dir=" in usage["mandatory-flags"]["flags"]
+    assert usage["software-stack-deployment"]["conda"] is True
