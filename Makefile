@@ -44,7 +44,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check Snakefile rules
-	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile .test/config/config.yaml
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
@@ -52,4 +52,4 @@ format: $(VENV)/.installed-dev
 	$(BIN)/snakefmt Snakefile rules
 
 clean:
-	rm -rf results demo report.html .snakemake
+	rm -rf results demo report.html .snakemake .test/results

@@ -29,7 +29,9 @@ rule master_bias:
         "../scripts/make_master.py"
 
 
-rule master_dark:
+# master_dark and master_flat are master_bias for another kind of master:
+# what differs is named below, the rest (script, settings, conda) is shared.
+use rule master_bias as master_dark with:
     input:
         unpack(master_input("dark")),
     output:
@@ -39,23 +41,16 @@ rule master_dark:
         f"{RESULTS}/logs/calib/{{night}}/dark_{{exposure}}s.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/dark_{{exposure}}s.tsv"
-    conda:
-        "../envs/reduce.yaml"
     resources:
         mem_mb=job_memory("master", "dark"),
         runtime=job_runtime("master", "dark"),
     params:
-        code=code("make_master.py"),
         kind="dark",
-        settings=MASTER_SETTINGS,
         frames=master_frames("dark"),
-        times=config["times"],
         combine=MASTER_COMBINE["dark"],
-    script:
-        "../scripts/make_master.py"
 
 
-rule master_flat:
+use rule master_bias as master_flat with:
     input:
         unpack(master_input("flat")),
     output:
@@ -65,20 +60,13 @@ rule master_flat:
         f"{RESULTS}/logs/calib/{{night}}/flat_{{filter}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/calib/{{night}}/flat_{{filter}}.tsv"
-    conda:
-        "../envs/reduce.yaml"
     resources:
         mem_mb=job_memory("master", "flat"),
         runtime=job_runtime("master", "flat"),
     params:
-        code=code("make_master.py"),
         kind="flat",
-        settings=MASTER_SETTINGS,
         frames=master_frames("flat"),
-        times=config["times"],
         combine=MASTER_COMBINE["flat"],
-    script:
-        "../scripts/make_master.py"
 
 
 rule calibrate:
@@ -113,11 +101,13 @@ rule frame_table:
     output:
         frames=report(
             f"{RESULTS}/calib/{{night}}/frames.ecsv",
+            caption="../report/frame_table.rst",
             category="Frame tables",
             labels={"night": "{night}"},
         ),
         night_log=report(
             f"{RESULTS}/calib/{{night}}/night_log.ecsv",
+            caption="../report/night_log.rst",
             category="Night logs",
             labels={"night": "{night}"},
         ),

@@ -9,7 +9,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+# This workflow's own scripts/ folder: current_basedir is this file's folder
+# (rules/), also when another workflow imports this one as a module, where
+# workflow.basedir is the host's folder.
+SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
+sys.path.insert(0, str(SCRIPTS_DIR))
 
 from ccdreduce import (
     codedeps,
@@ -102,13 +106,14 @@ def code(script):
     """Fingerprint of the package modules a rule's script runs, given as a
     param so that editing one reruns the rules that use it (Snakemake tracks
     only the script file itself)."""
-    return codedeps.fingerprint(Path(workflow.basedir) / "scripts" / script)
+    return codedeps.fingerprint(SCRIPTS_DIR / script)
 
 
 def master_preview(name):
     """The PNG a master rule draws beside its FITS, for the report."""
     return report(
         layout.calib(RESULTS, "{night}", f"{name}.png"),
+        caption="../report/master.rst",
         category="Masters",
         subcategory="{night}",
         labels={"night": "{night}", "master": name},
@@ -289,62 +294,6 @@ def stack_targets(group):
     names += [f"{m}.png" for m in STACKING["methods"]]
     names += ["frames.ecsv", "frames.png", "stats.ecsv"]
     return [layout.stack(RESULTS, group, name) for name in names]
-
-
-# Cluster resources that grow with the frames a job reads: (MB fixed, MB per
-# megapixel held in memory at once, minutes fixed, minutes per megapixel
-# processed). Rough upper estimates from the benchmarks (4k x 4k frames:
-# ~0.2 s to calibrate). Masters combine all their frames in memory; the
-# calibrate job holds one frame per thread; registration and the stack rules
-# one frame at a time (combine_stack has its own cap, stacking.memory_mb).
-# A retry (--retries) doubles them; --set-resources in a profile overrides.
-COSTS = {
-    "master": (400, 12, 2, 0.02),
-    "calibrate": (400, 40, 2, 0.1),
-    "register": (400, 30, 2, 0.05),
-    "stack": (400, 8, 5, 0.03),
-}
-CALIBRATE_THREADS = 2
-
-
-def _frames_of_job(wildcards, kind, master_kind):
-    """(frames held in memory at once, frames processed one after another)."""
-    if kind == "master":
-        frames = _master(wildcards, master_kind).frames
-        return frames, frames
-    if kind == "calibrate":
-        frames = [frame for frame, _ in _lights(wildcards)]
-        return frames[:CALIBRATE_THREADS], frames[::CALIBRATE_THREADS]
-    if kind == "register":
-        frames = [f for f in group_frames(wildcards) if f.night == wildcards.night]
-    else:
-        frames = group_frames(wildcards)
-    return frames[:1], frames
-
-
-def _megapixels(frames):
-    ny, nx = frames[0].shape or (4096, 4096)
-    return len(frames) * ny * nx / 1e6
-
-
-def job_memory(kind, master_kind=None):
-    fixed, per_megapixel, _, _ = COSTS[kind]
-
-    def mem_mb(wildcards, attempt):
-        held, _ = _frames_of_job(wildcards, kind, master_kind)
-        return int(attempt * (fixed + per_megapixel * _megapixels(held)))
-
-    return mem_mb
-
-
-def job_runtime(kind, master_kind=None):
-    _, _, fixed, per_megapixel = COSTS[kind]
-
-    def runtime(wildcards, attempt):
-        _, processed = _frames_of_job(wildcards, kind, master_kind)
-        return 1 + int(attempt * (fixed + per_megapixel * _megapixels(processed)))
-
-    return runtime
 
 
 def calibration_targets():

@@ -69,12 +69,14 @@ rule scale_frames:
     output:
         table=report(
             f"{RESULTS}/stacks/{{group}}/frames.ecsv",
+            caption="../report/stack_frames.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "frames.ecsv"},
         ),
         plot=report(
             f"{RESULTS}/stacks/{{group}}/frames.png",
+            caption="../report/stack_plot.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "shifts, scales, FWHM"},
@@ -132,6 +134,7 @@ rule stack_preview:
     output:
         report(
             f"{RESULTS}/stacks/{{group}}/{{method}}.png",
+            caption="../report/stack_preview.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "{method}"},
@@ -161,6 +164,7 @@ rule stack_stats:
     output:
         report(
             f"{RESULTS}/stacks/{{group}}/stats.ecsv",
+            caption="../report/stack_stats.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "stats.ecsv"},

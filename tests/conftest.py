@@ -27,11 +27,12 @@ def default_config(**overrides):
     return config
 
 
-def run_snakemake(*args, check=True, timeout=900):
-    """Run the workflow from the repository, as a user would."""
+def run_snakemake(*args, check=True, timeout=900, cwd=REPO):
+    """Run the workflow from the repository, as a user would (or the
+    Snakefile found in ``cwd``)."""
     result = subprocess.run(
         [str(SNAKEMAKE), "--cores", "2", *map(str, args)],
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,

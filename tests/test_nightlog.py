@@ -1,6 +1,7 @@
 """The night log's rows, from plan values: times where known, reasons where not."""
 
 import numpy as np
+from astropy.table import Table
 
 from ccdreduce import nightlog
 
@@ -51,3 +52,18 @@ def test_frames_are_logged_in_time_order_and_unknown_times_last_with_their_reaso
     assert "empty" in broken["note"] and np.isnan(broken["exposure"])
     text = "\n".join(nightlog.lines(log))
     assert "early.fits" in text and f"{early['bjd_tdb']:.6f}" in text
+
+
+def test_the_log_ecsv_carries_a_unit_and_a_description_for_every_column(tmp_path):
+    frames = [frame("early", "light", "2025-03-02T01:00:00"), frame("bias", "bias", "", 0.0)]
+    log = nightlog.build(frames, {"date_obs_is": "start", "site": None}, night="2025-03-01")
+    log.write(tmp_path / "night_log.ecsv", format="ascii.ecsv")
+    back = Table.read(tmp_path / "night_log.ecsv", format="ascii.ecsv")
+    assert back.colnames == list(nightlog.COLUMNS) == [c.name for c in nightlog.SCHEMA]
+    units = {name: str(back[name].unit) for name in back.colnames if back[name].unit is not None}
+    assert units == {"exposure": "s", "mjd_avg_tt": "d", "bjd_tdb": "d", "altitude": "deg"}
+    for column in nightlog.SCHEMA:
+        assert back[column.name].description == column.description != ""
+    early = back[back["file"] == "n1/early.fits"][0]
+    assert early["bjd_tdb"] == log[log["file"] == "n1/early.fits"][0]["bjd_tdb"]  # to the bit
+    assert 2460736.5 < early["bjd_tdb"] < 2460737.5 and early["altitude"] < 30

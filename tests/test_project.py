@@ -1,12 +1,13 @@
 """The project keeps its promises: one set of pins, clean lint and format."""
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
-from conftest import REPO, SNAKEMAKE
+from conftest import REPO, run_snakemake
 
 BIN = Path(sys.executable).parent
 
@@ -45,16 +46,36 @@ def test_snakefile_is_formatted():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_snakemake_lint_is_clean(demo):
-    result = run(
-        str(SNAKEMAKE),
-        "--lint",
-        "--config",
-        f"raw_dir={demo / 'raw'}",
-        f"results_dir={demo / 'lint-results'}",
+def clean_checkout(folder):
+    """The repository's files as a fresh clone has them (tracked, or new and
+    not ignored, as in the working tree): no demo/, results/ or .snakemake/."""
+    listed = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    assert listed.returncode == 0, listed.stderr
+    for name in filter(None, listed.stdout.split("\0")):
+        source = REPO / name
+        if source.is_file() and not source.is_symlink():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    return folder
+
+
+def test_snakemake_lint_is_clean_on_a_fresh_clone_with_the_test_config(tmp_path):
+    clone = clean_checkout(tmp_path / "clone")
+    assert not (clone / "demo").exists() and not (clone / "results").exists()
+    assert sorted(p.name for p in (clone / ".test" / "raw").rglob("*.fits"))  # committed
+    result = run_snakemake(
+        "--lint", "--configfile", ".test/config/config.yaml", cwd=clone, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    assert "Congratulations, your workflow is in a good condition!" in said
+    assert "Lints for" not in said
+    # parsing wrote only the header cache, and under .test/results
+    assert (clone / ".test" / "results" / ".cache").is_dir()
+    assert not (clone / "results").exists() and not (clone / "demo").exists()
+    # the Makefile's lint target lints the same way
+    makefile = (REPO / "Makefile").read_text()
+    assert "snakemake --lint --configfile .test/config/config.yaml" in makefile
 
 
 def test_ci_runs_the_readme_test_command():
@@ -62,3 +83,25 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "make test" in readme and "make demo" in readme
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_report_output_has_a_caption_that_exists():
+    rules = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    flagged = rules.count("report(")
+    captions = re.findall(r'caption="\.\./(report/[\w.-]+\.rst)"', rules)
+    assert flagged and len(captions) == flagged
+    for caption in captions:
+        assert len((REPO / caption).read_text().split()) > 20, caption
+    workflow = (REPO / "report" / "workflow.rst").read_text()
+    for stage in ("registration", "scaling", "combine", "stacking.methods"):
+        assert stage in workflow
+
+
+def test_license_and_workflow_catalog_settings():
+    license_text = (REPO / "LICENSE").read_text()
+    assert license_text.startswith("BSD 3-Clause License")
+    assert "Copyright (c) 2026, the ccdreduce developers" in license_text
+    settings = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
+    usage = settings["usage"]
+    assert "raw_dir=" in usage["mandatory-flags"]["flags"]
+    assert usage["software-stack-deployment"]["conda"] is True

@@ -137,7 +137,7 @@ def test_frames_are_measured_scaled_and_tabled_with_units(tmp_path):
     assert thin["used"] and thin["weight"] == pytest.approx(1 / (0.5 * thin["scale"]) ** 2)
     assert not by_stem["cloud"]["used"] and by_stem["cloud"]["reason"].startswith("heavy cloud")
     table = scaling.frames_table(rows, reference, photometry)
-    assert table.colnames == [name for name, _, _ in scaling.COLUMNS]
+    assert tuple(table.colnames) == scaling.COLUMNS
     assert str(table["dx"].unit) == "pix" and str(table["exposure"].unit) == "s"
     assert table["scale"].description.startswith("factor that brings")
     path = tmp_path / "frames.ecsv"
@@ -166,6 +166,8 @@ def test_the_method_comparison_measures_sky_noise_and_flux_ratios():
     )
     table = scaling.method_comparison(frames, [("reference", reference), ("average", stacked)])
     assert list(table["image"]) == ["reference", "average"]
+    assert str(table["sky_std"].unit) == "adu" and table["star2_ratio"].unit is None
+    assert table["star3_sum"].description.startswith("aperture sum")
     assert table["sky_std"][0] == pytest.approx(2.0, rel=0.05)
     assert table["sky_std"][1] == pytest.approx(1.01, rel=0.05)
     assert table["median_ratio"][0] == 1.0

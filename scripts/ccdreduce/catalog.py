@@ -3,10 +3,20 @@ read back by the reference choice, the registration and the scaling."""
 
 import numpy as np
 
+from .columns import Column, describe, names
 from .fitsfile import MASK_SATURATED
 from .stars import detect, median_fwhm
 
-COLUMNS = ("x", "y", "flux", "peak", "fwhm", "saturated")
+#: Every column: name, unit, description (in the ECSV header).
+SCHEMA = (
+    Column("x", "pix", "0-based pixel centre along FITS axis 1"),
+    Column("y", "pix", "0-based pixel centre along FITS axis 2"),
+    Column("flux", "adu", "flux above the sky"),
+    Column("peak", "adu", "peak pixel above the sky"),
+    Column("fwhm", "pix", "full width at half maximum"),
+    Column("saturated", None, "True: a pixel of the star is saturated in the raw frame"),
+)
+COLUMNS = names(SCHEMA)
 
 
 def measure(data, mask, frame_id, exposure, detect_sigma):
@@ -29,7 +39,7 @@ def measure(data, mask, frame_id, exposure, detect_sigma):
 def write(path, stars, meta):
     from astropy.table import Table
 
-    table = Table({name: np.asarray(stars[name]) for name in COLUMNS})
+    table = describe(Table({name: np.asarray(stars[name]) for name in COLUMNS}), SCHEMA)
     table.meta.update(meta)
     table.meta["comments"] = [
         "Stars of one calibrated frame, brightest first; x, y 0-based pixel centres",

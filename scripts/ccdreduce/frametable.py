@@ -3,27 +3,30 @@ was used, and which masters calibrated it (results/calib/<night>/frames.ecsv).
 """
 
 from . import layout
+from .columns import DATE_OBS, EXPOSURE, FILE, FILTER, OBJECT, TYPE, Column, describe, names
 
-COLUMNS = (
-    "file",
-    "type",
-    "filter",
-    "exposure",
-    "date_obs",
-    "object",
-    "shape",
-    "binning",
-    "status",
-    "reason",
-    "bias",
-    "dark",
-    "dark_scale",
-    "flat",
-    "policy",
-    "uncorrected",
-    "output",
-    "time_note",
+#: Every column: name, unit, description (in the ECSV header).
+SCHEMA = (
+    FILE,
+    TYPE,
+    FILTER,
+    EXPOSURE,
+    DATE_OBS,
+    OBJECT,
+    Column("shape", None, "frame size in pixels, NAXIS1xNAXIS2"),
+    Column("binning", None, "binning, XxY"),
+    Column("status", None, "used, excluded (with the reason) or ignored (with the reason)"),
+    Column("reason", None, "why the file was excluded or ignored"),
+    Column("bias", None, "master bias subtracted, relative to results_dir (none: no bias)"),
+    Column("dark", None, "master dark subtracted, relative to results_dir (none: no dark)"),
+    Column("dark_scale", None, "factor the dark was multiplied by (NaN: no dark)"),
+    Column("flat", None, "master flat divided by, relative to results_dir (none: no flat)"),
+    Column("policy", None, "how each master was chosen: own night, borrowed, scaled"),
+    Column("uncorrected", None, "what the calibration could not correct"),
+    Column("output", None, "the product made from the file, relative to results_dir"),
+    Column("time_note", None, "what limits the frame's times (UT1 predicted, camera clock, ...)"),
 )
+COLUMNS = names(SCHEMA)
 
 
 def _blank():
@@ -81,7 +84,7 @@ def write(table_rows, path):
     from astropy.table import Table
 
     table = Table(rows=table_rows, names=COLUMNS) if table_rows else Table(names=COLUMNS)
-    table["exposure"].unit = "s"
+    describe(table, SCHEMA)
     table.meta["comments"] = [
         "Frames of one night: status is used, excluded (with the reason) or ignored.",
         "bias/dark/flat name the masters applied; dark_scale the factor on the dark.",

@@ -8,22 +8,26 @@ altitude and airmass of their target; every frame with a known site gets the
 local mean sidereal time.
 """
 
-COLUMNS = (
-    "file",
-    "type",
-    "filter",
-    "object",
-    "exposure",
-    "date_obs",
-    "utc_start",
-    "date_avg_tt",
-    "mjd_avg_tt",
-    "bjd_tdb",
-    "airmass",
-    "altitude",
-    "lst",
-    "note",
+from .columns import DATE_OBS, EXPOSURE, FILE, FILTER, OBJECT, TYPE, Column, describe, names
+
+#: Every column: name, unit, description (in the ECSV header).
+SCHEMA = (
+    FILE,
+    TYPE,
+    FILTER,
+    OBJECT,
+    EXPOSURE,
+    DATE_OBS,
+    Column("utc_start", None, "exposure start on UTC, ISO"),
+    Column("date_avg_tt", None, "mid-exposure on TT, ISO"),
+    Column("mjd_avg_tt", "d", "mid-exposure on TT, modified Julian date"),
+    Column("bjd_tdb", "d", "barycentric Julian date of mid-exposure on TDB (science frames)"),
+    Column("airmass", None, "sec(z) of the target at mid-exposure (science frames)"),
+    Column("altitude", "deg", "altitude of the target at mid-exposure (science frames)"),
+    Column("lst", None, "local mean sidereal time at mid-exposure, hh:mm:ss"),
+    Column("note", None, "what limits these times (UT1 predicted, camera clock, unknown site)"),
 )
+COLUMNS = names(SCHEMA)
 
 
 def rows(plan, night):
@@ -91,13 +95,7 @@ def build(frames, settings, night=None):
     entries = [entry(frame, settings, night) for frame in frames]
     entries.sort(key=lambda r: (r["utc_start"] == "", r["utc_start"], r["file"]))
     table = Table(rows=[[r[n] for n in COLUMNS] for r in entries], names=COLUMNS)
-    for name, unit in (
-        ("exposure", "s"),
-        ("mjd_avg_tt", "d"),
-        ("bjd_tdb", "d"),
-        ("altitude", "deg"),
-    ):
-        table[name].unit = unit
+    describe(table, SCHEMA)
     table.meta["comments"] = [
         "Night log: every frame in time order. date_obs as the camera wrote it (UTC;",
         "products keep it as UTC-OBS, their DATE-OBS is the start on TT);",

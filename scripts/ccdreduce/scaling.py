@@ -7,40 +7,42 @@ one row a candidate frame with its shift, scale, seeing and verdict.
 import numpy as np
 
 from . import catalog, times
+from .columns import EXPOSURE, FILE, Column, describe, names
 from .layout import frame_id
 from .robust import MAD_TO_SIGMA_4DP, mad_std
 
-#: The stack's frame table, one declaration a column: (name, unit, what it is).
-COLUMNS = (
-    ("night", None, "night folder of the frame"),
-    ("file", None, "raw file, relative to raw_dir"),
-    ("stem", None, "file name without extension: the frame is '<night>/<stem>'"),
-    ("exposure", "s", "exposure time"),
-    ("date_beg_tt", None, "start of the exposure, ISO, TT"),
-    ("date_end_tt", None, "end of the exposure, ISO, TT"),
-    ("mjd_avg_tt", "d", "mid-exposure, MJD on TT"),
-    ("bjd_tdb", "d", "barycentric Julian date of mid-exposure, TDB"),
-    ("airmass", None, "airmass at mid-exposure"),
-    ("time_note", None, "what limits the times (UT1 predicted, camera clock)"),
-    ("dx", "pix", "applied shift along x: calibrated (x, y) lands at (x + dx, y + dy)"),
-    ("dy", "pix", "applied shift along y"),
-    ("dx_measured", "pix", "measured shift along x, before rounding to the resampling"),
-    ("dy_measured", "pix", "measured shift along y"),
-    ("n_match", None, "stars matched to the reference"),
-    ("match_fraction", None, "share of the reference's bright stars matched"),
-    ("rotation", "deg", "measured rotation against the reference, not applied"),
-    ("scale", None, "factor that brings the sky-subtracted frame to the reference"),
-    ("scale_err", None, "standard error of scale"),
-    ("n_scale_stars", None, "photometry stars the scale rests on"),
-    ("transparency", None, "star flux per second against the reference"),
-    ("fwhm", "pix", "median FWHM of the frame's stars"),
-    ("sky", "adu", "sky level subtracted at registration"),
-    ("noise", "adu", "sky noise of the calibrated frame (robust standard deviation)"),
-    ("weight", "1 / adu2", "inverse variance of the scaled frame; 0 when not used"),
-    ("used", None, "True: the frame enters the stack"),
-    ("reason", None, "why the frame is left out (or a registration note)"),
+#: The stack's frame table: every column's name, unit and description.
+SCHEMA = (
+    Column("night", None, "night folder of the frame"),
+    FILE,
+    Column("stem", None, "file name without extension: the frame is '<night>/<stem>'"),
+    EXPOSURE,
+    Column("date_beg_tt", None, "start of the exposure, ISO, TT"),
+    Column("date_end_tt", None, "end of the exposure, ISO, TT"),
+    Column("mjd_avg_tt", "d", "mid-exposure, MJD on TT"),
+    Column("bjd_tdb", "d", "barycentric Julian date of mid-exposure, TDB"),
+    Column("airmass", None, "airmass at mid-exposure"),
+    Column("time_note", None, "what limits the times (UT1 predicted, camera clock)"),
+    Column("dx", "pix", "applied shift along x: calibrated (x, y) lands at (x + dx, y + dy)"),
+    Column("dy", "pix", "applied shift along y"),
+    Column("dx_measured", "pix", "measured shift along x, before rounding to the resampling"),
+    Column("dy_measured", "pix", "measured shift along y"),
+    Column("n_match", None, "stars matched to the reference"),
+    Column("match_fraction", None, "share of the reference's bright stars matched"),
+    Column("rotation", "deg", "measured rotation against the reference, not applied"),
+    Column("scale", None, "factor that brings the sky-subtracted frame to the reference"),
+    Column("scale_err", None, "standard error of scale"),
+    Column("n_scale_stars", None, "photometry stars the scale rests on"),
+    Column("transparency", None, "star flux per second against the reference"),
+    Column("fwhm", "pix", "median FWHM of the frame's stars"),
+    Column("sky", "adu", "sky level subtracted at registration"),
+    Column("noise", "adu", "sky noise of the calibrated frame (robust standard deviation)"),
+    Column("weight", "1 / adu2", "inverse variance of the scaled frame; 0 when not used"),
+    Column("used", None, "True: the frame enters the stack"),
+    Column("reason", None, "why the frame is left out (or a registration note)"),
 )
-assert tuple(name for name, _, _ in COLUMNS[4:10]) == times.SPAN_COLUMNS
+COLUMNS = names(SCHEMA)
+assert COLUMNS[4:10] == times.SPAN_COLUMNS
 
 #: The table's own explanation, written above its columns.
 COMMENTS = (
@@ -283,11 +285,8 @@ def frames_table(rows, reference, photometry):
     from astropy.table import Table
 
     xs, ys, radius = photometry
-    names = [name for name, _, _ in COLUMNS]
-    table = Table(rows=[[row[name] for name in names] for row in rows], names=names)
-    for name, unit, description in COLUMNS:
-        table[name].unit = unit
-        table[name].description = description
+    table = Table(rows=[[row[name] for name in COLUMNS] for row in rows], names=COLUMNS)
+    describe(table, SCHEMA)
     table.meta.update(
         {
             "reference": reference["reference"],
@@ -305,6 +304,19 @@ def frames_table(rows, reference, photometry):
 
 #: Stars of the comparison table: the lab's eight.
 COMPARISON_STARS = 8
+#: The comparison table's columns; star<i>_sum and star<i>_ratio by their suffix.
+COMPARISON_SCHEMA = {
+    column.name: column
+    for column in (
+        Column("image", None, "the reference frame or a stack's method"),
+        Column("median", "adu", "median pixel value"),
+        Column("sky_std", "adu", "standard deviation of the sky away from stars"),
+        Column("sky_noise_mad", "adu", "robust (MAD) noise of the sky"),
+        Column("sum", "adu", "aperture sum of the photometry star, sky subtracted"),
+        Column("ratio", None, "the star's aperture sum over the reference frame's"),
+        Column("median_ratio", None, "median of the stars' ratios"),
+    )
+}
 
 
 def comparison_radius(frames):
@@ -367,6 +379,9 @@ def method_comparison(frames, images):
         row["median_ratio"] = float(np.nanmedian(sums / reference_sums))
         rows.append(row)
     table = Table(rows=rows)
+    for name in table.colnames:  # star columns: one pair a star, described alike
+        column = COMPARISON_SCHEMA.get(name) or COMPARISON_SCHEMA[name.split("_", 1)[1]]
+        table[name].unit, table[name].description = column.unit, column.description
     table.meta["comments"] = [
         "The lab's comparison: median pixel value, sky standard deviation away from stars,",
         "aperture sums of up to 8 photometry stars and their ratio to the reference frame.",

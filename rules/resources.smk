@@ -1,0 +1,57 @@
+# The cluster cost model: memory and runtime of each job grow with the frames
+# it reads (found with the plan and input functions of rules/common.smk).
+#
+# COSTS per kind of job: (MB fixed, MB per megapixel held in memory at once,
+# minutes fixed, minutes per megapixel processed). Rough upper estimates from
+# the benchmarks (4k x 4k frames: ~0.2 s to calibrate). Masters combine all
+# their frames in memory; the calibrate job holds one frame per thread;
+# registration and the stack rules one frame at a time (combine_stack has its
+# own cap, stacking.memory_mb).
+# A retry (--retries) doubles them; --set-resources in a profile overrides.
+COSTS = {
+    "master": (400, 12, 2, 0.02),
+    "calibrate": (400, 40, 2, 0.1),
+    "register": (400, 30, 2, 0.05),
+    "stack": (400, 8, 5, 0.03),
+}
+CALIBRATE_THREADS = 2
+
+
+def _frames_of_job(wildcards, kind, master_kind):
+    """(frames held in memory at once, frames processed one after another)."""
+    if kind == "master":
+        frames = _master(wildcards, master_kind).frames
+        return frames, frames
+    if kind == "calibrate":
+        frames = [frame for frame, _ in _lights(wildcards)]
+        return frames[:CALIBRATE_THREADS], frames[::CALIBRATE_THREADS]
+    if kind == "register":
+        frames = [f for f in group_frames(wildcards) if f.night == wildcards.night]
+    else:
+        frames = group_frames(wildcards)
+    return frames[:1], frames
+
+
+def _megapixels(frames):
+    ny, nx = frames[0].shape or (4096, 4096)
+    return len(frames) * ny * nx / 1e6
+
+
+def job_memory(kind, master_kind=None):
+    fixed, per_megapixel, _, _ = COSTS[kind]
+
+    def mem_mb(wildcards, attempt):
+        held, _ = _frames_of_job(wildcards, kind, master_kind)
+        return int(attempt * (fixed + per_megapixel * _megapixels(held)))
+
+    return mem_mb
+
+
+def job_runtime(kind, master_kind=None):
+    _, _, fixed, per_megapixel = COSTS[kind]
+
+    def runtime(wildcards, attempt):
+        _, processed = _frames_of_job(wildcards, kind, master_kind)
+        return 1 + int(attempt * (fixed + per_megapixel * _megapixels(processed)))
+
+    return runtime
