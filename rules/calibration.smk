@@ -7,12 +7,12 @@ rule master_bias:
     input:
         unpack(master_input("bias")),
     output:
-        master=f"{RESULTS}/calib/{{night}}/bias.fits",
+        master=layout.master(RESULTS, "{night}", "bias"),
         preview=master_preview("bias"),
     log:
-        f"{RESULTS}/logs/calib/{{night}}/bias.log",
+        layout.log(RESULTS, layout.master(None, "{night}", "bias")),
     benchmark:
-        f"{RESULTS}/benchmarks/calib/{{night}}/bias.tsv"
+        layout.benchmark(RESULTS, layout.master(None, "{night}", "bias"))
     conda:
         "../envs/reduce.yaml"
     resources:
@@ -35,12 +35,12 @@ use rule master_bias as master_dark with:
     input:
         unpack(master_input("dark")),
     output:
-        master=f"{RESULTS}/calib/{{night}}/dark_{{exposure}}s.fits",
+        master=layout.master(RESULTS, "{night}", "dark", "{exposure}"),
         preview=master_preview("dark_{exposure}s"),
     log:
-        f"{RESULTS}/logs/calib/{{night}}/dark_{{exposure}}s.log",
+        layout.log(RESULTS, layout.master(None, "{night}", "dark", "{exposure}")),
     benchmark:
-        f"{RESULTS}/benchmarks/calib/{{night}}/dark_{{exposure}}s.tsv"
+        layout.benchmark(RESULTS, layout.master(None, "{night}", "dark", "{exposure}"))
     resources:
         mem_mb=job_memory("master", "dark"),
         runtime=job_runtime("master", "dark"),
@@ -54,12 +54,12 @@ use rule master_bias as master_flat with:
     input:
         unpack(master_input("flat")),
     output:
-        master=f"{RESULTS}/calib/{{night}}/flat_{{filter}}.fits",
+        master=layout.master(RESULTS, "{night}", "flat", "{filter}"),
         preview=master_preview("flat_{filter}"),
     log:
-        f"{RESULTS}/logs/calib/{{night}}/flat_{{filter}}.log",
+        layout.log(RESULTS, layout.master(None, "{night}", "flat", "{filter}")),
     benchmark:
-        f"{RESULTS}/benchmarks/calib/{{night}}/flat_{{filter}}.tsv"
+        layout.benchmark(RESULTS, layout.master(None, "{night}", "flat", "{filter}"))
     resources:
         mem_mb=job_memory("master", "flat"),
         runtime=job_runtime("master", "flat"),
@@ -73,12 +73,12 @@ rule calibrate:
     input:
         unpack(calibrate_input),
     output:
-        calibrated=directory(f"{RESULTS}/calibrated/{{night}}"),
-        catalogs=directory(f"{RESULTS}/catalogs/{{night}}"),
+        calibrated=directory(layout.calibrated_dir(RESULTS, "{night}")),
+        catalogs=directory(layout.catalogs_dir(RESULTS, "{night}")),
     log:
-        f"{RESULTS}/logs/calibrated/{{night}}.log",
+        layout.log(RESULTS, layout.calibrated_dir(None, "{night}")),
     benchmark:
-        f"{RESULTS}/benchmarks/calibrated/{{night}}.tsv"
+        layout.benchmark(RESULTS, layout.calibrated_dir(None, "{night}"))
     conda:
         "../envs/reduce.yaml"
     threads: CALIBRATE_THREADS
@@ -100,21 +100,21 @@ rule frame_table:
         night_products,
     output:
         frames=report(
-            f"{RESULTS}/calib/{{night}}/frames.ecsv",
+            layout.calib(RESULTS, "{night}", "frames.ecsv"),
             caption="../report/frame_table.rst",
             category="Frame tables",
             labels={"night": "{night}"},
         ),
         night_log=report(
-            f"{RESULTS}/calib/{{night}}/night_log.ecsv",
+            layout.calib(RESULTS, "{night}", "night_log.ecsv"),
             caption="../report/night_log.rst",
             category="Night logs",
             labels={"night": "{night}"},
         ),
     log:
-        f"{RESULTS}/logs/calib/{{night}}/frames.log",
+        layout.log(RESULTS, layout.calib(None, "{night}", "frames.ecsv")),
     benchmark:
-        f"{RESULTS}/benchmarks/calib/{{night}}/frames.tsv"
+        layout.benchmark(RESULTS, layout.calib(None, "{night}", "frames.ecsv"))
     conda:
         "../envs/reduce.yaml"
     params:

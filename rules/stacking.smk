@@ -7,11 +7,11 @@ rule choose_reference:
     input:
         catalogs=stack_night_dirs("catalogs"),
     output:
-        f"{RESULTS}/stacks/{{group}}/reference.json",
+        layout.stack(RESULTS, "{group}", "reference.json"),
     log:
-        f"{RESULTS}/logs/stacks/{{group}}/reference.log",
+        layout.log(RESULTS, layout.stack(None, "{group}", "reference.json")),
     benchmark:
-        f"{RESULTS}/benchmarks/stacks/{{group}}/reference.tsv"
+        layout.benchmark(RESULTS, layout.stack(None, "{group}", "reference.json"))
     conda:
         "../envs/reduce.yaml"
     params:
@@ -25,17 +25,17 @@ rule choose_reference:
 
 rule register:
     input:
-        calibrated=f"{RESULTS}/calibrated/{{night}}",
-        catalogs=f"{RESULTS}/catalogs/{{night}}",
+        calibrated=layout.calibrated_dir(RESULTS, "{night}"),
+        catalogs=layout.catalogs_dir(RESULTS, "{night}"),
         # ancient: a stack's reference file is rewritten when nights are
         # added, but the reference itself stays, so registered frames stay
-        reference=ancient(f"{RESULTS}/stacks/{{group}}/reference.json"),
+        reference=ancient(layout.stack(RESULTS, "{group}", "reference.json")),
     output:
         directory(layout.registered_dir(RESULTS, "{night}", "{group}")),
     log:
-        f"{RESULTS}/logs/registered/{{night}}/{{group}}.log",
+        layout.log(RESULTS, layout.registered_dir(None, "{night}", "{group}")),
     benchmark:
-        f"{RESULTS}/benchmarks/registered/{{night}}/{{group}}.tsv"
+        layout.benchmark(RESULTS, layout.registered_dir(None, "{night}", "{group}"))
     conda:
         "../envs/reduce.yaml"
     resources:
@@ -63,28 +63,28 @@ rule register:
 
 rule scale_frames:
     input:
-        reference=f"{RESULTS}/stacks/{{group}}/reference.json",
+        reference=layout.stack(RESULTS, "{group}", "reference.json"),
         registered=registered_dirs,
         catalogs=stack_night_dirs("catalogs"),
     output:
         table=report(
-            f"{RESULTS}/stacks/{{group}}/frames.ecsv",
+            layout.stack(RESULTS, "{group}", "frames.ecsv"),
             caption="../report/stack_frames.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "frames.ecsv"},
         ),
         plot=report(
-            f"{RESULTS}/stacks/{{group}}/frames.png",
+            layout.stack(RESULTS, "{group}", "frames.png"),
             caption="../report/stack_plot.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "shifts, scales, FWHM"},
         ),
     log:
-        f"{RESULTS}/logs/stacks/{{group}}/frames.log",
+        layout.log(RESULTS, layout.stack(None, "{group}", "frames.ecsv")),
     benchmark:
-        f"{RESULTS}/benchmarks/stacks/{{group}}/frames.tsv"
+        layout.benchmark(RESULTS, layout.stack(None, "{group}", "frames.ecsv"))
     conda:
         "../envs/reduce.yaml"
     resources:
@@ -101,14 +101,14 @@ rule scale_frames:
 
 rule combine_stack:
     input:
-        table=f"{RESULTS}/stacks/{{group}}/frames.ecsv",
+        table=layout.stack(RESULTS, "{group}", "frames.ecsv"),
         registered=registered_dirs,
     output:
-        f"{RESULTS}/stacks/{{group}}/{{method}}.fits",
+        layout.stack(RESULTS, "{group}", "{method}.fits"),
     log:
-        f"{RESULTS}/logs/stacks/{{group}}/{{method}}.log",
+        layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits")),
     benchmark:
-        f"{RESULTS}/benchmarks/stacks/{{group}}/{{method}}.tsv"
+        layout.benchmark(RESULTS, layout.stack(None, "{group}", "{method}.fits"))
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
     conda:
@@ -130,19 +130,21 @@ rule combine_stack:
 
 rule stack_preview:
     input:
-        f"{RESULTS}/stacks/{{group}}/{{method}}.fits",
+        layout.stack(RESULTS, "{group}", "{method}.fits"),
     output:
         report(
-            f"{RESULTS}/stacks/{{group}}/{{method}}.png",
+            layout.stack(RESULTS, "{group}", "{method}.png"),
             caption="../report/stack_preview.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "{method}"},
         ),
     log:
-        f"{RESULTS}/logs/stacks/{{group}}/{{method}}_preview.log",
+        layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits"), "preview"),
     benchmark:
-        f"{RESULTS}/benchmarks/stacks/{{group}}/{{method}}_preview.tsv"
+        layout.benchmark(
+            RESULTS, layout.stack(None, "{group}", "{method}.fits"), "preview"
+        )
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
     conda:
@@ -155,24 +157,24 @@ rule stack_preview:
 
 rule stack_stats:
     input:
-        table=f"{RESULTS}/stacks/{{group}}/frames.ecsv",
+        table=layout.stack(RESULTS, "{group}", "frames.ecsv"),
         stacks=expand(
-            f"{RESULTS}/stacks/{{{{group}}}}/{{method}}.fits",
+            layout.stack(RESULTS, "{{group}}", "{method}.fits"),
             method=STACKING["methods"],
         ),
         registered=registered_dirs,
     output:
         report(
-            f"{RESULTS}/stacks/{{group}}/stats.ecsv",
+            layout.stack(RESULTS, "{group}", "stats.ecsv"),
             caption="../report/stack_stats.rst",
             category="Stacks",
             subcategory="{group}",
             labels={"stack": "{group}", "file": "stats.ecsv"},
         ),
     log:
-        f"{RESULTS}/logs/stacks/{{group}}/stats.log",
+        layout.log(RESULTS, layout.stack(None, "{group}", "stats.ecsv")),
     benchmark:
-        f"{RESULTS}/benchmarks/stacks/{{group}}/stats.tsv"
+        layout.benchmark(RESULTS, layout.stack(None, "{group}", "stats.ecsv"))
     conda:
         "../envs/reduce.yaml"
     params:

@@ -24,5 +24,10 @@ def test_products_sit_where_the_readme_says():
     assert layout.registered_dir("r", "n1", "M42/R") == "r/registered/n1/M42/R"
     assert layout.stack("r", "M42/R", "median.fits") == "r/stacks/M42/R/median.fits"
     assert layout.calib("r", "{night}", "frames.ecsv") == "r/calib/{night}/frames.ecsv"
+    assert layout.log("r", "calib/n1/dark_30s.fits") == "r/logs/calib/n1/dark_30s.log"
+    assert layout.log("r", "calibrated/n1") == "r/logs/calibrated/n1.log"
+    assert layout.benchmark("r", "stacks/M/R/median.fits", "preview") == (
+        "r/benchmarks/stacks/M/R/median_preview.tsv"
+    )
     with pytest.raises(ValueError, match="no master of kind"):
         layout.master_file("sky")

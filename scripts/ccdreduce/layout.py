@@ -90,11 +90,25 @@ def stack(results, group, name=""):
     return _under(results, f"stacks/{group}" + (f"/{name}" if name else ""))
 
 
-def log(results, product):
-    """The log of the job making ``product`` (a path relative to results,
-    without its extension): logs/<product>.log."""
-    return _under(results, f"logs/{product}.log")
+#: Extensions of products; a job's log and benchmark are named without them.
+PRODUCT_EXTENSIONS = (".fits", ".ecsv", ".json", ".png")
 
 
-def benchmark(results, product):
-    return _under(results, f"benchmarks/{product}.tsv")
+def _job_record(results, folder, product, step, extension):
+    for known in PRODUCT_EXTENSIONS:
+        if product.endswith(known):
+            product = product[: -len(known)]
+            break
+    return _under(results, f"{folder}/{product}{f'_{step}' if step else ''}{extension}")
+
+
+def log(results, product, step=None):
+    """The log of the job that makes ``product`` (a path relative to
+    results): logs/<product without extension>[_<step>].log; ``step`` tells
+    apart two jobs on one product (a stack and its preview)."""
+    return _job_record(results, "logs", product, step, ".log")
+
+
+def benchmark(results, product, step=None):
+    """The timing of the job that makes ``product``, as :func:`log` names it."""
+    return _job_record(results, "benchmarks", product, step, ".tsv")
