@@ -18,6 +18,10 @@ FILTER = Column("filter", None, "filter from the header")
 OBJECT = Column("object", None, "OBJECT from the header")
 EXPOSURE = Column("exposure", "s", "exposure time from the header (NaN where unknown)")
 DATE_OBS = Column("date_obs", None, "DATE-OBS as the camera wrote it (UTC)")
+# When a frame was taken, as the night log and a stack's frames table say it.
+MJD_AVG_TT = Column("mjd_avg_tt", "d", "mid-exposure on TT, modified Julian date")
+BJD_TDB = Column("bjd_tdb", "d", "barycentric Julian date of mid-exposure on TDB (science frames)")
+AIRMASS = Column("airmass", None, "sec(z) of the target at mid-exposure (science frames)")
 
 
 def names(columns):

@@ -8,7 +8,20 @@ altitude and airmass of their target; every frame with a known site gets the
 local mean sidereal time.
 """
 
-from .columns import DATE_OBS, EXPOSURE, FILE, FILTER, OBJECT, TYPE, Column, describe, names
+from .columns import (
+    AIRMASS,
+    BJD_TDB,
+    DATE_OBS,
+    EXPOSURE,
+    FILE,
+    FILTER,
+    MJD_AVG_TT,
+    OBJECT,
+    TYPE,
+    Column,
+    describe,
+    names,
+)
 
 #: Every column: name, unit, description (in the ECSV header).
 SCHEMA = (
@@ -20,9 +33,9 @@ SCHEMA = (
     DATE_OBS,
     Column("utc_start", None, "exposure start on UTC, ISO"),
     Column("date_avg_tt", None, "mid-exposure on TT, ISO"),
-    Column("mjd_avg_tt", "d", "mid-exposure on TT, modified Julian date"),
-    Column("bjd_tdb", "d", "barycentric Julian date of mid-exposure on TDB (science frames)"),
-    Column("airmass", None, "sec(z) of the target at mid-exposure (science frames)"),
+    MJD_AVG_TT,
+    BJD_TDB,
+    AIRMASS,
     Column("altitude", "deg", "altitude of the target at mid-exposure (science frames)"),
     Column("lst", None, "local mean sidereal time at mid-exposure, hh:mm:ss"),
     Column("note", None, "what limits these times (UT1 predicted, camera clock, unknown site)"),

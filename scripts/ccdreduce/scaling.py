@@ -7,7 +7,7 @@ one row a candidate frame with its shift, scale, seeing and verdict.
 import numpy as np
 
 from . import catalog, times
-from .columns import EXPOSURE, FILE, Column, describe, names
+from .columns import AIRMASS, BJD_TDB, EXPOSURE, FILE, MJD_AVG_TT, Column, describe, names
 from .layout import frame_id
 from .robust import MAD_TO_SIGMA_4DP, mad_std
 
@@ -19,9 +19,9 @@ SCHEMA = (
     EXPOSURE,
     Column("date_beg_tt", None, "start of the exposure, ISO, TT"),
     Column("date_end_tt", None, "end of the exposure, ISO, TT"),
-    Column("mjd_avg_tt", "d", "mid-exposure, MJD on TT"),
-    Column("bjd_tdb", "d", "barycentric Julian date of mid-exposure, TDB"),
-    Column("airmass", None, "airmass at mid-exposure"),
+    MJD_AVG_TT,
+    BJD_TDB,
+    AIRMASS,
     Column("time_note", None, "what limits the times (UT1 predicted, camera clock)"),
     Column("dx", "pix", "applied shift along x: calibrated (x, y) lands at (x + dx, y + dy)"),
     Column("dy", "pix", "applied shift along y"),
