@@ -244,23 +244,10 @@ def read_reference(path):
     return reference
 
 
-def choose(frames, settings, pinned, output, log):
-    """Choose a stack's reference and write it to ``output`` (reference.json).
-
-    ``frames``: dicts with id, catalog and calibrated paths. Every frame's
-    stars are matched onto the sharpest frames' (consistent_group); the
-    reference is pinned, else remembered in reference.lock beside
-    ``output``, else the best of the largest consistent group
-    (choose_reference). Raises ValueError when no frame can serve.
-    """
-    from . import catalog, register
-
-    catalogs = {frame["id"]: catalog.read(frame["catalog"]) for frame in frames}
-    calibrated = {frame["id"]: frame["calibrated"] for frame in frames}
-    ny, nx = next(iter(catalogs.values()))[1]["shape"]
-    match = functools.partial(
-        register.match_frame, shape=(ny, nx), **register.match_settings(settings, nx, ny)
-    )
+def candidates(catalogs, match):
+    """Every frame as a reference candidate: (hub, rows), one row a frame
+    with its id, n_stars, fwhm, transparency against the hub of the largest
+    consistent group, in_group and the note of an outsider."""
     hub, members, outsiders = consistent_group(catalogs, match)
     rows = [
         {
@@ -273,6 +260,66 @@ def choose(frames, settings, pinned, output, log):
         }
         for fid, (_, meta) in catalogs.items()
     ]
+    return hub, rows
+
+
+def _log_ranking(hub, rows, clear, log):
+    """The group's members by quality, and why the others are out."""
+    members = [r for r in rows if r["in_group"]]
+    for rank, row in enumerate(quality_order(members, clear), start=1):
+        log.info(
+            "%2d. %s: FWHM %.2f px, transparency %.3f of %s, %d stars",
+            rank,
+            row["id"],
+            row["fwhm"],
+            row["transparency"],
+            hub,
+            row["n_stars"],
+        )
+    for row in rows:
+        if not row["in_group"]:
+            log.warning("%s is not a candidate: %s", row["id"], row["note"] or "no stars")
+
+
+def _record(chosen, how, catalogue, calibrated, hub, rows):
+    """reference.json: the reference, how it was chosen, its calibrated
+    frame, summary and stars, and every candidate."""
+    stars, meta = catalogue
+    return {
+        "reference": chosen,
+        "how": how,
+        "calibrated": calibrated,
+        "fwhm": meta["fwhm"],
+        "shape": meta["shape"],
+        "exposure": meta["exposure"],
+        "noise": meta["noise"],
+        "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
+        "group_hub": hub,
+        "candidates": [  # JSON has no NaN
+            r | {"transparency": r["transparency"] if np.isfinite(r["transparency"]) else None}
+            for r in rows
+        ],
+    }
+
+
+def choose(frames, settings, pinned, output, log):
+    """Choose a stack's reference and write it to ``output`` (reference.json).
+
+    ``frames``: dicts with id, catalog and calibrated paths. Every frame's
+    stars are matched onto the sharpest frames' (candidates); the reference
+    is pinned, else remembered in reference.lock beside ``output``, else the
+    best of the largest consistent group (choose_reference). Raises
+    ValueError when no frame can serve.
+    """
+    from . import catalog, register
+
+    catalogs = {frame["id"]: catalog.read(frame["catalog"]) for frame in frames}
+    ny, nx = next(iter(catalogs.values()))[1]["shape"]
+    match = functools.partial(
+        register.match_frame, shape=(ny, nx), **register.match_settings(settings, nx, ny)
+    )
+    hub, rows = candidates(catalogs, match)
+    members = {r["id"] for r in rows if r["in_group"]}
     if hub is not None:
         log.info(
             "%d of %d frames agree with %s (the largest consistent group)",
@@ -288,37 +335,10 @@ def choose(frames, settings, pinned, output, log):
     chosen, how = choose_reference(
         rows, pinned=pinned, remembered=remembered, clear=settings["reference_clear"]
     )
-    ranked = quality_order([r for r in rows if r["in_group"]], settings["reference_clear"])
-    for rank, row in enumerate(ranked, start=1):
-        log.info(
-            "%2d. %s: FWHM %.2f px, transparency %.3f of %s, %d stars",
-            rank,
-            row["id"],
-            row["fwhm"],
-            row["transparency"],
-            hub,
-            row["n_stars"],
-        )
-    for row in rows:
-        if not row["in_group"]:
-            log.warning("%s is not a candidate: %s", row["id"], row["note"] or "no stars")
+    _log_ranking(hub, rows, settings["reference_clear"], log)
     log.info("reference: %s (%s)", chosen, how)
-    stars, meta = catalogs[chosen]
-    reference = {
-        "reference": chosen,
-        "how": how,
-        "calibrated": calibrated[chosen],
-        "fwhm": meta["fwhm"],
-        "shape": meta["shape"],
-        "exposure": meta["exposure"],
-        "noise": meta["noise"],
-        "stars": {k: np.asarray(v).tolist() for k, v in stars.items()},
-        "group_hub": hub,
-        "candidates": [  # JSON has no NaN
-            r | {"transparency": r["transparency"] if np.isfinite(r["transparency"]) else None}
-            for r in rows
-        ],
-    }
+    calibrated = next(f["calibrated"] for f in frames if f["id"] == chosen)
+    reference = _record(chosen, how, catalogs[chosen], calibrated, hub, rows)
     Path(output).write_text(json.dumps(reference, indent=1))
     if read_lock(lock) != chosen:  # the lock keeps how the choice was first made
         lock.write_text(json.dumps({"reference": chosen, "how": how}))
