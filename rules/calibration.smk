@@ -36,7 +36,7 @@ use rule master_bias as master_dark with:
         unpack(master_input("dark")),
     output:
         master=layout.master(RESULTS, "{night}", "dark", "{exposure}"),
-        preview=master_preview("dark_{exposure}s"),
+        preview=master_preview("dark", "{exposure}"),
     log:
         layout.log(RESULTS, layout.master(None, "{night}", "dark", "{exposure}")),
     benchmark:
@@ -55,7 +55,7 @@ use rule master_bias as master_flat with:
         unpack(master_input("flat")),
     output:
         master=layout.master(RESULTS, "{night}", "flat", "{filter}"),
-        preview=master_preview("flat_{filter}"),
+        preview=master_preview("flat", "{filter}"),
     log:
         layout.log(RESULTS, layout.master(None, "{night}", "flat", "{filter}")),
     benchmark:

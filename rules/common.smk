@@ -53,7 +53,7 @@ MASTER_SETTINGS = {k: v for k, v in PIXEL_SETTINGS.items() if k != "min_flat"}
 
 try:
     check_config(config)
-    NIGHTS = inventory.scan(RAW, config, cache_dir=f"{RESULTS}/.cache/headers")
+    NIGHTS = inventory.scan(RAW, config, cache_dir=layout.header_cache(RESULTS))
     PLAN = policy.make_plan(
         NIGHTS,
         max_borrow_days=config["calibration"]["max_borrow_days"],
@@ -109,14 +109,15 @@ def code(script):
     return codedeps.fingerprint(SCRIPTS_DIR / script)
 
 
-def master_preview(name):
+def master_preview(kind, key=""):
     """The PNG a master rule draws beside its FITS, for the report."""
+    path = layout.master_preview(RESULTS, "{night}", kind, key)
     return report(
-        layout.calib(RESULTS, "{night}", f"{name}.png"),
+        path,
         caption="../report/master.rst",
         category="Masters",
         subcategory="{night}",
-        labels={"night": "{night}", "master": name},
+        labels={"night": "{night}", "master": path.rsplit("/", 1)[1][: -len(".png")]},
     )
 
 
@@ -188,6 +189,8 @@ def calibrate_params(wildcards):
         {
             "id": layout.frame_id(frame.night, frame.stem),
             "stem": frame.stem,
+            "calibrated": layout.calibrated(RESULTS, frame.night, frame.stem),
+            "catalog": layout.catalog(RESULTS, frame.night, frame.stem),
             "path": frame.path,
             "raw": frame.relpath,
             "exposure": frame.exposure,

@@ -26,11 +26,9 @@ night = science.NightSettings(
     detect_sigma=snakemake.params.detect_sigma,
     night=snakemake.wildcards.night,
     config=snakemake.config,
-    calibrated_dir=Path(snakemake.output.calibrated),
-    catalog_dir=Path(snakemake.output.catalogs),
 )
-night.calibrated_dir.mkdir(parents=True, exist_ok=True)
-night.catalog_dir.mkdir(parents=True, exist_ok=True)
+for folder in (snakemake.output.calibrated, snakemake.output.catalogs):
+    Path(folder).mkdir(parents=True, exist_ok=True)
 log.info("calibrating %d frames of %s with %d threads", len(frames), night.night, snakemake.threads)
 work = partial(science.calibrate_and_catalogue, night=night)
 with ThreadPoolExecutor(max_workers=snakemake.threads) as pool:
@@ -43,6 +41,6 @@ with ThreadPoolExecutor(max_workers=snakemake.threads) as pool:
 log.info(
     "wrote %d frames to %s and their catalogues to %s",
     len(frames),
-    night.calibrated_dir,
-    night.catalog_dir,
+    snakemake.output.calibrated,
+    snakemake.output.catalogs,
 )

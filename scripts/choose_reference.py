@@ -10,7 +10,7 @@ stack keeps its reference when nights are added; pin one in config to
 change it (stacking.reference), or delete the lock to choose afresh.
 """
 
-from ccdreduce import runlog, stacking
+from ccdreduce import errors, runlog, stacking
 
 log = runlog.start(snakemake)
 try:
@@ -21,5 +21,5 @@ try:
         snakemake.output[0],
         log,
     )
-except ValueError as exc:
+except errors.Problem as exc:  # no frame can serve: said in words
     raise SystemExit(f"stack {snakemake.wildcards.group}: {exc}") from None

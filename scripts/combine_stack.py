@@ -4,16 +4,20 @@ min-max or sigma clipping), with the coverage map as a second HDU."""
 import numpy as np
 from astropy.table import Table
 
-from ccdreduce import provenance, runlog
+from ccdreduce import provenance, runlog, stacking
 from ccdreduce.combine import CombineSpec, combine_files
 from ccdreduce.fitsfile import read_header, write_image
 from ccdreduce.layout import frame_id
 
 log = runlog.start(snakemake)
-group, method = snakemake.params.group, snakemake.wildcards.method
+group, method, memory_mb = (
+    snakemake.params.group,
+    snakemake.wildcards.method,
+    snakemake.params.memory_mb,
+)
 table = Table.read(snakemake.input.table, format="ascii.ecsv")
 used = table[np.asarray(table["used"], dtype=bool)]
-registered = {frame["id"]: frame["registered"] for frame in snakemake.params.frames}
+registered = stacking.registered_paths(snakemake.params.frames)
 paths = [registered[frame_id(row["night"], row["stem"])] for row in used]
 spec = CombineSpec.from_config(snakemake.params.combine, "stack", f"stacking.combine.{method}")
 log.info(
@@ -22,7 +26,7 @@ log.info(
     spec.method,
     len(paths),
     spec.params(),
-    snakemake.params.memory_mb,
+    memory_mb,
 )
 # coverage varies at the edges, where the frames' shifts leave gaps
 combine_notes = spec.notes(len(paths), varying=True)
@@ -33,7 +37,7 @@ image, coverage = combine_files(
     spec,
     scales=np.asarray(used["scale"], dtype=float),
     weights=np.asarray(used["weight"], dtype=float) if spec.weights else None,
-    memory_mb=snakemake.params.memory_mb,
+    memory_mb=memory_mb,
     threads=snakemake.threads,
     progress=lambda done, total: log.info("combined rows %d/%d", done, total),
 )
@@ -44,17 +48,10 @@ for note in notes:
     log.warning("%s: %s", group, note)
 log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
-    group,
-    len(used),
-    header.get("DATE-BEG", "?"),
-    header.get("DATE-END", "?"),
-    header["TOTEXP"],
+    *(group, len(used), header.get("DATE-BEG", "?"), header.get("DATE-END", "?"), header["TOTEXP"]),
 )
 write_image(snakemake.output[0], image, header, extensions={"COVERAGE": coverage})
 log.info(
     "wrote %s (median %.3f, coverage %d-%d)",
-    snakemake.output[0],
-    float(np.nanmedian(image)),
-    int(coverage.min()),
-    int(coverage.max()),
+    *(snakemake.output[0], float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),
 )

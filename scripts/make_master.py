@@ -29,21 +29,7 @@ cards, notes, frame_notes = times.master_cards(
 )
 for note in frame_notes:
     log.warning(note)
-cards["COMBMETH"] = (spec.method, "combine method")
-first = frames[0]["recipe"]
-if kind == "dark":
-    cards["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
-provenance.stamp(
-    header,
-    f"master_{kind}",
-    inputs=[frame["raw"] for frame in frames],
-    combined=True,
-    recipe=first if kind != "bias" else None,
-    cards=cards,
-    params=spec.params(),
-    config=snakemake.config,
-    notes=spec.notes(len(frames)) + [f"inputs calibrated as: {p}" for p in policies if p] + notes,
-)
+provenance.master_header(header, kind, frames, spec, cards, snakemake.config, notes)
 write_image(snakemake.output.master, image, header)
 log.info("wrote %s (median %.4g)", snakemake.output.master, float(masters.finite_median(image)))
 master = Path(snakemake.output.master)

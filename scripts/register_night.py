@@ -43,5 +43,5 @@ for frame in params.frames:
         cards=cards,
         config=snakemake.config,
     )
-    write_image(folder / f"{frame['stem']}.fits", moved, header, mask=moved_mask)
+    write_image(frame["registered"], moved, header, mask=moved_mask)
 log.info("wrote %d frames to %s (%d not registered)", len(params.frames), folder, failed)

@@ -8,12 +8,12 @@ photometry stars, and each sum's ratio to the reference frame's
 
 from astropy.table import Table
 
-from ccdreduce import runlog, scaling
+from ccdreduce import runlog, scaling, stacking
 from ccdreduce.fitsfile import read_product
 
 log = runlog.start(snakemake)
 frames = Table.read(snakemake.input.table, format="ascii.ecsv")
-registered = {frame["id"]: frame["registered"] for frame in snakemake.params.frames}
+registered = stacking.registered_paths(snakemake.params.frames)
 paths = [("reference", registered[frames.meta["reference"]])]
 paths += list(zip(snakemake.params.methods, snakemake.input.stacks, strict=True))
 table = scaling.method_comparison(frames, ((name, read_product(p)[0]) for name, p in paths))

@@ -29,5 +29,8 @@ def test_products_sit_where_the_readme_says():
     assert layout.benchmark("r", "stacks/M/R/median.fits", "preview") == (
         "r/benchmarks/stacks/M/R/median_preview.tsv"
     )
+    assert layout.master_preview("r", "n1", "dark", "30") == "r/calib/n1/dark_30s.png"
+    assert layout.reference_lock("r/stacks/M/R/reference.json") == "r/stacks/M/R/reference.lock"
+    assert layout.header_cache("r") == "r/.cache/headers"
     with pytest.raises(ValueError, match="no master of kind"):
         layout.master_file("sky")

@@ -38,14 +38,12 @@ def test_a_science_frame_is_calibrated_stamped_written_and_catalogued(tmp_path):
         detect_sigma=5.0,
         night="2025-03-01",
         config={"test": True},
-        calibrated_dir=tmp_path / "calibrated",
-        catalog_dir=tmp_path / "catalogs",
     )
-    (tmp_path / "calibrated").mkdir()
-    (tmp_path / "catalogs").mkdir()
     frame = {
         "id": "2025-03-01/light",
         "stem": "light",
+        "calibrated": str(tmp_path / "light.fits"),
+        "catalog": str(tmp_path / "light.ecsv"),
         "path": str(raw),
         "raw": "2025-03-01/light.fit",
         "exposure": 60.0,
@@ -56,13 +54,13 @@ def test_a_science_frame_is_calibrated_stamped_written_and_catalogued(tmp_path):
     lines, warnings = science.calibrate_and_catalogue(frame, night)
     assert lines[0] == "2025-03-01/light.fit: policy: no masters: test"
     assert warnings == ["2025-03-01/light.fit: left uncorrected: bias, dark, flat"]
-    header = fits.getheader(tmp_path / "calibrated" / "light.fits")
+    header = fits.getheader(tmp_path / "light.fits")
     assert header["BUNIT"] == "adu" and header["RAWFILE"] == "2025-03-01/light.fit"
     assert header["OBJECT"] == "M 42"  # the override, said in HISTORY
     assert any("OBJECT = 'M 42' from header_overrides" in str(h) for h in header["HISTORY"])
     assert header["TIMESYS"] == "TT"
     assert header["DATE-BEG"] == Time("2025-03-02T01:00:00", scale="utc").tt.isot
-    stars = Table.read(tmp_path / "catalogs" / "light.ecsv", format="ascii.ecsv")
+    stars = Table.read(tmp_path / "light.ecsv", format="ascii.ecsv")
     assert len(stars) == 3 and stars.meta["frame"] == "2025-03-01/light"
     brightest = stars[np.argmax(stars["flux"])]
     assert (brightest["x"], brightest["y"]) == (pytest.approx(70.0, abs=0.05),) * 2

@@ -278,3 +278,73 @@ def test_the_demo_v_reference_is_the_best_seeing_frame(demo_run, truth):
     assert seeing[(night, stem)] <= min(seeing.values()) + 0.1, (stem, seeing)
     ref = table[(table["night"] == night) & (table["stem"] == stem)][0]
     assert ref["fwhm"] <= np.min(table["fwhm"]) + 0.1
+
+
+def test_the_reference_is_chosen_written_locked_and_kept_when_a_sharper_frame_arrives(tmp_path):
+    """stacking.choose on catalogues written to disk: the sharpest frame of
+    the agreeing group, its record in reference.json, the lock kept."""
+    import logging
+
+    from ccdreduce import catalog
+
+    rng = np.random.default_rng(5)
+    field = rng.uniform(20, 490, (60, 2))
+    settings = {
+        "max_shift": 0.25,
+        "min_matches": 5,
+        "min_match_fraction": 0.4,
+        "max_rms": 0.8,
+        "max_corner_shift": 0.5,
+        "reference_clear": 0.7,
+    }
+
+    def frame(stem, fwhm, xy):
+        n = len(xy)
+        stars = {
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "flux": np.linspace(1e5, 1e3, n),
+            "peak": np.full(n, 500.0),
+            "fwhm": np.full(n, fwhm),
+            "saturated": np.zeros(n, bool),
+        }
+        meta = {
+            "frame": f"n1/{stem}",
+            "exposure": 30.0,
+            "sky": 100.0,
+            "noise": 5.0,
+            "fwhm": fwhm,
+            "n_stars": n,
+            "shape": [512, 512],
+        }
+        catalog.write(tmp_path / f"{stem}.ecsv", stars, meta)
+        return {
+            "id": f"n1/{stem}",
+            "catalog": tmp_path / f"{stem}.ecsv",
+            "calibrated": f"calibrated/n1/{stem}.fits",
+        }
+
+    frames = [
+        frame(f"f{i}", fwhm, field + (3 * i, -2 * i) + rng.normal(0, 0.03, field.shape))
+        for i, fwhm in enumerate((4.0, 3.1, 3.6))
+    ]
+    frames.append(frame("stray", 2.0, rng.uniform(20, 490, (120, 2))))  # artefacts, sharpest
+    output = tmp_path / "stack" / "reference.json"
+    output.parent.mkdir()
+    log = logging.getLogger("test")
+    record = stacking.choose(frames, settings, None, output, log)
+    assert record["reference"] == "n1/f1" and record["how"].startswith("best of the 3 of 4")
+    assert record["calibrated"] == "calibrated/n1/f1.fits" and record["fwhm"] == 3.1
+    back = stacking.read_reference(output)
+    assert back["stars"]["saturated"].dtype == bool and len(back["stars"]["x"]) == 60
+    stray = next(c for c in back["candidates"] if c["id"] == "n1/stray")
+    assert not stray["in_group"] and stray["transparency"] is None
+    assert stacking.read_lock(tmp_path / "stack" / "reference.lock") == "n1/f1"
+    # a sharper frame of the same field arrives: the reference stays
+    frames.append(frame("f3", 2.5, field + rng.normal(0, 0.03, field.shape)))
+    again = stacking.choose(frames, settings, None, output, log)
+    assert again["reference"] == "n1/f1" and again["how"].startswith("kept from the first choice")
+    # a pin wins, and becomes the choice remembered when the pin goes
+    pinned = stacking.choose(frames, settings, "n1/f3", output, log)
+    assert pinned["reference"] == "n1/f3"
+    assert stacking.read_lock(tmp_path / "stack" / "reference.lock") == "n1/f3"

@@ -46,7 +46,7 @@ MASK_BAD_FLAT = 2
 
 #: The unit of each kind of product: (BUNIT, its comment; None keeps the
 #: comment a raw header gave), or None for no unit (a flat is a ratio).
-#: Registered frames carry their calibrated frame's header, unit included.
+#: Registered frames keep the calibrated unit (set again by register_night).
 UNITS = {
     "bias": ("adu", None),
     "dark": ("adu", None),

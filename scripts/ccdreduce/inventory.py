@@ -44,7 +44,7 @@ FITS_SUFFIXES = (
     ".fit.fz",
     ".fts.fz",
 )
-CACHE_VERSION = 4  # 4: each file's content sample (duplicates)
+CACHE_VERSION = 5  # 4: each file's content sample (duplicates); 5: problems by errors.say
 #: Bytes read from the start, middle and end of a file to recognise a copy:
 #: the header and thousands of noisy pixels tell two exposures apart, and a
 #: first parse of 10,000 frames reads 0.5 GB rather than every byte.

@@ -13,6 +13,7 @@ tables and headers record it) and returns a str; given wildcards
     registered/<night>/<group>/<stem>.fits   on the grid of the stack <group>
     stacks/<group>/       <method>.fits and .png, frames.ecsv, frames.png,
                           stats.ecsv, reference.json, reference.lock
+    .cache/headers/       <night>.json, the inventory's header cache
     logs/, benchmarks/    one .log / .tsv a job, mirroring the products
 
 A frame is named '<night>/<stem>' in config (stacking.reference), tables and
@@ -58,6 +59,11 @@ def master(results, night, kind, key=""):
     return calib(results, night, master_file(kind, key))
 
 
+def master_preview(results, night, kind, key=""):
+    """The PNG drawn beside a master."""
+    return master(results, night, kind, key).removesuffix(".fits") + ".png"
+
+
 def calibrated_dir(results, night):
     return _under(results, f"calibrated/{night}")
 
@@ -88,6 +94,16 @@ def registered(results, group, frame):
 def stack(results, group, name=""):
     """A stack's folder, or a file in it ('median.fits', 'frames.ecsv')."""
     return _under(results, f"stacks/{group}" + (f"/{name}" if name else ""))
+
+
+def reference_lock(reference_json):
+    """reference.lock, beside a stack's reference.json: the first choice."""
+    return str(reference_json).removesuffix("reference.json") + "reference.lock"
+
+
+def header_cache(results):
+    """The folder of the inventory's header cache (one JSON a night)."""
+    return _under(results, ".cache/headers")
 
 
 #: Extensions of products; a job's log and benchmark are named without them.

@@ -138,6 +138,32 @@ def stamp(
     return header
 
 
+def master_header(header, kind, frames, spec, time_cards, config, notes=()):
+    """Stamp a master's header (in place; returns it): its inputs, the
+    recipe they were calibrated with (not for a bias), the combine and its
+    times (``time_cards``, times.master_cards). ``frames`` are the master
+    rule's frames (raw, recipe); ``notes`` what the times said.
+    """
+    policies = sorted({"; ".join(frame["recipe"]["notes"]) for frame in frames})
+    first = frames[0]["recipe"]
+    cards = dict(time_cards) | {"COMBMETH": (spec.method, "combine method")}
+    if kind == "dark":
+        cards["DARKBIAS"] = (first["dark_includes_bias"], "T: this dark still holds the bias")
+    return stamp(
+        header,
+        f"master_{kind}",
+        inputs=[frame["raw"] for frame in frames],
+        combined=True,
+        recipe=first if kind != "bias" else None,
+        cards=cards,
+        params=spec.params(),
+        config=config,
+        notes=spec.notes(len(frames))
+        + [f"inputs calibrated as: {p}" for p in policies if p]
+        + list(notes),
+    )
+
+
 def stack_header(reference_header, table, spec, config, notes=()):
     """The header of a combined stack, and the notes on its times.
 

@@ -24,7 +24,7 @@ import numpy as np
 
 #: 1 / Phi^-1(3/4): MAD to standard deviation for Gaussian noise (astropy's).
 MAD_TO_SIGMA = 1.482602218505602
-#: The same factor to four decimals, as stars, register and stacking use it.
+#: The same factor to four decimals, as stars, register and scaling use it.
 MAD_TO_SIGMA_4DP = 1.4826
 
 

@@ -3,7 +3,6 @@ stars catalogued: the calibrate rule's work, one frame at a time (the rule
 runs frames in threads)."""
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -22,14 +21,12 @@ class NightSettings:
     detect_sigma: float  # star detection threshold of the catalogue
     night: str
     config: dict  # the effective config, hashed into each header
-    calibrated_dir: Path
-    catalog_dir: Path
 
 
 def calibrate_and_catalogue(frame, night):
     """Calibrate one science frame (a calibrate rule param: id, stem, path,
-    raw, exposure, date_obs, recipe, overrides), write it and its star
-    catalogue under ``night`` (NightSettings). Returns its log lines:
+    raw, exposure, date_obs, recipe, overrides, and where its calibrated
+    frame and catalogue go), write both; ``night`` is its NightSettings. Returns its log lines:
     (information, warnings)."""
     recipe = frame["recipe"]
     lines = [f"{frame['raw']}: policy: {'; '.join(recipe['notes'])}"]
@@ -59,7 +56,7 @@ def calibrate_and_catalogue(frame, night):
         notes=result.history,
     )
     write_image(
-        Path(night.calibrated_dir) / f"{frame['stem']}.fits",
+        frame["calibrated"],
         result.data,
         result.header,
         mask=result.mask,
@@ -72,7 +69,7 @@ def calibrate_and_catalogue(frame, night):
         frame["exposure"],
         night.detect_sigma,
     )
-    catalog.write(Path(night.catalog_dir) / f"{frame['stem']}.ecsv", stars, meta)
+    catalog.write(frame["catalog"], stars, meta)
     lines.append(
         f"{frame['raw']}: {meta['n_stars']} stars, FWHM {meta['fwhm']:.2f} px, "
         f"sky {meta['sky']:.1f} ADU, noise {meta['noise']:.2f} ADU"

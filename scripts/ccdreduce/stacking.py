@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigProblem, Problem
-from .layout import split_frame_id
+from .layout import reference_lock, split_frame_id
 
 #: The path name of each grouping key: object and filter names are
 #: one-to-one over the archive (inventory.assign_names), night folder names
@@ -327,7 +327,7 @@ def choose(frames, settings, pinned, output, log):
             len(rows),
             hub,
         )
-    lock = Path(output).with_name("reference.lock")
+    lock = Path(reference_lock(output))
     remembered = read_lock(lock)
     if isolated(remembered, catalogs, members, match):
         log.warning("%s (reference.lock) matches no other frame: choosing afresh", remembered)
@@ -343,3 +343,9 @@ def choose(frames, settings, pinned, output, log):
     if read_lock(lock) != chosen:  # the lock keeps how the choice was first made
         lock.write_text(json.dumps({"reference": chosen, "how": how}))
     return reference
+
+
+def registered_paths(frames):
+    """{frame id: registered file} of a stack's frames, from the rules' frame
+    information (rules/common.smk: frame_info)."""
+    return {frame["id"]: frame["registered"] for frame in frames}
