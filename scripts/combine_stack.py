@@ -42,7 +42,12 @@ image, coverage = combine_files(
     progress=lambda done, total: log.info("combined rows %d/%d", done, total),
 )
 header, notes = provenance.stack_header(
-    read_header(registered[table.meta["reference"]]), table, spec, snakemake.config, combine_notes
+    read_header(registered[table.meta["reference"]]),
+    table,
+    stacking.reference_row(table)["exposure"],
+    spec,
+    snakemake.config,
+    combine_notes,
 )
 for note in notes:
     log.warning("%s: %s", group, note)

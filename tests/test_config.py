@@ -6,7 +6,7 @@ import pytest
 from conftest import default_config
 from helpers import write_night
 
-from ccdreduce import inventory, policy, stacking
+from ccdreduce import inventory, layout, policy, stacking
 from ccdreduce.config import check_against_plan, check_config, normalise, pixel_settings
 from ccdreduce.errors import ConfigProblem
 
@@ -88,7 +88,7 @@ def planned(tmp_path_factory):
 def test_sections_inside_the_frames_and_a_pinned_frame_of_the_stack_pass(planned):
     config, plan, stacks = planned
     (group,) = stacks
-    pinned = stacking.frame_id(stacks[group][0])
+    pinned = layout.frame_id(stacks[group][0].night, stacks[group][0].stem)
     config = default_config(
         trim_section="[1:48,1:40]",
         stacking=config["stacking"] | {"reference": {group: pinned}},

@@ -301,7 +301,7 @@ def test_a_stack_header_is_the_references_less_its_own_frame_with_the_stacks_tim
         meta={"reference": "n1/b"},
     )
     spec = CombineSpec.of("sigclip", kind="stack")
-    header, notes = provenance.stack_header(reference, table, spec, {"a": 1}, ["combined 2"])
+    header, notes = provenance.stack_header(reference, table, 30.0, spec, {"a": 1}, ["combined 2"])
     assert notes == []
     assert not {"DX", "SKYSUB", "RAWFILE"} & set(header)  # the reference frame's own
     assert not any("a history of one frame" in str(h) for h in header["HISTORY"])

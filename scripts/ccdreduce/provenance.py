@@ -35,6 +35,46 @@ CAMERA_UTC_TIMES = (
 )
 
 
+#: Cards of a registered frame that describe that one frame, not a stack made
+#: with it as the reference: its times, shift, sky, raw file and the masters
+#: that calibrated it (each input's are in its registered frame and the
+#: stack's frames table).
+SINGLE_FRAME_CARDS = (
+    "BIASFILE",
+    "DARKFILE",
+    "DARKSCAL",
+    "DARKBIAS",
+    "FLATFILE",
+    "OVERSCAN",
+    "OVSCLEV",
+    "CALPOL",
+    "UNCORR",
+    "DX",
+    "DY",
+    "DXMEAS",
+    "DYMEAS",
+    "NMATCH",
+    "REGRMS",
+    "REGFRAC",
+    "REGROT",
+    "REGSTAT",
+    "REGNOTE",
+    "RAWFILE",
+    "SKYSUB",
+    "PROCSTEP",
+    "DATE-BEG",
+    "DATE-AVG",
+    "DATE-END",
+    "MJD-BEG",
+    "MJD-AVG",
+    "MJD-END",
+    "BJD_TDB",
+    "AIRMASS",
+    "ALTITUDE",
+    "LST",
+    "TIMENOTE",
+)
+
 #: IMCMBnnn and IMSCLnnn run out of digits after this many inputs.
 MAX_LISTED = 999
 
@@ -164,18 +204,18 @@ def master_header(header, kind, frames, spec, time_cards, config, notes=()):
     )
 
 
-def stack_header(reference_header, table, spec, config, notes=()):
+def stack_header(reference_header, table, reference_exposure, spec, config, notes=()):
     """The header of a combined stack, and the notes on its times.
 
     ``reference_header`` is the registered reference frame's: it lends its
     pixel grid, flux scale and site keywords, while what belonged to that one
-    frame goes (stacking.SINGLE_FRAME_CARDS: times, shift, sky, inputs).
+    frame goes (SINGLE_FRAME_CARDS: times, shift, sky, inputs).
     ``table`` is the stack's frames table (the frames whose ``used`` is True
-    entered), ``spec`` its CombineSpec, ``notes`` what the combine said.
+    entered), ``reference_exposure`` the reference frame's (s; the stack is
+    scaled to it), ``spec`` its CombineSpec, ``notes`` what the combine said.
     """
     from . import times
     from .fitsfile import set_unit
-    from .stacking import SINGLE_FRAME_CARDS, reference_row
 
     header = reference_header.copy()
     for key in SINGLE_FRAME_CARDS:
@@ -185,7 +225,7 @@ def stack_header(reference_header, table, spec, config, notes=()):
     spans = [{name: row[name] for name in times.SPAN_COLUMNS} for row in used]
     cards, time_notes = times.combined_cards(spans, used["exposure"])
     cards["EXPTIME"] = (
-        float(reference_row(table)["exposure"]),
+        float(reference_exposure),
         "effective exposure, s: the stack is scaled to REFFRAME",
     )
     if "EXPOSURE" in header:  # cameras that write both must not disagree with EXPTIME

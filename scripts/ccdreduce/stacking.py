@@ -28,47 +28,6 @@ GROUP_KEYS = {
 }
 
 
-#: Cards of a registered frame that describe that one frame, not a stack made
-#: with it as the reference: its times, shift, sky, raw file and the masters
-#: that calibrated it (each input's are in its registered frame and the
-#: stack's frames table).
-SINGLE_FRAME_CARDS = (
-    "BIASFILE",
-    "DARKFILE",
-    "DARKSCAL",
-    "DARKBIAS",
-    "FLATFILE",
-    "OVERSCAN",
-    "OVSCLEV",
-    "CALPOL",
-    "UNCORR",
-    "DX",
-    "DY",
-    "DXMEAS",
-    "DYMEAS",
-    "NMATCH",
-    "REGRMS",
-    "REGFRAC",
-    "REGROT",
-    "REGSTAT",
-    "REGNOTE",
-    "RAWFILE",
-    "SKYSUB",
-    "PROCSTEP",
-    "DATE-BEG",
-    "DATE-AVG",
-    "DATE-END",
-    "MJD-BEG",
-    "MJD-AVG",
-    "MJD-END",
-    "BJD_TDB",
-    "AIRMASS",
-    "ALTITUDE",
-    "LST",
-    "TIMENOTE",
-)
-
-
 def group_name(frame, group_by):
     """'NGC_2362/R' for object 'NGC 2362' and filter 'R'."""
     return "/".join(GROUP_KEYS[key](frame) for key in group_by)
