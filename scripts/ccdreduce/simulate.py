@@ -8,13 +8,23 @@ current with hot pixels; Poisson noise; cosmic rays; then gain, a bias level
 with row and column structure, read noise, an overscan strip and uint16
 saturation. Each night writes its headers in a different camera dialect.
 
+The mount and camera (issue 13): a night may have its camera turned on the
+sky (``rotation``), a German equatorial mount that flips at the meridian
+partway through (``flip_at``: the later frames turned 180 deg more, PIERSIDE
+East then West) and 2x2 binning (``binning``). The sky is one catalogue for
+all nights, in the *sky grid*: the pixels of an unbinned, unturned frame at
+pointing (0, 0). Each light's truth record carries ``transform``, the 2x3
+matrix from its 0-based pixel (x, y, 1) to the sky grid; ``true_positions``
+and ``relative_transform`` use it.
+
 Same seed, same bytes: every frame draws from its own generator seeded by
 (seed, night, frame), so nights can be made one at a time.
 """
 
 import json
+import math
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +58,17 @@ class Camera:
     def overscan_section(self):
         return f"[{self.nx + 3}:{self.nx + self.overscan},1:{self.ny}]"
 
+    def binned(self, binning):
+        """The camera as a binned readout sees it: fewer, larger pixels
+        (gain and read noise are per read pixel, so they stay)."""
+        if binning == 1:
+            return self
+        if any(n % binning for n in (self.ny, self.nx, self.overscan)):
+            raise ValueError(f"a {self.ny}x{self.nx}+{self.overscan} camera does not bin {binning}")
+        return replace(
+            self, ny=self.ny // binning, nx=self.nx // binning, overscan=self.overscan // binning
+        )
+
 
 @dataclass
 class NightSpec:
@@ -65,6 +86,16 @@ class NightSpec:
     seeing: float = 3.4  # FWHM in pixels
     # extra science frames through cloud: (filter, exposure, transparency)
     clouded: list = field(default_factory=list)
+    # deg the sky appears turned counter-clockwise in (x, y) about the frame
+    # centre, e.g. 0.8 after the camera was taken off and put back
+    rotation: float = 0.0
+    # fraction of the night's lights (in time order) after which a German
+    # equatorial mount flips: the later lights are turned 180 deg more
+    flip_at: float | None = None
+    # PIERSIDE of the night's first lights ("EAST" when flipping and unset);
+    # the header is written on every light only when set or with a flip
+    pier_side: str | None = None
+    binning: int = 1  # 1 or 2: each read pixel sums binning x binning pixels
 
 
 def demo_nights():
@@ -102,6 +133,39 @@ def demo_nights():
             seeing=3.0,
             clouded=[("R", 60.0, 0.0), ("R", 60.0, 0.3)],
         ),
+    ]
+
+
+def mount_nights():
+    """Four small nights of one field for the registration tests, each with
+    its own calibration and four R lights of 30 s on the 512x512 camera:
+
+    2025-03-10  the mount flips halfway: two lights unturned (PIERSIDE EAST,
+                pointing (0, 0), so the sky grid is this night's grid), two
+                turned 180 deg (WEST)
+    2025-03-11  the camera put back 0.8 deg turned, pointing moved
+    2025-03-12  the camera turned 90 deg
+    2025-03-13  the camera binned 2x2 (256x256 pixels)
+
+    Pointings stay within 25 pixels, so every frame overlaps every other by
+    more than 80 % and the catalogue (which reaches 80 pixels beyond the
+    frame) fills every frame, whatever its rotation.
+    """
+    small = {
+        "n_bias": 3,
+        "darks": {30.0: 3},
+        "flats": {"R": (2.0, 3)},
+        "lights": {("R", 30.0): 4},
+    }
+    return [
+        NightSpec("2025-03-10", "maxim", "2025-03-11T00:40:00", (0.0, 0.0), flip_at=0.5, **small),
+        NightSpec(
+            "2025-03-11", "maxim", "2025-03-12T00:40:00", (14.0, -9.0), rotation=0.8, **small
+        ),
+        NightSpec(
+            "2025-03-12", "maxim", "2025-03-13T00:40:00", (-12.0, 20.0), rotation=90.0, **small
+        ),
+        NightSpec("2025-03-13", "maxim", "2025-03-14T00:40:00", (9.0, 11.0), binning=2, **small),
     ]
 
 
@@ -201,6 +265,86 @@ class Sky:
         return image
 
 
+def _turn(degrees):
+    """cos and sin of an angle in degrees, exact at multiples of 90 deg so
+    that a flip is exactly a half-turn and no turn is exactly the identity."""
+    quarter = degrees / 90.0
+    if quarter == round(quarter):
+        return ((1, 0), (0, 1), (-1, 0), (0, -1))[int(round(quarter)) % 4]
+    return math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+
+
+def _frame_centre(camera):
+    """The unbinned frame's centre, 0-based: the axis a rotation turns about."""
+    return (camera.nx - 1) / 2, (camera.ny - 1) / 2
+
+
+def frame_transform(camera, pointing, rotation=0.0, binning=1):
+    """2x3 matrix taking a frame's 0-based pixel (x, y, 1) to the sky grid.
+
+    Frame pixel p (binned) covers unbinned pixels whose centre is
+    q = binning * p + (binning - 1) / 2; the sky turned by ``rotation`` about
+    the unbinned centre c lands at q, so q = c + R(rotation) (s - pointing - c)
+    and s = R(-rotation) (q - c) + c + pointing. ``camera`` is unbinned.
+    """
+    cos, sin = _turn(rotation)
+    back = np.array([[cos, sin], [-sin, cos]], dtype=float)  # R(-rotation)
+    centre = np.array(_frame_centre(camera))
+    half = (binning - 1) / 2
+    # summed in this order so that an unturned 1x1 frame's shift is its
+    # pointing exactly
+    shift = np.asarray(pointing, float) + (centre - back @ centre) + back @ [half, half]
+    return np.hstack([binning * back, shift[:, None]])
+
+
+def _square(transform):
+    return np.vstack([np.asarray(transform, float), [0.0, 0.0, 1.0]])
+
+
+def truth_transform(record):
+    """A light's truth record -> its 2x3 frame-to-sky-grid matrix."""
+    return np.asarray(record["transform"], float)
+
+
+def relative_transform(reference, record):
+    """The true 2x3 transform from a frame's pixel to the reference frame's
+    pixel (T_ref^-1 @ T_frame), from their truth records: what registration
+    should find."""
+    return (np.linalg.inv(_square(truth_transform(reference))) @ _square(truth_transform(record)))[
+        :2
+    ]
+
+
+def true_positions(truth, record):
+    """0-based (x, y) in the frame of a light's truth record of every
+    catalogue star (also those off the frame), in catalogue order. ``truth``
+    is the truth.json dictionary, or anything with it as ``.data``."""
+    stars = getattr(truth, "data", truth)["stars"]
+    transform = truth_transform(record)
+    sky = np.vstack([stars["x"], stars["y"]]) - transform[:, 2:]
+    x, y = np.linalg.solve(transform[:, :2], sky)
+    return x, y
+
+
+def _unbinned_positions(camera, x, y, pointing, rotation):
+    """Where sky-grid stars land on the unbinned, turned frame."""
+    xs, ys = x - pointing[0], y - pointing[1]
+    if rotation % 360 == 0:  # as before rotations existed, bit for bit
+        return xs, ys
+    cos, sin = _turn(rotation)
+    cx, cy = _frame_centre(camera)
+    return cx + cos * (xs - cx) - sin * (ys - cy), cy + sin * (xs - cx) + cos * (ys - cy)
+
+
+def bin_image(image, binning):
+    """Sum binning x binning blocks, as a binned readout sums charge; a 1x1
+    readout is the image itself."""
+    if binning == 1:
+        return image
+    ny, nx = image.shape
+    return image.reshape(ny // binning, binning, nx // binning, binning).sum(axis=(1, 3))
+
+
 def moffat_stamp(dx, dy, fwhm, beta=3.0, radius=15, oversample=5):
     """A Moffat PSF sampled on a (2r+1)^2 stamp, pixel-integrated by
     oversampling and normalised to sum 1. (dx, dy): sub-pixel offset of the
@@ -260,37 +404,53 @@ def expose(
     transparency=1.0,
     fwhm=3.4,
     flat_level=25000.0,
+    rotation=0.0,
+    binning=1,
 ):
-    """One raw frame as uint16, and what went into it."""
+    """One raw frame as uint16, and what went into it.
+
+    Light and charge are made on the unbinned pixels and summed into binned
+    ones before the noise of counting and reading, as a binned CCD does; the
+    truth's sky level and FWHM are in the frame's own pixels. ``fwhm`` is in
+    unbinned pixels.
+    """
     c = sky.camera
+    read = c.binned(binning)
     electrons = np.zeros((c.ny, c.nx))
     truth = {}
     if kind == "flat":
         level = flat_level * rng.uniform(0.85, 1.1)
-        electrons += level * c.gain * sky.flats[filt]
+        # an observer exposes a flat to the same level per read pixel
+        electrons += level * c.gain * sky.flats[filt] / binning**2
         truth["level_adu"] = level
     elif kind == "light":
-        xs = sky.stars["x"] - pointing[0]
-        ys = sky.stars["y"] - pointing[1]
+        xs, ys = _unbinned_positions(c, sky.stars["x"], sky.stars["y"], pointing, rotation)
         stars = render_stars((c.ny, c.nx), xs, ys, sky.stars[filt] * exposure * transparency, fwhm)
         sky_e = sky.sky_rate[filt] * exposure
         electrons += (stars + sky_e) * sky.flats[filt]
         truth.update(
-            sky_adu=sky_e / c.gain, transparency=transparency, fwhm=fwhm, pointing=list(pointing)
+            sky_adu=sky_e * binning**2 / c.gain,
+            transparency=transparency,
+            fwhm=fwhm / binning,
+            pointing=list(pointing),
         )
     if kind != "bias":
         electrons += sky.dark_current * exposure
+    electrons = bin_image(electrons, binning)
     electrons = rng.poisson(np.clip(electrons, 0, None)).astype(float)
     if kind in ("light", "dark") and exposure > 0:
+        # cosmic rays hit the silicon, whatever the readout
         hits_image, hits = cosmic_rays(rng, (c.ny, c.nx), exposure)
-        electrons += hits_image
-        truth["cosmic_rays"] = hits
-    adu = sky.bias.astype(float) + rng.normal(0, c.read_noise / c.gain, c.raw_shape)
-    adu[:, : c.nx] += electrons / c.gain
+        electrons += bin_image(hits_image, binning)
+        truth["cosmic_rays"] = [[x // binning, y // binning] for x, y in hits]
+    # the bias and its structure are the readout's: one value per read pixel
+    adu = sky.bias[::binning, ::binning].astype(float)
+    adu += rng.normal(0, c.read_noise / c.gain, read.raw_shape)
+    adu[:, : read.nx] += electrons / c.gain
     return np.clip(np.round(adu), 0, c.saturation).astype(np.uint16), truth
 
 
-def _header(spec, kind, exposure, filt, start, index, camera):
+def _header(spec, kind, exposure, filt, start, index, camera, pier_side=None):
     d = DIALECTS[spec.dialect]
     h = fits.Header()
     h[d["key"]] = d[kind]
@@ -302,8 +462,8 @@ def _header(spec, kind, exposure, filt, start, index, camera):
     if filt is not None:
         h["FILTER"] = filt
     h["OBJECT"] = {"light": "NGC 2362", "flat": "FLAT", "dark": "DARK", "bias": "BIAS"}[kind]
-    h["XBINNING"] = 1
-    h["YBINNING"] = 1
+    h["XBINNING"] = spec.binning
+    h["YBINNING"] = spec.binning
     h["EGAIN"] = (camera.gain, "e-/ADU")
     h["INSTRUME"] = "Simulated CCD"
     h["TELESCOP"] = "ccdreduce simulator"
@@ -313,6 +473,8 @@ def _header(spec, kind, exposure, filt, start, index, camera):
     if kind == "light":
         h["OBJCTRA"] = "07 18 48.0"
         h["OBJCTDEC"] = "-24 57 00"
+        if pier_side is not None:
+            h["PIERSIDE"] = (pier_side, "side of the pier the telescope is on")
     if spec.dialect == "maxim":  # MaxIm writes a Julian date on the UTC scale
         jd = 2440587.5 + start.replace(tzinfo=None).timestamp() / 86400.0
         h["JD"] = (jd, "Julian Date at start of exposure")
@@ -329,6 +491,23 @@ def write_frame(path, data, header, compress=False):
     hdus.writeto(path, overwrite=True)
 
 
+def _pier_sides(spec):
+    """PIERSIDE before and after the night's flip (None: not written)."""
+    if spec.flip_at is None:
+        return spec.pier_side, spec.pier_side
+    first = spec.pier_side or "EAST"
+    return first, {"EAST": "WEST", "WEST": "EAST"}[first]
+
+
+def _first_flipped(spec, n_lights):
+    """Index (0-based, time order) of the first light after the flip."""
+    if spec.flip_at is None:
+        return n_lights
+    if not 0.0 <= spec.flip_at <= 1.0:
+        raise ValueError(f"flip_at {spec.flip_at} is not a fraction of the night")
+    return math.floor(spec.flip_at * n_lights + 0.5)
+
+
 def simulate_night(sky, spec, raw_dir):
     """Write one night's raw frames; return their truth records."""
     c = sky.camera
@@ -339,12 +518,17 @@ def simulate_night(sky, spec, raw_dir):
     plan += [("flat", t, f, n) for f, (t, n) in spec.flats.items()]
     plan += [("light", t, f, n) for (f, t), n in spec.lights.items()]
     plan += [("light", t, f, 1, cloud) for f, t, cloud in spec.clouded]
+    n_lights = sum(spec.lights.values()) + len(spec.clouded)
+    first_flipped = _first_flipped(spec, n_lights)
+    sides = _pier_sides(spec)
     index = 0
+    light = 0
     for kind, exposure, filt, count, *cloud in plan:
         for _ in range(count):
             index += 1
             rng = _rng(sky.seed, spec.name, index)
             kwargs = {}
+            geometry = {"binning": spec.binning}
             if kind == "light":
                 dither = rng.uniform(-3.0, 3.0, 2)
                 kwargs = {
@@ -352,8 +536,28 @@ def simulate_night(sky, spec, raw_dir):
                     "transparency": cloud[0] if cloud else float(rng.uniform(0.75, 1.0)),
                     "fwhm": float(spec.seeing * rng.uniform(0.9, 1.1)),
                 }
-            data, truth = expose(sky, rng, kind, exposure, filt, **kwargs)
-            header = _header(spec, kind, exposure, filt, clock, index, c)
+                flipped = light >= first_flipped
+                light += 1
+                rotation = (spec.rotation + (180.0 if flipped else 0.0)) % 360.0
+                transform = frame_transform(c, kwargs["pointing"], rotation, spec.binning)
+                geometry.update(
+                    rotation=rotation,
+                    pier_side=sides[flipped],
+                    transform=transform.tolist(),
+                )
+            data, truth = expose(
+                sky,
+                rng,
+                kind,
+                exposure,
+                filt,
+                **kwargs,
+                rotation=geometry.get("rotation", 0.0),
+                binning=spec.binning,
+            )
+            header = _header(
+                spec, kind, exposure, filt, clock, index, c, pier_side=geometry.get("pier_side")
+            )
             folder = {
                 "bias": "calib/bias",
                 "dark": "calib/darks",
@@ -376,6 +580,7 @@ def simulate_night(sky, spec, raw_dir):
                 filter=filt,
                 date_obs=header["DATE-OBS"],
                 stem=name,
+                **geometry,
             )
             records.append(truth)
             clock += timedelta(seconds=exposure + 20.0)
