@@ -145,6 +145,16 @@ def test_a_binned_night_is_binned_through_its_calibration(mount):
             assert np.std(ratio / np.median(ratio)) < 0.01
 
 
+def test_mount_nights_without_overscan_need_no_trim_section(tmp_path):
+    """The camera for one workflow run over both binnings, trim_section null."""
+    camera = Camera(overscan=0)
+    binned = next(s for s in mount_nights() if s.binning == 2)
+    truth = simulate(tmp_path, nights=[binned], camera=camera)
+    assert truth["overscan_section"] is None
+    for record in truth["frames"]:
+        assert fits.getdata(tmp_path / "raw" / record["file"]).shape == (256, 256)
+
+
 def test_a_binned_frame_keeps_star_fluxes_and_has_four_times_the_sky_per_pixel():
     camera = Camera()
     sky = Sky(camera)

@@ -56,6 +56,8 @@ class Camera:
 
     @property
     def overscan_section(self):
+        if not self.overscan:  # a camera without a strip, e.g. for trim_section null
+            return None
         return f"[{self.nx + 3}:{self.nx + self.overscan},1:{self.ny}]"
 
     def binned(self, binning):
@@ -150,6 +152,11 @@ def mount_nights():
     Pointings stay within 25 pixels, so every frame overlaps every other by
     more than 80 % and the catalogue (which reaches 80 pixels beyond the
     frame) fills every frame, whatever its rotation.
+
+    With the default camera the binned frames are 256x264 (overscan binned
+    too), so one ``trim_section`` cannot fit both binnings; simulate with
+    ``Camera(overscan=0)`` and run with ``trim_section=null`` to reduce all
+    four nights in one run.
     """
     small = {
         "n_bias": 3,
