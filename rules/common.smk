@@ -117,7 +117,7 @@ def master_preview(kind, key=""):
         caption="../report/master.rst",
         category="Masters",
         subcategory="{night}",
-        labels={"night": "{night}", "master": path.rsplit("/", 1)[1][: -len(".png")]},
+        labels={"night": "{night}", "master": Path(path).stem},
     )
 
 
