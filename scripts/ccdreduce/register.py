@@ -56,12 +56,13 @@ def _match(ref, frame, shift, tolerance):
     """Pairs (i_ref, i_frame) of mutual nearest neighbours after the shift."""
     moved = frame + shift
     dist = np.hypot(*(ref[:, None, :] - moved[None, :, :]).transpose(2, 0, 1))
+    if dist.size == 0:
+        return np.empty((0, 2), dtype=int)
     best_frame = dist.argmin(axis=1)
     best_ref = dist.argmin(axis=0)
-    pairs = [
-        (i, j) for i, j in enumerate(best_frame) if best_ref[j] == i and dist[i, j] <= tolerance
-    ]
-    return np.array(pairs, dtype=int).reshape(-1, 2)
+    ref_index = np.arange(len(ref))
+    mutual = (best_ref[best_frame] == ref_index) & (dist[ref_index, best_frame] <= tolerance)
+    return np.column_stack([ref_index[mutual], best_frame[mutual]]).astype(int)
 
 
 def find_shift(ref_xy, frame_xy, max_shift, min_matches=5, tolerance=1.5, use=80):
