@@ -151,3 +151,30 @@ def test_a_trailed_frame_is_refused(rotation):
     streaks = trailed(frame_xy, np.random.default_rng(8))
     with pytest.raises(RegistrationFailed, match="no consistent match|only [0-9]+ stars match"):
         match_frame(ref_xy, streaks, REF_SHAPE, 256)
+
+
+def test_a_sparse_frame_turned_a_little_keeps_today_s_minimum_of_stars():
+    # the vote found it within max_shift: no wider search, no stricter count
+    rng = np.random.default_rng(9)
+    ref = rng.uniform(100, 900, (7, 2))  # a sparse field: 6 of its 7 stars seen
+    frame = turned_about_centre(ref[:6], 0.05) - [12.0, 7.0] + rng.normal(0, 0.03, (6, 2))
+    match = match_frame(ref, frame, REF_SHAPE, 256)
+    assert match.matches == 6 and abs(match.rotation - 0.05) < 0.01
+
+
+def turned_about_centre(xy, degrees):
+    """The same stars as a frame turned by ``degrees`` shows them."""
+    centre = (np.array(REF_SHAPE[::-1]) - 1) / 2
+    t = np.radians(degrees)
+    x, y = (xy - centre).T
+    return np.column_stack([np.cos(t) * x - np.sin(t) * y, np.sin(t) * x + np.cos(t) * y]) + centre
+
+
+def test_the_settings_ask_for_a_transform_and_keep_today_s_without_one():
+    from ccdreduce.register import match_settings
+
+    base = {"max_shift": 0.25, "min_matches": 5}
+    assert match_settings(base, 1024, 512)["transform"] == "translation"
+    chosen = match_settings(base | {"transform": "similarity", "pure_scale": 3e-4}, 1024, 512)
+    assert chosen["transform"] == "similarity" and chosen["pure_scale"] == 3e-4
+    assert chosen["max_shift"] == 256

@@ -246,6 +246,19 @@ def _share_matched(ref_xy, frame_xy, pairs, transform, shape):
     return len(pairs) / common if common else 0.0
 
 
+def _refuse_chance_patterns(ref_xy, frame_xy, pairs, transform, shape, checks, cause):
+    """A search over every turn and scale found five chance pairs passing
+    the checks of a translation in about 1 % of unrelated fields: a
+    searched match must also pair min_fraction of the stars the frames
+    share (chance pairs are a tenth of them)."""
+    share = _share_matched(ref_xy, frame_xy, pairs, transform, shape)
+    if share < checks["min_fraction"]:
+        raise RegistrationFailed(
+            f"no consistent match: {len(pairs)} pairs are {share:.0%} of the stars the "
+            f"frames share (min {checks['min_fraction']:.0%}): chance matches; {cause}"
+        )
+
+
 def _refuse_unless_consistent(verdict, checks, cause):
     fraction, found, expected, rms = verdict
     if fraction < checks["min_fraction"] or not rms <= checks["max_rms"]:
@@ -305,27 +318,23 @@ def _refined(ref_xy, frame_xy, transform, tolerance, min_matches, fit):
     return transform, _match(ref_xy, transform_xy(transform, frame_xy), 0.0, tolerance)
 
 
-def _match_from(guess, ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause):
+def _match_from(guess, ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause, searched):
     """The Match grown from a guessed 2x3 transform, refined on all stars
-    (a similarity, then the affine when asked for), or RegistrationFailed."""
+    (a similarity, then the affine when asked for), or RegistrationFailed.
+    ``searched``: the guess came from a search over every turn and scale,
+    which must pass the stricter checks of _refuse_chance_patterns."""
     transform, pairs = _refined(ref_xy, frame_xy, guess, tolerance, min_matches, _fit_matrix)
     if checks["transform"] == "affine" and len(pairs) >= max(min_matches, 3):
         transform, pairs = _refined(ref_xy, frame_xy, transform, tolerance, min_matches, fit_affine)
-    # a search over every turn and scale finds five chance pairs in one
-    # field of ten thousand: a turned frame needs more stars to be trusted
-    needed = max(min_matches, checks["min_pattern_matches"])
+    needed = max(min_matches, checks["min_pattern_matches"] if searched else 0)
     if len(pairs) < needed:
         raise RegistrationFailed(
             f"only {len(pairs)} stars match the reference, {needed} needed; {cause}"
         )
     verdict = _consistency(ref_xy, frame_xy, pairs, transform, shape, checks)
     _refuse_unless_consistent(verdict, checks, cause)
-    share = _share_matched(ref_xy, frame_xy, pairs, transform, shape)
-    if share < checks["min_fraction"]:
-        raise RegistrationFailed(
-            f"no consistent match: {len(pairs)} pairs are {share:.0%} of the stars the "
-            f"frames share (min {checks['min_fraction']:.0%}): chance matches; {cause}"
-        )
+    if searched:
+        _refuse_chance_patterns(ref_xy, frame_xy, pairs, transform, shape, checks, cause)
     fraction, _, _, rms = verdict
     shift = Shift(float(transform[0, 2]), float(transform[1, 2]), len(pairs), rms, pairs)
     corner = _corner(transform, transform[:, 2], shape)
@@ -366,7 +375,8 @@ def _hinted(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks, 
     shift = find_shift(ref_xy, turned_back, max_shift, min_matches, tolerance)
     guess = similarity_matrix(a, t + shift.dx + 1j * shift.dy)
     cause = f"turned by the hinted {hint:g} deg"
-    return _match_from(guess, ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause)
+    grow = (ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause)
+    return _match_from(guess, *grow, searched=True)
 
 
 def _by_patterns(ref_xy, frame_xy, shape, min_matches, tolerance, checks):
@@ -374,6 +384,7 @@ def _by_patterns(ref_xy, frame_xy, shape, min_matches, tolerance, checks):
     scale, shift); the best few are grown and verified."""
     proposed = patterns.best_proposals(ref_xy, frame_xy, checks["scale_range"], 2 * tolerance)
     cause = "another field, trailed stars or cloud?"
+    grow = (ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause)
     if not proposed:
         raise RegistrationFailed(
             f"no consistent match: no pattern of the frame's stars found among the "
@@ -381,11 +392,8 @@ def _by_patterns(ref_xy, frame_xy, shape, min_matches, tolerance, checks):
         )
     refusals = []
     for a, t, _ in proposed:
-        guess = similarity_matrix(a, t)
         try:
-            return _match_from(
-                guess, ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause
-            )
+            return _match_from(similarity_matrix(a, t), *grow, searched=True)
         except RegistrationFailed as exc:
             refusals.append(exc)
     raise refusals[0]
@@ -460,7 +468,7 @@ def match_frame(
     else:
         if _is_pure_shift(match, checks) and checks["transform"] == "similarity":
             return _as_shift(match)  # bit for bit today's translation
-        return _match_from(match.transform, *grow, cause="turned or scaled")
+        return _match_from(match.transform, *grow, cause="turned or scaled", searched=False)
     if hint_rotation is not None:
         try:
             return _hinted(*search, hint_rotation)
@@ -512,6 +520,10 @@ def match_settings(settings, nx, ny):
         "min_match_fraction": "min_fraction",
         "max_rms": "max_rms",
         "max_corner_shift": "max_corner_shift",
+        "pure_rotation": "pure_rotation",
+        "pure_scale": "pure_scale",
+        "scale_range": "scale_range",
+        "min_pattern_matches": "min_pattern_matches",
     }
     return {
         "max_shift": settings["max_shift"] * max(nx, ny),
