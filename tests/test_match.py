@@ -22,6 +22,7 @@ CASES = {  # rotation deg, scale, offset (fraction of the reference), frame shap
     "2x2 binned, same field": (0.0, 2.0, (0.05, -0.1), (512, 512)),
     "2x2 binned, flipped": (180.0, 2.0, (0.0, 0.3), (512, 512)),
     "twice the plate scale": (30.0, 0.5, (0.2, -0.1), (1024, 1024)),
+    "a small camera's tenth of the field": (45.0, 0.6, (0.1, 0.1), (512, 512)),
 }
 
 
@@ -36,7 +37,7 @@ def test_a_known_turn_scale_and_shift_is_recovered(case, seed):
     assert turn_difference(match.rotation, rotation) < 0.01
     assert -180 < match.rotation <= 180
     assert match.scale == pytest.approx(scale, rel=1e-4)
-    assert match.transform.shape == (2, 3) and match.matches == len(match.pairs) >= 20
+    assert match.transform.shape == (2, 3) and match.matches == len(match.pairs) >= 10
     assert match.fraction >= 0.5 and match.rms < 0.1  # 20 % of the stars are lost
     np.testing.assert_allclose([match.shift.dx, match.shift.dy], match.transform[:, 2])
 

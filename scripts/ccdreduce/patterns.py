@@ -18,7 +18,7 @@ import itertools
 import numpy as np
 from scipy.spatial import cKDTree
 
-DEPTHS = (20, 40, 80)  # brightest stars whose neighbours make triangles
+DEPTHS = (20, 40, 80, 160)  # brightest stars whose neighbours make triangles
 NEIGHBOURS = 4  # each star with its 4 nearest: 10 triangles
 RATIO_TOLERANCE = 0.01  # side ratios of like triangles agree within this
 SHORTEST_SIDE = 4.0  # px: shorter sides leave the ratios to centroid noise

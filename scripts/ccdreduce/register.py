@@ -206,20 +206,27 @@ def _residuals(ref_xy, frame_xy, pairs, transform):
     return np.hypot(*(ref_xy[pairs[:, 0]] - transform_xy(transform, frame_xy[pairs[:, 1]])).T)
 
 
-def _consistency(ref_xy, frame_xy, pairs, transform, shape, checks):
+def _consistency(ref_xy, frame_xy, pairs, transform, shape, checks, brightest_inside=False):
     """(fraction, found, expected, rms): of the reference's bright stars that
     fall well inside the frame, how many are matched, and the clipped rms
-    of the matched pairs about the transform."""
+    of the matched pairs about the transform.
+
+    The bright stars are the reference's ``bright`` brightest, of which
+    those inside the frame count (today's, for a translation); with
+    ``brightest_inside`` the ``bright`` brightest of those inside the frame,
+    so that a frame covering a tenth of the reference is judged on stars
+    it can show."""
     ny, nx = shape
-    # the reference's bright stars that should be in the frame, well inside it
-    inside = transform_xy(inverse(transform), ref_xy[: checks["bright"]])
+    # the reference's stars that should be in the frame, well inside it
+    candidates = ref_xy if brightest_inside else ref_xy[: checks["bright"]]
+    inside = transform_xy(inverse(transform), candidates)
     margin = max(15.0, 0.06 * min(nx, ny))  # detection skips a border of ~3 FWHM
     expected = np.flatnonzero(
         (inside[:, 0] > margin)
         & (inside[:, 0] < nx - 1 - margin)
         & (inside[:, 1] > margin)
         & (inside[:, 1] < ny - 1 - margin)
-    )
+    )[: checks["bright"]]
     found = np.isin(expected, pairs[:, 0]) if len(pairs) else np.zeros(len(expected), bool)
     fraction = float(found.mean()) if len(expected) else 0.0
     if len(pairs) >= 2:
@@ -331,7 +338,7 @@ def _match_from(guess, ref_xy, frame_xy, shape, min_matches, tolerance, checks, 
         raise RegistrationFailed(
             f"only {len(pairs)} stars match the reference, {needed} needed; {cause}"
         )
-    verdict = _consistency(ref_xy, frame_xy, pairs, transform, shape, checks)
+    verdict = _consistency(ref_xy, frame_xy, pairs, transform, shape, checks, True)
     _refuse_unless_consistent(verdict, checks, cause)
     if searched:
         _refuse_chance_patterns(ref_xy, frame_xy, pairs, transform, shape, checks, cause)
