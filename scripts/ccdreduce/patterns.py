@@ -74,8 +74,8 @@ def _orientation(xy, tri):
 
 def layered_triangles(xy):
     """Triangles of the brightest stars at every depth, with descriptors."""
-    found = [triangles(xy[:depth]) for depth in DEPTHS if depth <= len(xy) or depth == DEPTHS[0]]
-    tri = np.unique(np.concatenate(found), axis=0) if found else np.empty((0, 3), int)
+    depths = sorted({min(depth, len(xy)) for depth in DEPTHS})  # a short list: all of it
+    tri = np.unique(np.concatenate([triangles(xy[:depth]) for depth in depths]), axis=0)
     ratios, usable = descriptors(xy, tri)
     return tri[usable], ratios[usable]
 

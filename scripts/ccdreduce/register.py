@@ -1,4 +1,4 @@
-"""Registration: the translation that brings a frame onto the reference,
+"""Registration: the transform that brings a frame onto the reference,
 found from the stars themselves, then applied by whole pixels (the lab's
 choice: no interpolation, noise untouched) or by sub-pixel interpolation.
 
@@ -7,6 +7,12 @@ offset between them; the true offset collects a vote from nearly every star
 while wrong pairings scatter, so the peak of the vote histogram is robust to
 large jumps (a quarter of the frame), missing stars and thin cloud. The
 matched stars' centroids then give the sub-pixel shift.
+
+Turned, flipped or rescaled frames (a camera put back, a meridian flip,
+another binning): when the vote fails or its fit shows a turn or scale,
+like triangles of bright stars (patterns.py) propose similarities at any
+turn and scale; the best are refined on all matched stars and verified like
+the shift. A frame that is a pure translation keeps the vote's result.
 """
 
 from dataclasses import dataclass, field, replace
@@ -456,7 +462,9 @@ def match_frame(
     ``pure_scale``); otherwise, or when the vote fails, the frame turned
     back by ``hint_rotation`` (deg, e.g. 180 after PIERSIDE changed), then
     like triangles of bright stars at any turn, scale in ``scale_range``
-    and shift with the frames overlapping by about a third.
+    and shift with the frames overlapping by about a third. affine refines
+    every match with 6 parameters after the similarity, a pure shift too.
+    Returns a Match whose ``transform`` is what to apply.
     """
     checks = CHECKS | checks
     if checks["transform"] not in TRANSFORMS:
@@ -475,7 +483,10 @@ def match_frame(
     else:
         if _is_pure_shift(match, checks) and checks["transform"] == "similarity":
             return _as_shift(match)  # bit for bit today's translation
-        return _match_from(match.transform, *grow, cause="turned or scaled", searched=False)
+        try:
+            return _match_from(match.transform, *grow, cause="turned or scaled", searched=False)
+        except RegistrationFailed:
+            pass  # the search below starts afresh
     if hint_rotation is not None:
         try:
             return _hinted(*search, hint_rotation)
