@@ -7,10 +7,11 @@ by those ratios; each pair of like triangles proposes a similarity (scale,
 rotation, shift), and the proposal that puts most of the frame's bright
 stars on reference stars wins (the idea of astroalign, on our catalogues).
 
-Neighbours are taken among the brightest 20, 40 and 80 stars of each list:
-when the plate scales differ by up to 2 (a binned camera, another
-telescope) or the frames overlap by a third, the same stars are the
-brightest of the common sky at one of these depths in each list.
+Neighbours are taken among the brightest 20, 40, 80 and 160 stars of each
+list: when the plate scales differ by up to 2 either way (a binned camera,
+another telescope) or the frames overlap by a third, the same stars are the
+brightest of the common sky at one of these depths in each list, so their
+nearest neighbours make the same triangles.
 """
 
 import itertools
