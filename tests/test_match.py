@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from starlists import REF_SHAPE, inside, mapping_error, night, truth
 
-from ccdreduce.register import RegistrationFailed, match_frame
+from ccdreduce.register import RegistrationFailed, match_frame, similarity_matrix, transform_xy
 
 
 def turn_difference(a, b):
@@ -179,3 +179,23 @@ def test_the_settings_ask_for_a_transform_and_keep_today_s_without_one():
     chosen = match_settings(base | {"transform": "similarity", "pure_scale": 3e-4}, 1024, 512)
     assert chosen["transform"] == "similarity" and chosen["pure_scale"] == 3e-4
     assert chosen["max_shift"] == 256
+
+
+def test_the_real_night_s_slow_drift_stays_today_s_translation():
+    # the BSU night (1536 x 1023) drifts to -0.015 deg and scale 1 - 1.5e-4
+    # over the night: corners 0.3 px off, stacked on a translation today
+    rng = np.random.default_rng(12)
+    shape = (1023, 1536)
+    ref = rng.uniform(0, 1, (200, 2)) * [1535, 1022]
+    a = (1 - 1.5e-4) * np.exp(1j * np.radians(0.015))  # frame -> reference
+    centre = 767.5 + 511j
+    drifted = transform_xy(similarity_matrix(1 / a, centre - centre / a), ref) - [3.0, 2.0]
+    frame = drifted + rng.normal(0, 0.25, ref.shape)
+    args = (ref, frame, shape, 384)
+    new = match_frame(*args)
+    today = match_frame(*args, transform="translation")
+    assert abs(new.rotation + 0.015) < 0.005 and new.corner < 0.5
+    assert new.transform.tolist() == [[1.0, 0.0, today.shift.dx], [0.0, 1.0, today.shift.dy]]
+    np.testing.assert_array_equal(new.pairs, today.pairs)
+    strict = match_frame(*args, pure_corner=0.0)  # the thresholds alone
+    assert strict.transform[0, 1] != 0.0
