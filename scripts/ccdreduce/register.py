@@ -1,4 +1,4 @@
-"""Registration: the translation that brings a frame onto the reference,
+"""Registration: the transform that brings a frame onto the reference,
 found from the stars themselves, then applied by whole pixels (the lab's
 choice: no interpolation, noise untouched) or by sub-pixel interpolation.
 
@@ -7,12 +7,19 @@ offset between them; the true offset collects a vote from nearly every star
 while wrong pairings scatter, so the peak of the vote histogram is robust to
 large jumps (a quarter of the frame), missing stars and thin cloud. The
 matched stars' centroids then give the sub-pixel shift.
+
+Turned, flipped or rescaled frames (a camera put back, a meridian flip,
+another binning): when the vote fails or its fit shows a turn or scale,
+like triangles of bright stars (patterns.py) propose similarities at any
+turn and scale; the best are refined on all matched stars and verified like
+the shift. A frame that is a pure translation keeps the vote's result.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import patterns
 from .robust import MAD_TO_SIGMA_4DP
 from .stars import sky_model
 
@@ -55,12 +62,13 @@ def _match(ref, frame, shift, tolerance):
     """Pairs (i_ref, i_frame) of mutual nearest neighbours after the shift."""
     moved = frame + shift
     dist = np.hypot(*(ref[:, None, :] - moved[None, :, :]).transpose(2, 0, 1))
+    if dist.size == 0:
+        return np.empty((0, 2), dtype=int)
     best_frame = dist.argmin(axis=1)
     best_ref = dist.argmin(axis=0)
-    pairs = [
-        (i, j) for i, j in enumerate(best_frame) if best_ref[j] == i and dist[i, j] <= tolerance
-    ]
-    return np.array(pairs, dtype=int).reshape(-1, 2)
+    ref_index = np.arange(len(ref))
+    mutual = (best_ref[best_frame] == ref_index) & (dist[ref_index, best_frame] <= tolerance)
+    return np.column_stack([ref_index[mutual], best_frame[mutual]]).astype(int)
 
 
 def find_shift(ref_xy, frame_xy, max_shift, min_matches=5, tolerance=1.5, use=80):
@@ -101,17 +109,45 @@ def find_shift(ref_xy, frame_xy, max_shift, min_matches=5, tolerance=1.5, use=80
 class Match:
     """A frame's stars on the reference's, checked for consistency."""
 
-    shift: Shift  # the translation that is applied
-    rotation: float  # deg: the frame shows the reference's sky turned by this much
-    scale: float  # frame-to-reference plate scale (1 for one camera)
+    shift: Shift  # the translation part of the transform (all of it for a pure shift)
+    rotation: float  # deg in (-180, 180]: the frame shows the reference's sky turned by this
+    scale: float  # reference px per frame px (1 for one camera, 2 for a 2x2-binned frame)
     fraction: float  # of the reference's bright stars inside the frame, those matched
-    rms: float  # residual of the matched pairs about the similarity fit, px
+    rms: float  # residual of the matched pairs about the fit, px
     corner: float  # px: how far the translation puts the frame's corners from the fit
-    pairs: np.ndarray = field(repr=False)  # (i_ref, i_frame) under the similarity fit
+    pairs: np.ndarray = field(repr=False)  # (i_ref, i_frame) under the fit
+    # 2x3: a star at 0-based (x, y) of the frame lands at transform @ (x, y, 1)
+    # on the reference grid; a pure shift when not given
+    transform: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.transform is None:
+            self.transform = np.array([[1.0, 0.0, self.shift.dx], [0.0, 1.0, self.shift.dy]])
+
+    @property
+    def matches(self):
+        return len(self.pairs)
 
 
-#: Defaults of the consistency checks (config stacking.registration).
-CHECKS = {"min_fraction": 0.4, "max_rms": 0.8, "max_corner_shift": 0.5, "bright": 30}
+#: Defaults of the consistency checks and of the transform sought (config
+#: stacking.registration). transform: translation (refuses turned frames),
+#: similarity (rotation, scale, shift) or affine (6 parameters, refined after
+#: the similarity). A similarity turned by under pure_rotation deg and scaled
+#: by under pure_scale, or moving no corner more than pure_corner px from the
+#: vote's translation (today's max_corner_shift), is applied as that translation.
+CHECKS = {
+    "min_fraction": 0.4,
+    "max_rms": 0.8,
+    "max_corner_shift": 0.5,
+    "bright": 30,
+    "transform": "similarity",
+    "pure_rotation": 0.01,
+    "pure_scale": 1e-4,
+    "pure_corner": 0.5,
+    "scale_range": (0.4, 2.5),
+    "min_pattern_matches": 8,
+}
+TRANSFORMS = ("translation", "similarity", "affine")
 
 
 def fit_similarity(ref, frame):
@@ -129,6 +165,133 @@ def _apply(a, t, xy):
     return np.column_stack([z.real, z.imag])
 
 
+def similarity_matrix(a, t):
+    """The 2x3 transform of ref = a * frame + t (complex a, t)."""
+    return np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]])
+
+
+def transform_xy(transform, xy):
+    """Positions (n, 2) carried by a 2x3 transform."""
+    return xy @ transform[:, :2].T + transform[:, 2]
+
+
+def inverse(transform):
+    """The 2x3 transform that undoes ``transform``."""
+    back = np.linalg.inv(transform[:, :2])
+    return np.column_stack([back, -back @ transform[:, 2]])
+
+
+def rotation_of(transform):
+    """Deg in (-180, 180]: how far the frame shows the reference's sky
+    turned (the nearest rotation, for an affine transform)."""
+    (p, q), (r, s) = transform[:, :2]
+    turn = -float(np.degrees(np.arctan2(r - q, p + s)))
+    return 180.0 if turn <= -180.0 else turn
+
+
+def scale_of(transform):
+    """Reference px per frame px (the geometric mean, for an affine transform)."""
+    return float(np.sqrt(abs(np.linalg.det(transform[:, :2]))))
+
+
+def fit_affine(ref, frame):
+    """Least squares 2x3 transform taking frame positions to ref positions."""
+    design = np.column_stack([frame, np.ones(len(frame))])
+    solution, *_ = np.linalg.lstsq(design, ref, rcond=None)
+    return solution.T
+
+
+def _fit_matrix(ref, frame):
+    return similarity_matrix(*fit_similarity(ref, frame))
+
+
+def _clip(residual):
+    """Pairs kept: a blend or a moving object is no verdict on the fit."""
+    return residual <= max(3 * MAD_TO_SIGMA_4DP * np.median(residual), 0.05)
+
+
+def _residuals(ref_xy, frame_xy, pairs, transform):
+    return np.hypot(*(ref_xy[pairs[:, 0]] - transform_xy(transform, frame_xy[pairs[:, 1]])).T)
+
+
+def _consistency(ref_xy, frame_xy, pairs, transform, shape, checks, brightest_inside=False):
+    """(fraction, found, expected, rms): of the reference's bright stars that
+    fall well inside the frame, how many are matched, and the clipped rms
+    of the matched pairs about the transform.
+
+    The bright stars are the reference's ``bright`` brightest, of which
+    those inside the frame count (today's, for a translation); with
+    ``brightest_inside`` the ``bright`` brightest of those inside the frame,
+    so that a frame covering a tenth of the reference is judged on stars
+    it can show."""
+    ny, nx = shape
+    # the reference's stars that should be in the frame, well inside it
+    candidates = ref_xy if brightest_inside else ref_xy[: checks["bright"]]
+    inside = transform_xy(inverse(transform), candidates)
+    margin = max(15.0, 0.06 * min(nx, ny))  # detection skips a border of ~3 FWHM
+    expected = np.flatnonzero(
+        (inside[:, 0] > margin)
+        & (inside[:, 0] < nx - 1 - margin)
+        & (inside[:, 1] > margin)
+        & (inside[:, 1] < ny - 1 - margin)
+    )[: checks["bright"]]
+    found = np.isin(expected, pairs[:, 0]) if len(pairs) else np.zeros(len(expected), bool)
+    fraction = float(found.mean()) if len(expected) else 0.0
+    if len(pairs) >= 2:
+        residual = _residuals(ref_xy, frame_xy, pairs, transform)
+        rms = float(np.sqrt(np.mean(residual[_clip(residual)] ** 2)))
+    else:
+        rms = float("nan")
+    return fraction, int(found.sum()), len(expected), rms
+
+
+def _share_matched(ref_xy, frame_xy, pairs, transform, shape):
+    """Matched pairs over the stars the two lists share: the fewer of the
+    reference's stars inside the frame and the frame's stars inside the
+    reference's field (its stars' extent). A search over every turn and
+    scale finds a handful of chance pairs in any two fields; a real match
+    pairs most of the common stars."""
+    ny, nx = shape
+    back = transform_xy(inverse(transform), ref_xy)
+    ref_inside = np.sum((back >= 0).all(axis=1) & (back <= [nx - 1, ny - 1]).all(axis=1))
+    onto = transform_xy(transform, frame_xy)
+    low, high = ref_xy.min(axis=0), ref_xy.max(axis=0)
+    frame_inside = np.sum((onto >= low).all(axis=1) & (onto <= high).all(axis=1))
+    common = min(ref_inside, frame_inside)
+    return len(pairs) / common if common else 0.0
+
+
+def _refuse_chance_patterns(ref_xy, frame_xy, pairs, transform, shape, checks, cause):
+    """A search over every turn and scale found five chance pairs passing
+    the checks of a translation in about 1 % of unrelated fields: a
+    searched match must also pair min_fraction of the stars the frames
+    share (chance pairs are a tenth of them)."""
+    share = _share_matched(ref_xy, frame_xy, pairs, transform, shape)
+    if share < checks["min_fraction"]:
+        raise RegistrationFailed(
+            f"no consistent match: {len(pairs)} pairs are {share:.0%} of the stars the "
+            f"frames share (min {checks['min_fraction']:.0%}): chance matches; {cause}"
+        )
+
+
+def _refuse_unless_consistent(verdict, checks, cause):
+    fraction, found, expected, rms = verdict
+    if fraction < checks["min_fraction"] or not rms <= checks["max_rms"]:
+        raise RegistrationFailed(
+            f"no consistent match: {found} of the reference's {expected} "
+            f"bright stars inside the frame matched ({fraction:.0%}, "
+            f"min {checks['min_fraction']:.0%}), rms {rms:.2f} px (max {checks['max_rms']:g}): "
+            f"chance matches; {cause}"
+        )
+
+
+def _corner(transform, shift, shape):
+    """px: the farthest a frame corner lands from the fit under ``shift``."""
+    ny, nx = shape
+    corners = np.array([[0.0, 0.0], [nx - 1, 0.0], [0.0, ny - 1], [nx - 1, ny - 1]])
+    return float(np.max(np.hypot(*(transform_xy(transform, corners) - corners - shift).T)))
+
+
 def _verified(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks):
     """The translation vote, then a similarity fit refined on all stars; the
     Match, or RegistrationFailed when it is not consistent."""
@@ -140,55 +303,123 @@ def _verified(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks
             break
         a, t = fit_similarity(ref_xy[pairs[:, 0]], frame_xy[pairs[:, 1]])
         pairs = _match(ref_xy, _apply(a, t, frame_xy), 0.0, tolerance)
-    ny, nx = shape
-    # the reference's bright stars that should be in the frame, well inside it
-    bright = ref_xy[: checks["bright"]]
-    back = (bright[:, 0] + 1j * bright[:, 1] - t) / a
-    inside = np.column_stack([back.real, back.imag])
-    margin = max(15.0, 0.06 * min(nx, ny))  # detection skips a border of ~3 FWHM
-    expected = np.flatnonzero(
-        (inside[:, 0] > margin)
-        & (inside[:, 0] < nx - 1 - margin)
-        & (inside[:, 1] > margin)
-        & (inside[:, 1] < ny - 1 - margin)
-    )
-    found = np.isin(expected, pairs[:, 0]) if len(pairs) else np.zeros(len(expected), bool)
-    fraction = float(found.mean()) if len(expected) else 0.0
-    if len(pairs) >= 2:  # clipped like the shift: a blend or a moving object is no verdict
-        residual = np.hypot(*(ref_xy[pairs[:, 0]] - _apply(a, t, frame_xy[pairs[:, 1]])).T)
-        kept = residual[residual <= max(3 * MAD_TO_SIGMA_4DP * np.median(residual), 0.05)]
-        rms = float(np.sqrt(np.mean(kept**2)))
-    else:
-        rms = float("nan")
-    if fraction < checks["min_fraction"] or not rms <= checks["max_rms"]:
-        raise RegistrationFailed(
-            f"no consistent match: {int(found.sum())} of the reference's {len(expected)} "
-            f"bright stars inside the frame matched ({fraction:.0%}, "
-            f"min {checks['min_fraction']:.0%}), rms {rms:.2f} px (max {checks['max_rms']:g}): "
-            f"chance matches; shifted beyond {max_shift:.0f} px, or another field?"
-        )
-    corners = np.array([[0.0, 0.0], [nx - 1, 0.0], [0.0, ny - 1], [nx - 1, ny - 1]])
-    corner = float(np.max(np.hypot(*(_apply(a, t, corners) - corners - [shift.dx, shift.dy]).T)))
+    fit = similarity_matrix(a, t)
+    verdict = _consistency(ref_xy, frame_xy, pairs, fit, shape, checks)
+    cause = f"shifted beyond {max_shift:.0f} px, or another field?"
+    _refuse_unless_consistent(verdict, checks, cause)
+    corner = _corner(fit, [shift.dx, shift.dy], shape)
     rotation = -float(np.degrees(np.angle(a)))
-    return Match(shift, rotation, float(abs(a)), fraction, rms, corner, pairs)
+    return Match(shift, rotation, float(abs(a)), verdict[0], verdict[3], corner, pairs, fit)
 
 
-def match_frame(ref_xy, frame_xy, shape, max_shift, min_matches=5, tolerance=1.5, **checks):
-    """The frame's stars matched onto the reference's, or RegistrationFailed
-    with the reason in words.
+def _as_shift(match):
+    """The match applied as its vote's translation (the fit kept in the
+    rotation, scale and corner it reports)."""
+    return replace(match, transform=None)
 
-    A match must hold: at least ``min_fraction`` of the reference's
-    ``bright`` brightest stars that fall inside the frame matched, with an
-    rms under ``max_rms`` px about a similarity fit (rotation, scale,
-    shift). A frame that matches only when turned by 180 deg (a pure index
-    flip about the centre) is a meridian flip; one whose rotation or scale
-    would move its corners more than ``max_corner_shift`` px from where a
-    translation puts them is rotated. Both are left out until rotation is
-    supported.
-    """
-    checks = CHECKS | checks
-    ref_xy = np.asarray(ref_xy, dtype=float).reshape(-1, 2)
-    frame_xy = np.asarray(frame_xy, dtype=float).reshape(-1, 2)
+
+def _refined(ref_xy, frame_xy, transform, tolerance, min_matches, fit):
+    """``transform`` refitted on all mutual nearest neighbours, starting
+    loose: a guess from a few stars misses the far corners by a pixel or
+    two. Returns (transform, pairs)."""
+    for tol in (4 * tolerance, 2 * tolerance, tolerance, tolerance):
+        pairs = _match(ref_xy, transform_xy(transform, frame_xy), 0.0, tol)
+        if len(pairs) < max(min_matches, 3):
+            return transform, pairs
+        transform = fit(ref_xy[pairs[:, 0]], frame_xy[pairs[:, 1]])
+        kept = pairs[_clip(_residuals(ref_xy, frame_xy, pairs, transform))]
+        if len(kept) >= 3:
+            transform = fit(ref_xy[kept[:, 0]], frame_xy[kept[:, 1]])
+    return transform, _match(ref_xy, transform_xy(transform, frame_xy), 0.0, tolerance)
+
+
+def _match_from(guess, ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause, searched):
+    """The Match grown from a guessed 2x3 transform, refined on all stars
+    (a similarity, then the affine when asked for), or RegistrationFailed.
+    ``searched``: the guess came from a search over every turn and scale,
+    which must pass the stricter checks of _refuse_chance_patterns."""
+    transform, pairs = _refined(ref_xy, frame_xy, guess, tolerance, min_matches, _fit_matrix)
+    if checks["transform"] == "affine" and len(pairs) >= max(min_matches, 3):
+        transform, pairs = _refined(ref_xy, frame_xy, transform, tolerance, min_matches, fit_affine)
+    needed = max(min_matches, checks["min_pattern_matches"] if searched else 0)
+    if len(pairs) < needed:
+        raise RegistrationFailed(
+            f"only {len(pairs)} stars match the reference, {needed} needed; {cause}"
+        )
+    verdict = _consistency(ref_xy, frame_xy, pairs, transform, shape, checks, True)
+    _refuse_unless_consistent(verdict, checks, cause)
+    if searched:
+        _refuse_chance_patterns(ref_xy, frame_xy, pairs, transform, shape, checks, cause)
+    fraction, _, _, rms = verdict
+    shift = Shift(float(transform[0, 2]), float(transform[1, 2]), len(pairs), rms, pairs)
+    corner = _corner(transform, transform[:, 2], shape)
+    return Match(
+        shift,
+        rotation_of(transform),
+        scale_of(transform),
+        fraction,
+        rms,
+        corner,
+        pairs,
+        transform,
+    )
+
+
+def _is_pure_shift(match, checks):
+    """A turn and scale too small to matter, or to move the frame's corners
+    further from the translation than today's stacks allowed: the real BSU
+    night drifts to -0.015 deg and scale 1 - 1.5e-4 (corners 0.3 px off)."""
+    small = (
+        abs(match.rotation) < checks["pure_rotation"]
+        and abs(match.scale - 1.0) < checks["pure_scale"]
+    )
+    return small or match.corner <= checks["pure_corner"]
+
+
+def _unturned(frame_xy, shape, degrees):
+    """The frame's stars turned back by ``degrees`` about its centre, and
+    the complex (a, t) that does it."""
+    ny, nx = shape
+    centre = (nx - 1) / 2 + 1j * (ny - 1) / 2
+    a = np.exp(-1j * np.radians(degrees))
+    t = centre - a * centre
+    return _apply(a, t, frame_xy), a, t
+
+
+def _hinted(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks, hint):
+    """The vote on the frame turned back by the hinted angle (a meridian
+    flip from PIERSIDE: 180 deg), grown into a Match; RegistrationFailed
+    when the hint does not hold."""
+    turned_back, a, t = _unturned(frame_xy, shape, hint)
+    shift = find_shift(ref_xy, turned_back, max_shift, min_matches, tolerance)
+    guess = similarity_matrix(a, t + shift.dx + 1j * shift.dy)
+    cause = f"turned by the hinted {hint:g} deg"
+    grow = (ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause)
+    return _match_from(guess, *grow, searched=True)
+
+
+def _by_patterns(ref_xy, frame_xy, shape, min_matches, tolerance, checks):
+    """Like triangles of bright stars propose similarities (any turn,
+    scale, shift); the best few are grown and verified."""
+    proposed = patterns.best_proposals(ref_xy, frame_xy, checks["scale_range"], 2 * tolerance)
+    cause = "another field, trailed stars or cloud?"
+    grow = (ref_xy, frame_xy, shape, min_matches, tolerance, checks, cause)
+    if not proposed:
+        raise RegistrationFailed(
+            f"no consistent match: no pattern of the frame's stars found among the "
+            f"reference's; {cause}"
+        )
+    refusals = []
+    for a, t, _ in proposed:
+        try:
+            return _match_from(similarity_matrix(a, t), *grow, searched=True)
+        except RegistrationFailed as exc:
+            refusals.append(exc)
+    raise refusals[0]
+
+
+def _translation_match(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks):
+    """Today's translation: the vote, verified, and turned frames refused."""
     ny, nx = shape
     try:
         match = _verified(ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks)
@@ -214,7 +445,60 @@ def match_frame(ref_xy, frame_xy, shape, max_shift, min_matches=5, tolerance=1.5
             f"(max {checks['max_corner_shift']:g}); rotation is not supported yet",
             rotation=match.rotation,
         )
-    return match
+    return _as_shift(match)
+
+
+def match_frame(
+    ref_xy, frame_xy, shape, max_shift, min_matches=5, tolerance=1.5, hint_rotation=None, **checks
+):
+    """The frame's stars matched onto the reference's, or RegistrationFailed
+    with the reason in words.
+
+    ``ref_xy``, ``frame_xy``: (n, 2) positions, brightest first; ``shape``
+    the frame's (ny, nx). A match must hold: at least ``min_fraction`` of
+    the reference's ``bright`` brightest stars that fall inside the frame
+    matched, with an rms under ``max_rms`` px about the fit.
+
+    ``transform`` translation: the vote over shifts up to ``max_shift`` px;
+    a frame that matches only when turned by 180 deg (a meridian flip), or
+    whose rotation or scale would move its corners more than
+    ``max_corner_shift`` px from where the translation puts them, is
+    refused. similarity (default) and affine: the vote first, kept as it
+    is when the fit shows no turn or scale (``pure_rotation``,
+    ``pure_scale``, ``pure_corner``); otherwise, or when the vote fails, the frame turned
+    back by ``hint_rotation`` (deg, e.g. 180 after PIERSIDE changed), then
+    like triangles of bright stars at any turn, scale in ``scale_range``
+    and shift with the frames overlapping by about a third. affine refines
+    every match with 6 parameters after the similarity, a pure shift too.
+    Returns a Match whose ``transform`` is what to apply.
+    """
+    checks = CHECKS | checks
+    if checks["transform"] not in TRANSFORMS:
+        raise ValueError(f"transform {checks['transform']!r}: one of {', '.join(TRANSFORMS)}")
+    ref_xy = np.asarray(ref_xy, dtype=float).reshape(-1, 2)
+    frame_xy = np.asarray(frame_xy, dtype=float).reshape(-1, 2)
+    search = (ref_xy, frame_xy, shape, max_shift, min_matches, tolerance, checks)
+    if checks["transform"] == "translation":
+        return _translation_match(*search)
+    grow = (ref_xy, frame_xy, shape, min_matches, tolerance, checks)
+    try:
+        match = _verified(*search)
+    except RegistrationFailed:
+        if len(frame_xy) < min_matches:
+            raise
+    else:
+        if _is_pure_shift(match, checks) and checks["transform"] == "similarity":
+            return _as_shift(match)  # bit for bit today's translation
+        try:
+            return _match_from(match.transform, *grow, cause="turned or scaled", searched=False)
+        except RegistrationFailed:
+            pass  # the search below starts afresh
+    if hint_rotation is not None:
+        try:
+            return _hinted(*search, hint_rotation)
+        except RegistrationFailed:
+            pass  # a hint, never a must
+    return _by_patterns(*grow)
 
 
 def shift_image(data, dx, dy, subpixel=False, fill=np.nan):
@@ -260,10 +544,18 @@ def match_settings(settings, nx, ny):
         "min_match_fraction": "min_fraction",
         "max_rms": "max_rms",
         "max_corner_shift": "max_corner_shift",
+        "pure_rotation": "pure_rotation",
+        "pure_scale": "pure_scale",
+        "pure_corner": "pure_corner",
+        "scale_range": "scale_range",
+        "min_pattern_matches": "min_pattern_matches",
     }
     return {
         "max_shift": settings["max_shift"] * max(nx, ny),
         "min_matches": settings["min_matches"],
+        # onto_reference applies shifts only until resampling by a transform
+        # is wired in: settings that do not ask for a transform get today's
+        "transform": settings.get("transform", "translation"),
     } | {arg: settings[key] for key, arg in names.items() if key in settings}
 
 
