@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from ccdreduce.register import shift_image
+from ccdreduce.register import shift_image, shift_mask
 from ccdreduce.resample import (
     canvas,
     compose,
@@ -183,11 +183,16 @@ def test_a_turn_within_tolerance_is_still_a_permutation():
     np.testing.assert_array_equal(out, frame[::-1, ::-1])
 
 
-@pytest.mark.parametrize("dx, dy", [(3, -2), (-7, 0), (0, 0), (45, 12)])
-def test_whole_pixel_translation_is_shift_image(dx, dy):
+@pytest.mark.parametrize("dx, dy", [(3, -2), (-7, 0), (0, 0), (45, 12), (3.4, -2.6), (-0.5, 0.49)])
+def test_resample_integer_is_todays_whole_pixel_shift(dx, dy):
+    # `resample: integer` snaps the measured transform: frames and masks
+    # identical to register.shift_image and shift_mask
     frame = noisy_sky((30, 40), seed=4)
-    out, _ = warp(frame, translation(dx, dy), frame.shape)
+    mask = (np.random.default_rng(1).random((30, 40)) < 0.1).astype(np.uint8)
+    whole = snap(translation(dx, dy))
+    out, out_mask = warp(frame, whole, frame.shape, mask=mask)
     np.testing.assert_array_equal(out, shift_image(frame, dx, dy))
+    np.testing.assert_array_equal(out_mask, shift_mask(mask, dx, dy))
 
 
 def test_mask_bits_follow_the_pixels():
