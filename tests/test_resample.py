@@ -128,8 +128,9 @@ def noisy_sky(shape, seed, sigma=10.0):
     return stars(shape, positions, 3.5) + rng.normal(0, sigma, shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("method, reach", [("spline3", 2), ("lanczos3", 3)])
-def test_a_nan_block_stays_nan_and_its_border_does_not_ring(method, reach):
+@pytest.mark.parametrize("method", ["spline3", "lanczos3"])
+def test_a_nan_block_stays_nan_and_its_border_does_not_ring(method):
+    reach = 3
     frame = noisy_sky((100, 100), seed=5)
     holed = frame.copy()
     holed[40:52, 45:60] = np.nan
@@ -153,9 +154,10 @@ def test_a_nan_block_stays_nan_and_its_border_does_not_ring(method, reach):
     # no ringing from the no-data edge, within a few % of the noise (10)
     border = np.isfinite(out) & (sx > 40) & (sx < 64) & (sy > 35) & (sy < 56)
     assert border.sum() > 150
-    # (measured: 0.09 sigma for the spline, whose prefilter reaches past its
-    # 4x4 core, decaying by 0.27 a pixel; nothing for Lanczos)
-    assert np.abs(out[border] - clean[border]).max() < (1.5 if method == "spline3" else 1e-3)
+    # (the spline's prefilter reaches past its core, decaying by 0.27 a
+    # pixel: measured 0.024 sigma here, 0.13 at worst over 20 skies; Lanczos
+    # nothing)
+    assert np.abs(out[border] - clean[border]).max() < (1.0 if method == "spline3" else 1e-3)
 
 
 def test_rot90_and_rot180_are_exact_permutations():
