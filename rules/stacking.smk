@@ -49,6 +49,7 @@ rule register:
         pinned=lambda wc: pinned_reference(wc.group) or "auto",
         settings={
             "resample": STACKING["registration"]["resample"],
+            "transform": STACKING["registration"]["transform"],
             "max_shift": STACKING["registration"]["max_shift"],
             "min_matches": STACKING["registration"]["min_matches"],
             "min_match_fraction": STACKING["registration"]["min_match_fraction"],

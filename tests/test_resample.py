@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
+from ccdreduce import register
 from ccdreduce.register import shift_image, shift_mask
 from ccdreduce.resample import (
     canvas,
     compose,
     footprint,
     kind_of,
-    rotation_scale,
     snap,
     translation,
     warp,
@@ -233,7 +233,9 @@ def test_kind_of_and_snap():
     snapped = snap(turn(180.003, 1.0, (0, 0), (99.4, 98.7)))
     np.testing.assert_array_equal(snapped, [[-1, 0, 99], [0, -1, 99]])
     assert snap(turn(12.0)) is None
-    assert rotation_scale(turn(-33.0, 0.5)) == pytest.approx((-33.0, 0.5))
+    # the one convention of rotation: register's (REGROT, rotation_deg)
+    assert register.rotation_of(turn(-33.0, 0.5)) == pytest.approx(33.0)
+    assert register.scale_of(turn(-33.0, 0.5)) == pytest.approx(0.5)
 
 
 def test_canvas_reference_is_the_reference_grid():

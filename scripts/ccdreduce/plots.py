@@ -1,4 +1,4 @@
-"""Plots of a stack's frames: shifts, scale factors and seeing."""
+"""Plots of a stack's frames: shifts, rotations, scale factors and seeing."""
 
 import numpy as np
 
@@ -17,13 +17,19 @@ def frames_plot(table, path, title):
     labels = [
         frame_id(night, stem) for night, stem in zip(table["night"], table["stem"], strict=True)
     ]
-    fig, axes = plt.subplots(3, 1, figsize=(max(7.0, 0.35 * n + 2), 8.5), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(max(7.0, 0.35 * n + 2), 10.5), sharex=True)
     panels = (
         (("dx_measured", "dx"), ("dy_measured", "dy")),
+        (("rotation_deg", None),),
         (("scale", None),),
         (("fwhm", None),),
     )
-    names = ("shift to the reference (px)", "scale factor (x frame = reference)", "FWHM (px)")
+    names = (
+        "move of the frame centre (px)",
+        "rotation to the reference (deg)",
+        "scale factor (x frame = reference)",
+        "FWHM in the stack (px)",
+    )
     for ax, panel, name in zip(axes, panels, names, strict=True):
         for column, applied in panel:
             values = np.asarray(table[column], dtype=float)

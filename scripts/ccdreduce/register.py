@@ -564,35 +564,87 @@ def _xy(stars):
     return np.column_stack([stars["x"], stars["y"]])
 
 
+#: Header cards of the applied transform, row by row (x_ref = T11 x + T12 y + T13).
+TRANSFORM_CARDS = ("REGT11", "REGT12", "REGT13", "REGT21", "REGT22", "REGT23")
+
+
+def transform_cards(transform):
+    """The applied 2x3 transform as header cards (TRANSFORM_CARDS)."""
+    comments = ("x_ref = T11 x + T12 y + T13", "", "", "y_ref = T21 x + T22 y + T23", "", "")
+    values = np.asarray(transform, dtype=float).ravel()
+    return {
+        key: (round(float(v), 10), comment or "registration transform, 0-based px")
+        for key, v, comment in zip(TRANSFORM_CARDS, values, comments, strict=True)
+    }
+
+
+def transform_from(header):
+    """The 2x3 transform a registered frame's header records (NaN if none)."""
+    values = [header.get(key, np.nan) for key in TRANSFORM_CARDS]
+    return np.array(values, dtype=float).reshape(2, 3)
+
+
+def _pixels(value):
+    """A shift as the header writes it: whole pixels as an integer."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def _applied(match, resample):
+    """The transform to apply, and its kind: a pure translation as today
+    (rounded with ``resample: integer``), a right-angle turn snapped to whole
+    pixels with ``integer`` (a permutation: no interpolation), else the
+    match's own transform, interpolated."""
+    from .resample import kind_of, snap
+
+    transform = np.asarray(match.transform, dtype=float)
+    kind = kind_of(transform)
+    if kind == "translation":
+        dx, dy = match.shift.dx, match.shift.dy
+        if resample != "subpixel":
+            dx, dy = round(dx), round(dy)
+        return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]]), kind
+    if resample != "subpixel" and (snapped := snap(transform)) is not None:
+        return snapped, "rot90"
+    return transform, "general"
+
+
 def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
     """One calibrated frame on its stack's reference grid, sky subtracted.
 
     ``reference`` is the stack's reference.json; ``settings`` holds
     resample, max_shift (fraction of the frame), min_matches, sky,
-    background_box and the consistency checks of ``match_settings``.
-    Returns (pixels, mask, cards, message, ok), the cards being what the
-    registered frame's header records (provenance.stamp). A frame that
-    cannot be registered (no consistent match, rotated) comes back all NaN
-    with its reason in REGNOTE, never shifted wrongly.
+    background_box, transform and the consistency checks of
+    ``match_settings``. The frame is matched at any turn and scale
+    (``transform: similarity``); a pure translation is applied as whole
+    pixels (``resample: integer``) or interpolated (``subpixel``), a turned
+    or scaled frame is resampled (``resample.warp``: flux kept, NaN where no
+    data). Returns (pixels, mask, cards, message, ok), the cards being what
+    the registered frame's header records (provenance.stamp). A frame that
+    cannot be registered comes back all NaN with its reason in REGNOTE,
+    never moved wrongly.
     """
+    from .resample import warp
+
     data = np.asarray(data, dtype=np.float32)
     ny, nx = data.shape
+    out_shape = tuple(reference.get("shape") or data.shape)
     reason = ""
-    rotation, fraction = 0.0, 1.0
+    rotation = None
     if frame_id == reference["reference"]:
-        shift = Shift(0.0, 0.0, len(stars["x"]), 0.0)
+        every = np.repeat(np.arange(len(stars["x"]))[:, None], 2, axis=1)
+        match = Match(Shift(0.0, 0.0, len(stars["x"]), 0.0), 0.0, 1.0, 1.0, 0.0, 0.0, every)
     else:
         try:
             match = match_frame(
                 _xy(reference["stars"]), _xy(stars), (ny, nx), **match_settings(settings, nx, ny)
             )
-            shift, rotation, fraction = match.shift, match.rotation, match.fraction
         except RegistrationFailed as exc:
             reason, rotation = str(exc), exc.rotation
     cards = {
         "REGSTAT": ("failed" if reason else "ok", "registration: ok or failed"),
         "REFFRAME": (reference["reference"], "reference frame <night>/<stem>"),
-        "RESAMPLE": (settings["resample"], "integer or subpixel shift"),
+        "RESAMPLE": (settings["resample"], "translations: integer or subpixel"),
         "SKYMODEL": (settings["sky"], "median or background2d"),
     }
     if reason:
@@ -601,26 +653,50 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         if rotation is not None:
             cards["REGROT"] = (round(rotation, 4), "rotation against the reference, deg")
         cards["SKYSUB"] = (float(meta["sky"]), "sky level, ADU (not subtracted: not registered)")
-        blank = np.full(data.shape, np.nan, dtype=np.float32)
-        return blank, None if mask is None else np.zeros_like(mask), cards, reason, False
+        blank = np.full(out_shape, np.nan, dtype=np.float32)
+        blank_mask = None if mask is None else np.zeros(out_shape, dtype=mask.dtype)
+        return blank, blank_mask, cards, reason, False
     sky, sky_level = sky_model(data, settings["sky"], meta["sky"], settings["background_box"])
-    subpixel = settings["resample"] == "subpixel"
-    dx, dy = (shift.dx, shift.dy) if subpixel else (round(shift.dx), round(shift.dy))
-    moved = shift_image(data - sky, dx, dy, subpixel)
-    moved_mask = None if mask is None else shift_mask(mask, dx, dy, subpixel)
+    transform, kind = _applied(match, settings["resample"])
+    if kind == "translation" and out_shape == data.shape:  # today's path, bit for bit
+        subpixel = settings["resample"] == "subpixel"
+        dx, dy = transform[:, 2]
+        moved = shift_image(data - sky, dx, dy, subpixel)
+        moved_mask = None if mask is None else shift_mask(mask, dx, dy, subpixel)
+    else:
+        moved, moved_mask = warp(data - sky, transform, out_shape, mask)
+    translation = kind == "translation"
+    if translation:  # as measured, to the last digit
+        dx_seen, dy_seen = match.shift.dx, match.shift.dy
+    else:  # where the frame's centre went
+        centre = np.array([(nx - 1) / 2, (ny - 1) / 2])
+        dx_seen, dy_seen = (
+            transform_xy(np.asarray(match.transform, float), centre[None])[0] - centre
+        )
     cards |= {
-        "DX": (dx, "applied shift along axis 1, px (x_ref = x + DX)"),
-        "DY": (dy, "applied shift along axis 2, px"),
-        "DXMEAS": (shift.dx, "measured shift along axis 1, px"),
-        "DYMEAS": (shift.dy, "measured shift along axis 2, px"),
-        "NMATCH": (shift.matches, "stars matched to the reference"),
-        "REGRMS": (shift.rms, "rms of matched star offsets, px"),
-        "REGFRAC": (round(fraction, 3), "fraction of bright reference stars matched"),
-        "REGROT": (round(rotation, 4), "rotation against the reference, deg (not applied)"),
+        # a shift only means something for a translation: None removes the card
+        "DX": (_pixels(transform[0, 2]), "applied shift, axis 1, px") if translation else None,
+        "DY": (_pixels(transform[1, 2]), "applied shift, axis 2, px") if translation else None,
+        "DXMEAS": (float(dx_seen), "measured move of the frame centre, axis 1, px"),
+        "DYMEAS": (float(dy_seen), "measured move of the frame centre, axis 2, px"),
+        "NMATCH": (match.matches, "stars matched to the reference"),
+        "REGRMS": (float(match.shift.rms if translation else match.rms), "rms of matches, px"),
+        "REGFRAC": (round(match.fraction, 3), "fraction of bright reference stars matched"),
+        "REGKIND": (kind, "applied as: translation, rot90 (permutation), general"),
+        "REGROT": (round(match.rotation, 4), "measured rotation against the reference, deg"),
+        "REGSCAL": (round(match.scale, 8), "measured scale, reference px per frame px"),
         "SKYSUB": (sky_level, "sky subtracted, ADU (median of the sky)"),
-    }
+    } | transform_cards(transform)
+    if translation:
+        how = f"applied ({transform[0, 2]:+g}, {transform[1, 2]:+g})"
+    else:
+        how = (
+            f"turned {rotation_of(transform):+.3f} deg, scale {scale_of(transform):.5f}, "
+            f"resampled ({kind})"
+        )
     message = (
-        f"shift measured ({shift.dx:+.3f}, {shift.dy:+.3f}) px from {shift.matches} stars "
-        f"(rms {shift.rms:.3f}), applied ({dx:+g}, {dy:+g}); sky {sky_level:.1f} ADU subtracted"
+        f"shift measured ({match.shift.dx:+.3f}, {match.shift.dy:+.3f}) px from "
+        f"{match.matches} stars (rms {match.shift.rms if translation else match.rms:.3f}), "
+        f"{how}; sky {sky_level:.1f} ADU subtracted"
     )
     return moved, moved_mask, cards, message, True

@@ -118,15 +118,6 @@ def snap(transform, rotation_tol_deg=0.01, scale_tol=1e-4):
     return np.column_stack([nearest, np.round(matrix[:, 2])])
 
 
-def rotation_scale(transform):
-    """(rotation in deg, scale) of a transform's similarity part: what
-    frames.ecsv records as rotation_deg and scale_ratio."""
-    linear = np.asarray(transform, dtype=float).reshape(2, 3)[:, :2]
-    # the similarity nearest the linear part: a = ((a00 + a11) + i(a10 - a01)) / 2
-    a = complex(linear[0, 0] + linear[1, 1], linear[1, 0] - linear[0, 1]) / 2
-    return float(np.degrees(np.angle(a))), float(abs(a))
-
-
 # -- whole-pixel paths ------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from . import catalog, times
 from .columns import AIRMASS, BJD_TDB, EXPOSURE, FILE, MJD_AVG_TT, Column, describe, names
 from .layout import frame_id
+from .register import transform_from
 from .robust import MAD_TO_SIGMA_4DP, mad_std
 
 #: The stack's frame table: every column's name, unit and description.
@@ -23,20 +24,25 @@ SCHEMA = (
     BJD_TDB,
     AIRMASS,
     Column("time_note", None, "what limits the times (UT1 predicted, camera clock)"),
-    Column("dx", "pix", "applied shift along x: calibrated (x, y) lands at (x + dx, y + dy)"),
-    Column("dy", "pix", "applied shift along y"),
-    Column("dx_measured", "pix", "measured shift along x, before rounding to the resampling"),
-    Column("dy_measured", "pix", "measured shift along y"),
+    Column("dx", "pix", "applied shift along x of a translation: (x, y) lands at (x + dx, y + dy)"),
+    Column("dy", "pix", "applied shift along y of a translation (NaN when turned or scaled)"),
+    Column("dx_measured", "pix", "measured move of the frame centre along x (before rounding)"),
+    Column("dy_measured", "pix", "measured move of the frame centre along y"),
     Column("n_match", None, "stars matched to the reference"),
     Column("match_fraction", None, "share of the reference's bright stars matched"),
-    Column("rotation", "deg", "measured rotation against the reference, not applied"),
+    Column("rotation_deg", "deg", "measured rotation against the reference"),
+    Column("scale_ratio", None, "measured scale: reference px per frame px (2: binned 2x2)"),
+    Column("transform", "pix", "2x3 applied: frame (x, y, 1) lands at transform @ (x, y, 1)"),
+    Column("pier_side", None, "PIERSIDE of the raw header (EAST, WEST), if any"),
     Column("scale", None, "factor that brings the sky-subtracted frame to the reference"),
     Column("scale_err", None, "standard error of scale"),
     Column("n_scale_stars", None, "photometry stars the scale rests on"),
     Column("transparency", None, "star flux per second against the reference"),
-    Column("fwhm", "pix", "median FWHM of the frame's stars"),
+    Column("fwhm", "pix", "median FWHM of the frame's stars, in the stack's pixels"),
     Column("sky", "adu", "sky level subtracted at registration"),
-    Column("noise", "adu", "sky noise of the calibrated frame (robust standard deviation)"),
+    Column(
+        "noise", "adu", "sky noise of the frame on the stack's grid (robust standard deviation)"
+    ),
     Column("weight", "1 / adu2", "inverse variance of the scaled frame; 0 when not used"),
     Column("used", None, "True: the frame enters the stack"),
     Column("reason", None, "why the frame is left out (or a registration note)"),
@@ -64,7 +70,9 @@ REGISTRATION_CARDS = {
     "dy_measured": ("DYMEAS", float, np.nan),
     "n_match": ("NMATCH", int, 0),
     "match_fraction": ("REGFRAC", float, np.nan),
-    "rotation": ("REGROT", float, np.nan),
+    "rotation_deg": ("REGROT", float, np.nan),
+    "scale_ratio": ("REGSCAL", float, np.nan),
+    "pier_side": ("PIERSIDE", str, ""),
     "sky": ("SKYSUB", float, np.nan),  # unknown on an all-NaN frame
     "reason": ("REGNOTE", str, ""),
 }
@@ -191,11 +199,15 @@ def frame_row(info, meta, header):
         "stem": info["stem"],
         "file": info["file"],
         "exposure": float(meta["exposure"]),
-        "fwhm": float(meta["fwhm"]),
-        "noise": float(meta["noise"]),
+        "transform": transform_from(header),
     }
     for column, (key, kind, default) in REGISTRATION_CARDS.items():
         row[column] = kind(header.get(key, default))
+    # on the stack's grid: a frame of coarser pixels (scale 2) shows its stars
+    # twice as wide there, and its values, flux kept, divided by scale squared
+    scale = row["scale_ratio"] if np.isfinite(row["scale_ratio"]) else 1.0
+    row["fwhm"] = float(meta["fwhm"]) * scale
+    row["noise"] = float(meta["noise"]) / scale**2
     return row | times.span_of(header)
 
 
@@ -285,7 +297,7 @@ def frames_table(rows, reference, photometry):
     from astropy.table import Table
 
     xs, ys, radius = photometry
-    table = Table(rows=[[row[name] for name in COLUMNS] for row in rows], names=COLUMNS)
+    table = Table({name: [row[name] for row in rows] for name in COLUMNS})
     describe(table, SCHEMA)
     table.meta.update(
         {

@@ -79,15 +79,17 @@ def relative_transparency(hub, frame, pairs):
     return float(ratio * h_meta["exposure"] / f_meta["exposure"])
 
 
-def consistent_group(catalogs, match):
+def consistent_group(catalogs, match, with_scales=False):
     """The largest set of frames that agree with one another.
 
     ``catalogs`` maps frame id to (stars, meta); ``match(ref, frame)``
     returns a register.Match or raises RegistrationFailed. Each of the
     sharpest MAX_HUBS frames with stars is a hub; every frame is matched
-    onto it, and the hub that most frames agree with (a consistent match,
-    no rotation) wins, ties to the sharper hub. Returns (hub, {member id:
-    transparency against the hub}, {outsider id: reason}).
+    onto it (at any turn or scale the matcher allows), and the hub that most
+    frames agree with wins, ties to the sharper hub; a hub all frames agree
+    with ends the search. Returns (hub, {member id: transparency against
+    the hub}, {outsider id: reason}), and with ``with_scales`` also {member
+    id: scale, hub px per frame px} (2 for a 2x2-binned frame on a 1x1 hub).
     """
     from .register import RegistrationFailed
 
@@ -99,7 +101,7 @@ def consistent_group(catalogs, match):
     hubs = sorted(usable, key=lambda fid: (float(catalogs[fid][1]["fwhm"]), fid))[:MAX_HUBS]
     best = None
     for hub in hubs:
-        members, outsiders = {hub: 1.0}, {}
+        members, outsiders, scales = {hub: 1.0}, {}, {hub: 1.0}
         for fid in usable:
             if fid == hub:
                 continue
@@ -109,11 +111,14 @@ def consistent_group(catalogs, match):
                 outsiders[fid] = str(exc)
                 continue
             members[fid] = relative_transparency(catalogs[hub], catalogs[fid], found.pairs)
+            scales[fid] = float(found.scale)
         if best is None or len(members) > len(best[1]):
-            best = (hub, members, outsiders)
+            best = (hub, members, outsiders, scales)
+        if len(members) == len(usable):  # no hub can gather more
+            break
     if best is None:
-        return None, {}, {}
-    return best
+        best = (None, {}, {}, {})
+    return best if with_scales else best[:3]
 
 
 def isolated(frame_id, catalogs, members, match):
@@ -172,7 +177,10 @@ def choose_reference(rows, pinned=None, remembered=None, clear=0.7):
     if remembered in ids:
         return remembered, "kept from the first choice (see reference.lock)"
     group = [r for r in rows if r.get("in_group", True)]
-    ranked = quality_order(group, clear)
+    # the stack takes the reference's pixels: the finest sampled frames only
+    # (a 2x2-binned night never sets the grid of its 1x1 nights)
+    finest = min((r.get("scale", 1.0) for r in group), default=1.0)
+    ranked = quality_order([r for r in group if r.get("scale", 1.0) <= finest * 1.01], clear)
     if not ranked:
         raise Problem(
             f"none of the {len(rows)} frames of this stack has stars to register on",
@@ -181,7 +189,7 @@ def choose_reference(rows, pinned=None, remembered=None, clear=0.7):
         )
     return ranked[0]["id"], (
         f"best of the {len(group)} of {len(rows)} frames that agree with one another: "
-        "sharpest of the clear frames"
+        "sharpest of the clear frames at the finest sampling"
     )
 
 
@@ -205,14 +213,17 @@ def read_reference(path):
 
 def candidates(catalogs, match):
     """Every frame as a reference candidate: (hub, rows), one row a frame
-    with its id, n_stars, fwhm, transparency against the hub of the largest
+    with its id, n_stars, fwhm (in the hub's pixels for a member, so that a
+    binned frame's narrow stars in pixels do not pass for sharp seeing),
+    scale (hub px per frame px), transparency against the hub of the largest
     consistent group, in_group and the note of an outsider."""
-    hub, members, outsiders = consistent_group(catalogs, match)
+    hub, members, outsiders, scales = consistent_group(catalogs, match, with_scales=True)
     rows = [
         {
             "id": fid,
             "n_stars": int(meta["n_stars"]),
-            "fwhm": float(meta["fwhm"]),
+            "fwhm": float(meta["fwhm"]) * scales.get(fid, 1.0),
+            "scale": scales.get(fid, 1.0),
             "transparency": float(members.get(fid, np.nan)),
             "in_group": fid in members,
             "note": outsiders.get(fid, ""),
