@@ -32,7 +32,7 @@ SCHEMA = (
     Column("match_fraction", None, "share of the reference's bright stars matched"),
     Column("rotation_deg", "deg", "measured rotation against the reference"),
     Column("scale_ratio", None, "measured scale: reference px per frame px (2: binned 2x2)"),
-    Column("transform", "pix", "2x3 applied: frame (x, y, 1) lands at transform @ (x, y, 1)"),
+    Column("transform", None, "2x3 applied, px: frame (x, y, 1) lands at transform @ (x, y, 1)"),
     Column("pier_side", None, "PIERSIDE of the raw header (EAST, WEST), if any"),
     Column("scale", None, "factor that brings the sky-subtracted frame to the reference"),
     Column("scale_err", None, "standard error of scale"),

@@ -56,6 +56,10 @@ def reference_row(table):
 #: At most this many frames, the sharpest first, are tried as the hub of the
 #: group that agrees with it: the cost grows as hubs x frames.
 MAX_HUBS = 30
+#: A reference candidate's centre at most this fraction of the frame's
+#: side from the group's median centre (dithers and nights' pointings stay
+#: well inside; a frame pointed a third of a frame away would crop the stack).
+MAX_OFF_CENTRE = 0.25
 #: Stars per frame (the brightest) matched to find the group.
 GROUP_STARS = 100
 
@@ -89,7 +93,8 @@ def consistent_group(catalogs, match, with_scales=False):
     frames agree with wins, ties to the sharper hub; a hub all frames agree
     with ends the search. Returns (hub, {member id: transparency against
     the hub}, {outsider id: reason}), and with ``with_scales`` also {member
-    id: scale, hub px per frame px} (2 for a 2x2-binned frame on a 1x1 hub).
+    id: (scale, centre)}: hub px per frame px (2 for a 2x2-binned frame on a
+    1x1 hub) and where the frame's centre lands on the hub.
     """
     from .register import RegistrationFailed
 
@@ -101,7 +106,9 @@ def consistent_group(catalogs, match, with_scales=False):
     hubs = sorted(usable, key=lambda fid: (float(catalogs[fid][1]["fwhm"]), fid))[:MAX_HUBS]
     best = None
     for hub in hubs:
-        members, outsiders, scales = {hub: 1.0}, {}, {hub: 1.0}
+        ny, nx = catalogs[hub][1]["shape"]
+        members, outsiders = {hub: 1.0}, {}
+        scales = {hub: (1.0, np.array([(nx - 1) / 2, (ny - 1) / 2]))}
         for fid in usable:
             if fid == hub:
                 continue
@@ -111,7 +118,9 @@ def consistent_group(catalogs, match, with_scales=False):
                 outsiders[fid] = str(exc)
                 continue
             members[fid] = relative_transparency(catalogs[hub], catalogs[fid], found.pairs)
-            scales[fid] = float(found.scale)
+            ny, nx = catalogs[fid][1]["shape"]
+            centre = np.asarray(found.transform) @ [(nx - 1) / 2, (ny - 1) / 2, 1.0]
+            scales[fid] = (float(found.scale), centre)
         if best is None or len(members) > len(best[1]):
             best = (hub, members, outsiders, scales)
         if len(members) == len(usable):  # no hub can gather more
@@ -180,7 +189,10 @@ def choose_reference(rows, pinned=None, remembered=None, clear=0.7):
     # the stack takes the reference's pixels: the finest sampled frames only
     # (a 2x2-binned night never sets the grid of its 1x1 nights)
     finest = min((r.get("scale", 1.0) for r in group), default=1.0)
-    ranked = quality_order([r for r in group if r.get("scale", 1.0) <= finest * 1.01], clear)
+    fit = [r for r in group if r.get("scale", 1.0) <= finest * 1.01]
+    # and near the middle of the group: the stack takes the reference's field
+    central = [r for r in fit if r.get("off_centre", 0.0) <= MAX_OFF_CENTRE]
+    ranked = quality_order(central or fit, clear)
     if not ranked:
         raise Problem(
             f"none of the {len(rows)} frames of this stack has stars to register on",
@@ -217,13 +229,24 @@ def candidates(catalogs, match):
     binned frame's narrow stars in pixels do not pass for sharp seeing),
     scale (hub px per frame px), transparency against the hub of the largest
     consistent group, in_group and the note of an outsider."""
-    hub, members, outsiders, scales = consistent_group(catalogs, match, with_scales=True)
+    hub, members, outsiders, placed = consistent_group(catalogs, match, with_scales=True)
+    scales = {fid: scale for fid, (scale, _) in placed.items()}
+    # how far each frame's centre sits from the group's (median) centre, as a
+    # fraction of the hub's smaller side: a frame pointed far off the others
+    # would crop the stack to its own field
+    off = {}
+    if placed:
+        centres = np.array([centre for _, centre in placed.values()])
+        middle = np.median(centres, axis=0)
+        side = min(catalogs[hub][1]["shape"])
+        off = {fid: float(np.hypot(*(c - middle)) / side) for fid, (_, c) in placed.items()}
     rows = [
         {
             "id": fid,
             "n_stars": int(meta["n_stars"]),
             "fwhm": float(meta["fwhm"]) * scales.get(fid, 1.0),
             "scale": scales.get(fid, 1.0),
+            "off_centre": off.get(fid, 0.0),
             "transparency": float(members.get(fid, np.nan)),
             "in_group": fid in members,
             "note": outsiders.get(fid, ""),
