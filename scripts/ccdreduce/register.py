@@ -679,7 +679,7 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         "DY": (_pixels(transform[1, 2]), "applied shift, axis 2, px") if translation else None,
         "DXMEAS": (float(dx_seen), "measured move of the frame centre, axis 1, px"),
         "DYMEAS": (float(dy_seen), "measured move of the frame centre, axis 2, px"),
-        "NMATCH": (match.matches, "stars matched to the reference"),
+        "NMATCH": (match.shift.matches if translation else match.matches, "stars matched"),
         "REGRMS": (float(match.shift.rms if translation else match.rms), "rms of matches, px"),
         "REGFRAC": (round(match.fraction, 3), "fraction of bright reference stars matched"),
         "REGKIND": (kind, "applied as: translation, rot90 (permutation), general"),
@@ -696,7 +696,8 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         )
     message = (
         f"shift measured ({match.shift.dx:+.3f}, {match.shift.dy:+.3f}) px from "
-        f"{match.matches} stars (rms {match.shift.rms if translation else match.rms:.3f}), "
+        f"{match.shift.matches if translation else match.matches} stars "
+        f"(rms {match.shift.rms if translation else match.rms:.3f}), "
         f"{how}; sky {sky_level:.1f} ADU subtracted"
     )
     return moved, moved_mask, cards, message, True

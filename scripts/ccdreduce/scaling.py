@@ -205,7 +205,9 @@ def frame_row(info, meta, header):
         row[column] = kind(header.get(key, default))
     # on the stack's grid: a frame of coarser pixels (scale 2) shows its stars
     # twice as wide there, and its values, flux kept, divided by scale squared
-    scale = row["scale_ratio"] if np.isfinite(row["scale_ratio"]) else 1.0
+    # (the applied scale: exactly 1 for a translation)
+    applied = np.sqrt(abs(np.linalg.det(row["transform"][:, :2])))
+    scale = float(applied) if np.isfinite(applied) else 1.0
     row["fwhm"] = float(meta["fwhm"]) * scale
     row["noise"] = float(meta["noise"]) / scale**2
     return row | times.span_of(header)
