@@ -25,7 +25,7 @@ def frames_plot(table, path, title):
         (("fwhm", None),),
     )
     names = (
-        "move of the frame centre (px)",
+        "shift to the reference (px)",
         "rotation to the reference (deg)",
         "scale factor (x frame = reference)",
         "FWHM in the stack (px)",

@@ -668,17 +668,18 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
     translation = kind == "translation"
     if translation:  # as measured, to the last digit
         dx_seen, dy_seen = match.shift.dx, match.shift.dy
-    else:  # where the frame's centre went
+    else:  # where the frame's centre lands, from the reference's centre
         centre = np.array([(nx - 1) / 2, (ny - 1) / 2])
+        middle = np.array([(out_shape[1] - 1) / 2, (out_shape[0] - 1) / 2])
         dx_seen, dy_seen = (
-            transform_xy(np.asarray(match.transform, float), centre[None])[0] - centre
+            transform_xy(np.asarray(match.transform, float), centre[None])[0] - middle
         )
     cards |= {
         # a shift only means something for a translation: None removes the card
         "DX": (_pixels(transform[0, 2]), "applied shift, axis 1, px") if translation else None,
         "DY": (_pixels(transform[1, 2]), "applied shift, axis 2, px") if translation else None,
-        "DXMEAS": (float(dx_seen), "measured move of the frame centre, axis 1, px"),
-        "DYMEAS": (float(dy_seen), "measured move of the frame centre, axis 2, px"),
+        "DXMEAS": (float(dx_seen), "measured shift, axis 1, px (of the centre if turned)"),
+        "DYMEAS": (float(dy_seen), "measured shift, axis 2, px"),
         "NMATCH": (match.shift.matches if translation else match.matches, "stars matched"),
         "REGRMS": (float(match.shift.rms if translation else match.rms), "rms of matches, px"),
         "REGFRAC": (round(match.fraction, 3), "fraction of bright reference stars matched"),
