@@ -83,6 +83,16 @@ def relative_transparency(hub, frame, pairs):
     return float(ratio * h_meta["exposure"] / f_meta["exposure"])
 
 
+def _centre(catalogue):
+    """A frame's centre pixel (x, y): of its shape, or of its stars when the
+    catalogue does not say the shape."""
+    stars, meta = catalogue
+    if meta.get("shape"):
+        ny, nx = meta["shape"]
+        return np.array([(nx - 1) / 2, (ny - 1) / 2])
+    return np.array([np.mean(stars["x"]), np.mean(stars["y"])])
+
+
 def consistent_group(catalogs, match, with_scales=False):
     """The largest set of frames that agree with one another.
 
@@ -106,9 +116,8 @@ def consistent_group(catalogs, match, with_scales=False):
     hubs = sorted(usable, key=lambda fid: (float(catalogs[fid][1]["fwhm"]), fid))[:MAX_HUBS]
     best = None
     for hub in hubs:
-        ny, nx = catalogs[hub][1]["shape"]
         members, outsiders = {hub: 1.0}, {}
-        scales = {hub: (1.0, np.array([(nx - 1) / 2, (ny - 1) / 2]))}
+        scales = {hub: (1.0, _centre(catalogs[hub]))}
         for fid in usable:
             if fid == hub:
                 continue
@@ -118,8 +127,7 @@ def consistent_group(catalogs, match, with_scales=False):
                 outsiders[fid] = str(exc)
                 continue
             members[fid] = relative_transparency(catalogs[hub], catalogs[fid], found.pairs)
-            ny, nx = catalogs[fid][1]["shape"]
-            centre = np.asarray(found.transform) @ [(nx - 1) / 2, (ny - 1) / 2, 1.0]
+            centre = np.asarray(found.transform) @ [*_centre(catalogs[fid]), 1.0]
             scales[fid] = (float(found.scale), centre)
         if best is None or len(members) > len(best[1]):
             best = (hub, members, outsiders, scales)
@@ -238,7 +246,7 @@ def candidates(catalogs, match):
     if placed:
         centres = np.array([centre for _, centre in placed.values()])
         middle = np.median(centres, axis=0)
-        side = min(catalogs[hub][1]["shape"])
+        side = min(catalogs[hub][1].get("shape") or [np.ptp(centres) or 1.0])
         off = {fid: float(np.hypot(*(c - middle)) / side) for fid, (_, c) in placed.items()}
     rows = [
         {
