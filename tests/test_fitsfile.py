@@ -178,11 +178,43 @@ def test_each_kind_of_product_gets_its_unit_from_one_table():
         set_unit(header, kind)
         assert header["BUNIT"] == "adu" and header.comments["BUNIT"] == "as the camera wrote it"
     flat = raw.copy()
-    set_unit(flat, "flat")  # a ratio
-    assert "BUNIT" not in flat
+    set_unit(flat, "flat")  # a ratio, which CCDData.read must still accept
+    assert flat["BUNIT"] == "adu/adu"
     for kind, says in (("calibrated", "flat-fielded"), ("stack", "scaled to the reference")):
         header = fits.Header()
         set_unit(header, kind)
         assert header["BUNIT"] == "adu" and says in header.comments["BUNIT"]
     with pytest.raises(ValueError, match="no unit known for a 'preview'"):
         set_unit(fits.Header(), "preview")
+
+
+def test_a_product_opens_with_ccddata_with_unit_mask_bits_and_uncertainty(tmp_path):
+    from astropy.nddata import CCDData, StdDevUncertainty
+
+    from ccdreduce.fitsfile import (
+        MASK_BITS,
+        MASK_NO_DATA,
+        read_uncertainty,
+        set_unit,
+        write_image,
+    )
+
+    data = np.arange(30, dtype=np.float32).reshape(5, 6)
+    mask = np.zeros(data.shape, np.uint8)
+    mask[2, 3] = MASK_NO_DATA
+    for kind in ("flat", "calibrated"):
+        header = fits.Header()
+        set_unit(header, kind)
+        out = tmp_path / f"{kind}.fits"
+        write_image(out, data, header, mask=mask, uncertainty=np.sqrt(data + 1))
+        ccd = CCDData.read(out)
+        assert isinstance(ccd.uncertainty, StdDevUncertainty)
+        np.testing.assert_allclose(ccd.uncertainty.array, np.sqrt(data + 1), rtol=1e-6)
+        assert ccd.mask.sum() == 1 and ccd.mask[2, 3]
+        assert ccd.unit.to_string() == ("" if kind == "flat" else "adu")
+        np.testing.assert_allclose(read_uncertainty(out), np.sqrt(data + 1), rtol=1e-6)
+        mask_header = fits.getheader(out, "MASK")
+        assert [mask_header[f"BIT{bit}"] for bit in MASK_BITS] == list(MASK_BITS.values())
+    header = fits.Header()
+    write_image(tmp_path / "plain.fits", data, header)
+    assert read_uncertainty(tmp_path / "plain.fits") is None

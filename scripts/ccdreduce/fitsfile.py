@@ -41,16 +41,31 @@ _STORAGE_CARDS = (
     "SIMPLE",
 )
 
+#: Data-quality bits of every product's MASK extension (uint8). A pixel with
+#: any bit set enters no combine (masters, stacks); the bits say why.
 MASK_SATURATED = 1
 MASK_BAD_FLAT = 2
+MASK_BAD_PIXEL = 4
+MASK_COSMIC_RAY = 8
+MASK_NO_DATA = 16
+#: Each bit's meaning, written as BIT<n> cards into every MASK header.
+MASK_BITS = {
+    MASK_SATURATED: "saturated: at or above the saturation level in raw",
+    MASK_BAD_FLAT: "low flat: master flat below min_flat or undefined",
+    MASK_BAD_PIXEL: "bad pixel: hot in the dark, dead or deviant in the flat",
+    MASK_COSMIC_RAY: "cosmic ray: found in this single frame",
+    MASK_NO_DATA: "no data: outside the frame, or no valid input",
+}
 
 #: The unit of each kind of product: (BUNIT, its comment; None keeps the
-#: comment a raw header gave), or None for no unit (a flat is a ratio).
+#: comment a raw header gave), or None for no unit. A flat is a ratio, and
+#: 'adu/adu' is the FITS way to say so that CCDData.read accepts (a missing
+#: or empty BUNIT makes it ask for a unit).
 #: Registered frames keep the calibrated unit (set again by register_night).
 UNITS = {
     "bias": ("adu", None),
     "dark": ("adu", None),
-    "flat": None,
+    "flat": ("adu/adu", "ratio: normalised to a median of 1"),
     "calibrated": ("adu", "flat-fielded counts"),
     "registered": ("adu", "flat-fielded counts"),
     "stack": ("adu", "sky-subtracted, scaled to the reference frame"),
@@ -119,6 +134,31 @@ def read_product(path):
         return hdul[0].data, hdul[0].header, mask
 
 
+def read_uncertainty(path):
+    """The UNCERT extension of a product (a standard deviation in the data's
+    unit, ccdproc's convention) as float32, or None when it has none."""
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        if "UNCERT" not in hdul:
+            return None
+        return np.asarray(hdul["UNCERT"].data, dtype=np.float32)
+
+
+def mask_header():
+    """The header of a MASK extension: what each bit means."""
+    from astropy.io import fits
+
+    header = fits.Header()
+    header["BITS"] = (
+        ", ".join(f"{bit} {MASK_BITS[bit].split(':')[0]}" for bit in MASK_BITS),
+        "MASK bits",
+    )
+    for bit, meaning in MASK_BITS.items():
+        header[f"BIT{bit}"] = meaning
+    return header
+
+
 def read_header(path):
     """The primary header of a product this workflow wrote."""
     from astropy.io import fits
@@ -184,9 +224,11 @@ def clean_header(header):
     return header
 
 
-def write_image(path, data, header, mask=None, extensions=None):
-    """Write a float32 product atomically, with its MASK extension and any
-    ``extensions`` ({EXTNAME: array}, e.g. a stack's COVERAGE)."""
+def write_image(path, data, header, mask=None, extensions=None, uncertainty=None):
+    """Write a float32 product atomically, with its MASK extension, its
+    UNCERT extension (``uncertainty``: a standard deviation in the data's
+    unit, as ccdproc writes it, so CCDData.read finds unit, mask and
+    uncertainty) and any ``extensions`` ({EXTNAME: array}, e.g. COVERAGE)."""
     from astropy.io import fits
     from astropy.io.fits.verify import VerifyWarning
 
@@ -194,11 +236,18 @@ def write_image(path, data, header, mask=None, extensions=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     hdus = [fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=clean_header(header))]
     if mask is not None:
-        mask_header = fits.Header()
-        mask_header["BITS"] = (
-            f"{MASK_SATURATED}=saturated in raw, {MASK_BAD_FLAT}=flat too low or undefined"
+        hdus.append(fits.ImageHDU(mask.astype(np.uint8), header=mask_header(), name="MASK"))
+    if uncertainty is not None:
+        uncert_header = fits.Header()
+        uncert_header["UTYPE"] = ("StdDevUncertainty", "astropy.nddata uncertainty class")
+        if "BUNIT" in hdus[0].header:
+            uncert_header["BUNIT"] = hdus[0].header["BUNIT"]
+        uncert_header["COMMENT"] = "1-sigma uncertainty of each pixel, in the data's unit"
+        hdus.append(
+            fits.ImageHDU(
+                np.asarray(uncertainty, dtype=np.float32), header=uncert_header, name="UNCERT"
+            )
         )
-        hdus.append(fits.ImageHDU(mask.astype(np.uint8), header=mask_header, name="MASK"))
     for name, array in (extensions or {}).items():
         hdus.append(fits.ImageHDU(array, name=name))
     # written beside the target, then renamed: a killed job never leaves a
