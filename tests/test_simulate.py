@@ -208,11 +208,13 @@ FRAME_KEYS_BEFORE = {
 
 def fingerprint(path, record):
     """Short digests of a frame's pixels, its header cards, and its truth
-    record as it was before issue 13."""
+    record as it was before issue 13. N.I.N.A.'s GAIN card (the camera's gain
+    setting, issue 14) is left out: the one card added since."""
     with fits.open(path) as hdul:
         hdu = hdul[-1]  # the image: primary, or the compressed extension
         data = np.ascontiguousarray(hdu.data, dtype=">u2").tobytes()
-        cards = "\n".join(str(card) for card in hdu.header.cards).encode()
+        kept = [card for card in hdu.header.cards if card.keyword != "GAIN"]
+        cards = "\n".join(str(card) for card in kept).encode()
     before = json.dumps({k: record[k] for k in FRAME_KEYS_BEFORE}, sort_keys=True).encode()
     return tuple(hashlib.sha256(b).hexdigest()[:16] for b in (data, cards, before))
 
