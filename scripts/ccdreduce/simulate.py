@@ -232,12 +232,12 @@ def noise_camera():
 def noise_nights():
     """Two nights of one field for the noise and data-quality tests (issue
     14), simulated on noise_camera(): the second pointed 44 px away in x, so
-    a stack has a strip covered by one night's 6 frames on each side of the
-    12-frame overlap (and narrower strips of fewer frames at the dither
-    edges); transparency 0.55-1.0 and exposures of 30 and 60 s, so the
-    frames' noise on the reference's scale differs by ~2x; cosmic rays about
-    8x as often as on the demo nights (~45 hits in a 60 s frame), so the
-    single-coverage strips carry many.
+    a stack on one night's grid has a 44 px strip covered by that night's 6
+    frames beside the 12-frame overlap (and narrower strips of fewer frames
+    at the dither edges); transparency 0.55-1.0 and exposures of 30 and
+    60 s, so the frames' noise on the reference's scale differs by ~2x;
+    cosmic rays 13x as often as on the demo nights (~65 hits in a 60 s
+    frame), so the 6-frame strip carries dozens.
 
     2025-04-01 (IRAF dialect) writes GAIN and RDNOISE; 2025-04-02 (the lab
     camera) writes neither, so its noise model must be measured from its
@@ -249,7 +249,7 @@ def noise_nights():
         "flats": {"R": (2.0, 5)},
         "lights": {("R", 30.0): 3, ("R", 60.0): 3},
         "transparency": (0.55, 1.0),
-        "cosmic_ray_rate": 3.0,
+        "cosmic_ray_rate": 4.5,
     }
     return [
         NightSpec("2025-04-01", "iraf", "2025-04-02T01:00:00", (0.0, 0.0), **common),
