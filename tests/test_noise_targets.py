@@ -82,26 +82,6 @@ def light_records(truth):
     return [r for r in truth.frames if r["kind"] == "light"]
 
 
-def star_free(truth, record, shape, sigma, flux_factor=1.0):
-    """Pixels of ``record``'s frame (or the stack on its grid) farther from
-    every catalogue star than where the star's Moffat wing (beta 3) falls
-    below 0.2 ``sigma``, plus 2 px for the whole-pixel registration.
-    ``flux_factor`` scales the frame's star fluxes (a stack is on the
-    reference's scale: 1)."""
-    x, y = simulate.true_positions(truth.data, record)
-    flux = np.asarray(truth.data["stars"][record["filter"]]) * record["exposure"]
-    flux = flux * record["transparency"] * flux_factor / truth.camera["gain"]
-    alpha = record["fwhm"] / (2 * np.sqrt(2 ** (1 / 3) - 1))
-    peak = flux * 2 / (np.pi * alpha**2)
-    radius = alpha * np.sqrt(np.clip(peak / (0.2 * sigma), 1, None) ** (1 / 3) - 1) + 2
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    free = np.ones(shape, bool)
-    for xi, yi, ri in zip(x, y, radius, strict=True):
-        if -ri < xi < shape[1] + ri and -ri < yi < shape[0] + ri:
-            free &= (xx - xi) ** 2 + (yy - yi) ** 2 > ri**2
-    return free
-
-
 def defects(truth):
     """The camera's defects as 0-based (x, y) pixel lists, by name."""
     columns = [simulate.BadColumn(**c) for c in truth.camera["bad_columns"]]
@@ -158,7 +138,7 @@ def stack_sky(noise):
     truth, reference, table = noise["truth"], noise["reference"], noise["table"]
     shape = (truth.camera["ny"], truth.camera["nx"])
     # the stack's noise is ~4x below a frame's: its stars' wings reach farther
-    free = star_free(truth, reference, shape, reference["sky_sigma_adu"] / 4)
+    free = simulate.star_free(truth, reference, shape, reference["sky_sigma_adu"] / 4)
     for row in table[table["used"]]:
         hits = record_of(truth, row)["cosmic_rays"]
         free &= ~near(onto_stack(row, hits), shape, grow=2)
@@ -204,7 +184,7 @@ def test_calibrated_frames_predict_their_own_sky_noise(noise):
             data = hdul[0].data.astype(np.float64)
             uncert = hdul["UNCERT"].data.astype(np.float64)
             mask = hdul["MASK"].data
-        sky = star_free(truth, record, shape, record["sky_sigma_adu"]) & ~bad
+        sky = simulate.star_free(truth, record, shape, record["sky_sigma_adu"]) & ~bad
         sky &= ~near(record["cosmic_rays"], shape, grow=2) & (mask == 0) & np.isfinite(data)
         assert sky.sum() > 20000, record["file"]
         ratio = np.median(uncert[sky]) / mad_std(data[sky])
@@ -255,7 +235,7 @@ def test_the_weighted_average_reaches_the_inverse_variance_ideal(noise):
         data = fits.getdata(layout.registered(results, GROUP, frame)).astype(np.float64)
         key |= np.isfinite(data).astype(np.int64) << i
         record = record_of(truth, row)
-        free = star_free(truth, record, data.shape, record["sky_sigma_adu"])
+        free = simulate.star_free(truth, record, data.shape, record["sky_sigma_adu"])
         free = np.roll(free, (int(row["dy"]), int(row["dx"])), axis=(0, 1))  # onto the grid
         free &= ~near(onto_stack(row, record["cosmic_rays"]), data.shape, grow=2)
         frames.append(data * row["scale"])
@@ -295,7 +275,7 @@ def planted_cosmic_rays(noise, coverage, minimum=3):
     inside &= points[:, 1] < ny
     points = points[inside]
     keep = coverage[points[:, 1], points[:, 0]] >= minimum
-    stars = star_free(
+    stars = simulate.star_free(
         noise["truth"], noise["reference"], coverage.shape, noise["reference"]["sky_sigma_adu"] / 4
     )
     return points[keep & stars[points[:, 1], points[:, 0]]]
@@ -336,7 +316,7 @@ def test_no_sky_pixel_above_10_sigma_at_coverage_3_or_more(noise, method):
     image, uncert, _, _ = stack_products(noise, method)
     coverage = frames_covering(noise)
     truth, reference = noise["truth"], noise["reference"]
-    stars = star_free(truth, reference, image.shape, reference["sky_sigma_adu"] / 4)
+    stars = simulate.star_free(truth, reference, image.shape, reference["sky_sigma_adu"] / 4)
     judged = stars & (coverage >= 3) & np.isfinite(image)
     z = z_scores(image, uncert, coverage, stack_sky(noise) & np.isfinite(image))
     with np.errstate(invalid="ignore", divide="ignore"):

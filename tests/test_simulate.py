@@ -26,6 +26,7 @@ from ccdreduce.simulate import (
     simulate,
     true_positions,
 )
+from ccdreduce.simulate import star_free as simulate_star_free
 from ccdreduce.stars import measure_at
 
 
@@ -246,18 +247,8 @@ def noisy(tmp_path_factory):
 
 
 def star_free(truth, record, shape, sigma):
-    """Pixels farther from every catalogue star than where its Moffat wing
-    (beta 3) falls below 0.2 sigma, and from every cosmic-ray hit."""
-    x, y = true_positions(truth, record)
-    flux = np.asarray(truth["stars"][record["filter"]]) * record["exposure"]
-    flux = flux * record["transparency"] / truth["camera"]["gain"]
-    alpha = record["fwhm"] / (2 * np.sqrt(2 ** (1 / 3) - 1))
-    peak = flux * 2 / (np.pi * alpha**2)
-    radius = alpha * np.sqrt(np.clip(peak / (0.2 * sigma), 1, None) ** (1 / 3) - 1) + 2
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    free = np.ones(shape, bool)
-    for xi, yi, ri in zip(x, y, radius, strict=True):
-        free &= (xx - xi) ** 2 + (yy - yi) ** 2 > ri**2
+    """Sky away from stars (simulate.star_free) and from cosmic-ray hits."""
+    free = simulate_star_free(truth, record, shape, sigma)
     for cx, cy in record.get("cosmic_rays", []):
         free[max(cy - 3, 0) : cy + 4, max(cx - 3, 0) : cx + 4] = False
     return free

@@ -467,6 +467,26 @@ def true_positions(truth, record):
     return x, y
 
 
+def star_free(truth, record, shape, sigma, margin=2.0):
+    """Pixels of a light's frame (or of anything on its grid, a stack with
+    it as reference) farther from every catalogue star than where the star's
+    Moffat wing (beta 3) falls below 0.2 ``sigma`` (ADU), plus ``margin``
+    px: the sky to measure noise on. ``truth`` as for true_positions."""
+    data = getattr(truth, "data", truth)
+    x, y = true_positions(data, record)
+    flux = np.asarray(data["stars"][record["filter"]]) * record["exposure"]
+    flux = flux * record["transparency"] / data["camera"]["gain"]
+    alpha = record["fwhm"] / (2 * np.sqrt(2 ** (1 / 3) - 1))
+    peak = flux * 2 / (np.pi * alpha**2)  # of a Moffat beta 3
+    radius = alpha * np.sqrt(np.clip(peak / (0.2 * sigma), 1, None) ** (1 / 3) - 1) + margin
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    free = np.ones(shape, bool)
+    for xi, yi, ri in zip(x, y, radius, strict=True):
+        if -ri < xi < shape[1] + ri and -ri < yi < shape[0] + ri:
+            free &= (xx - xi) ** 2 + (yy - yi) ** 2 > ri**2
+    return free
+
+
 def _unbinned_positions(camera, x, y, pointing, rotation):
     """Where sky-grid stars land on the unbinned, turned frame."""
     xs, ys = x - pointing[0], y - pointing[1]
