@@ -17,6 +17,15 @@ pointing (0, 0). Each light's truth record carries ``transform``, the 2x3
 matrix from its 0-based pixel (x, y, 1) to the sky grid; ``true_positions``
 and ``relative_transform`` use it.
 
+Data quality and noise (issue 14): a camera may have bad columns
+(``Camera.bad_columns``: a dead segment of low response with a charge trap,
+a hot column of extra dark current) beside its hot pixels; the truth lists
+both (``hot_pixels``, ``camera.bad_columns``), and each light's record gives
+its noise: ``sky_sigma_adu``, the standard deviation of one calibrated sky
+pixel at the frame centre (Poisson of sky and dark, read noise, through the
+gain and the flat), with ``gain`` and ``read_noise``. Each dialect writes the
+gain and read-noise keywords its software writes (NOISE_CARDS).
+
 Same seed, same bytes: every frame draws from its own generator seeded by
 (seed, night, frame), so nights can be made one at a time.
 """
@@ -34,6 +43,33 @@ from astropy.io import fits
 FILTERS = ("V", "R")
 
 
+@dataclass(frozen=True)
+class BadColumn:
+    """A column segment, rows y0 to y1 (0-based, y1 excluded), of unbinned
+    pixels. ``response`` multiplies the light it collects (flat light too, so
+    the flat shows it); ``trap`` electrons per pixel are lost in transfer
+    (a charge trap: nothing a flat, taken bright, corrects at sky level);
+    ``dark`` adds e-/s of dark current (a hot column)."""
+
+    x: int
+    y0: int
+    y1: int
+    response: float = 1.0
+    trap: float = 0.0
+    dark: float = 0.0
+
+
+def dead_column(x, y0, y1, response=0.3, trap=60.0):
+    """A low-response column segment with a charge trap: dark at sky level
+    after flat-fielding, like the one near x = 1130 of a real L stack."""
+    return BadColumn(x, y0, y1, response=response, trap=trap)
+
+
+def hot_column(x, y0, y1, dark=20.0):
+    """A column segment of strong dark current (e-/s)."""
+    return BadColumn(x, y0, y1, dark=dark)
+
+
 @dataclass
 class Camera:
     ny: int = 512  # active rows
@@ -45,6 +81,7 @@ class Camera:
     dark_current: float = 0.05  # e-/s, typical pixel
     hot_fraction: float = 0.003
     saturation: int = 65535
+    bad_columns: tuple = ()  # BadColumn segments; none on the demo camera
 
     @property
     def raw_shape(self):
@@ -98,6 +135,10 @@ class NightSpec:
     # the header is written on every light only when set or with a flip
     pier_side: str | None = None
     binning: int = 1  # 1 or 2: each read pixel sums binning x binning pixels
+    # range of the lights' transparency (drawn uniformly per frame)
+    transparency: tuple = (0.75, 1.0)
+    # cosmic-ray hits per second on 512 x 512 pixels
+    cosmic_ray_rate: float = 0.35
 
 
 def demo_nights():
@@ -176,6 +217,46 @@ def mount_nights():
     ]
 
 
+def noise_camera():
+    """The small camera of noise_nights(): 256 x 256 pixels, the demo's
+    gain and read noise, one dead column segment and one hot column (the
+    hot pixels as on every camera)."""
+    return Camera(
+        ny=256,
+        nx=256,
+        overscan=8,
+        bad_columns=(dead_column(150, 40, 220), hot_column(90, 0, 256)),
+    )
+
+
+def noise_nights():
+    """Two nights of one field for the noise and data-quality tests (issue
+    14), simulated on noise_camera(): the second pointed 44 px away in x, so
+    a stack on one night's grid has a 44 px strip covered by that night's 6
+    frames beside the 12-frame overlap (and narrower strips of fewer frames
+    at the dither edges); transparency 0.55-1.0 and exposures of 30 and
+    60 s, so the frames' noise on the reference's scale differs by ~2x;
+    cosmic rays 13x as often as on the demo nights (~65 hits in a 60 s
+    frame), so the 6-frame strip carries dozens.
+
+    2025-04-01 (IRAF dialect) writes GAIN and RDNOISE; 2025-04-02 (the lab
+    camera) writes neither, so its noise model must be measured from its
+    biases and flats (photon transfer).
+    """
+    common = {
+        "n_bias": 5,
+        "darks": {30.0: 3, 60.0: 3},
+        "flats": {"R": (2.0, 5)},
+        "lights": {("R", 30.0): 3, ("R", 60.0): 3},
+        "transparency": (0.55, 1.0),
+        "cosmic_ray_rate": 4.5,
+    }
+    return [
+        NightSpec("2025-04-01", "iraf", "2025-04-02T01:00:00", (0.0, 0.0), **common),
+        NightSpec("2025-04-02", "lab", "2025-04-03T01:00:00", (44.0, 0.0), **common),
+    ]
+
+
 DIALECTS = {
     "maxim": {
         "key": "IMAGETYP",
@@ -209,6 +290,18 @@ DIALECTS = {
         "light": 1,
         "exptime": ("EXPTIME",),
     },
+}
+
+
+#: Gain and read-noise cards each dialect's software writes: MaxIm DL EGAIN
+#: (e-/ADU); N.I.N.A. EGAIN and GAIN, the camera's gain *setting* (ASCOM
+#: units, e.g. 120, not e-/ADU); IRAF-style headers GAIN (e-/ADU) and RDNOISE
+#: (e-); the lab camera none. Values: "gain", "read_noise" or a constant.
+NOISE_CARDS = {
+    "maxim": {"EGAIN": ("gain", "e-/ADU")},
+    "nina": {"GAIN": (120, "camera gain setting"), "EGAIN": ("gain", "e-/ADU")},
+    "iraf": {"GAIN": ("gain", "e-/ADU"), "RDNOISE": ("read_noise", "read noise (e-)")},
+    "lab": {},
 }
 
 
@@ -259,6 +352,47 @@ class Sky:
         self.stars["V"] = base
         self.stars["R"] = base * colour
         self.sky_rate = {"V": 4.0, "R": 7.0}  # e-/s/pixel
+        self.trap = self._bad_columns(c)
+
+    def _bad_columns(self, c):
+        """Put the camera's bad columns into the dark current and the flats
+        (after every random draw, so a camera without any is the same bytes
+        as before they existed); return the trap's electrons per pixel, or
+        None."""
+        if not c.bad_columns:
+            return None
+        trap = np.zeros((c.ny, c.nx))
+        for col in c.bad_columns:
+            rows = slice(col.y0, col.y1)
+            self.dark_current[rows, col.x] += np.float32(col.dark)
+            for name in self.flats:
+                self.flats[name][rows, col.x] *= np.float32(col.response)
+            trap[rows, col.x] += col.trap
+        return trap
+
+    def bad_column_mask(self):
+        """Unbinned pixels of the camera's bad columns."""
+        c = self.camera
+        mask = np.zeros((c.ny, c.nx), bool)
+        for col in c.bad_columns:
+            mask[col.y0 : col.y1, col.x] = True
+        return mask
+
+    def sky_sigma(self, filt, exposure, binning=1):
+        """Standard deviation (ADU) of one calibrated sky pixel at the frame
+        centre: Poisson of sky and typical dark current, read noise, divided
+        by the gain and by the flat there (the flat, normalised to median 1,
+        scales the sky up and the noise of the whole down). The frame's own
+        noise; the masters' is not counted."""
+        c = self.camera
+        flat = self.flats[filt].astype(np.float64)
+        box = (slice(c.ny // 2 - 8, c.ny // 2 + 8), slice(c.nx // 2 - 8, c.nx // 2 + 8))
+        response = float(np.median(flat[box]))
+        dark = float(np.median(self.dark_current)) * exposure
+        pixels = binning**2
+        # the sky is not dimmed by cloud (transparency dims the stars)
+        electrons = pixels * (self.sky_rate[filt] * exposure * response + dark)
+        return float(np.sqrt(electrons + c.read_noise**2) / c.gain / response)
 
     @staticmethod
     def _donuts(rng, x, y, count):
@@ -333,6 +467,26 @@ def true_positions(truth, record):
     return x, y
 
 
+def star_free(truth, record, shape, sigma, margin=2.0):
+    """Pixels of a light's frame (or of anything on its grid, a stack with
+    it as reference) farther from every catalogue star than where the star's
+    Moffat wing (beta 3) falls below 0.2 ``sigma`` (ADU), plus ``margin``
+    px: the sky to measure noise on. ``truth`` as for true_positions."""
+    data = getattr(truth, "data", truth)
+    x, y = true_positions(data, record)
+    flux = np.asarray(data["stars"][record["filter"]]) * record["exposure"]
+    flux = flux * record["transparency"] / data["camera"]["gain"]
+    alpha = record["fwhm"] / (2 * np.sqrt(2 ** (1 / 3) - 1))
+    peak = flux * 2 / (np.pi * alpha**2)  # of a Moffat beta 3
+    radius = alpha * np.sqrt(np.clip(peak / (0.2 * sigma), 1, None) ** (1 / 3) - 1) + margin
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    free = np.ones(shape, bool)
+    for xi, yi, ri in zip(x, y, radius, strict=True):
+        if -ri < xi < shape[1] + ri and -ri < yi < shape[0] + ri:
+            free &= (xx - xi) ** 2 + (yy - yi) ** 2 > ri**2
+    return free
+
+
 def _unbinned_positions(camera, x, y, pointing, rotation):
     """Where sky-grid stars land on the unbinned, turned frame."""
     xs, ys = x - pointing[0], y - pointing[1]
@@ -385,10 +539,11 @@ def render_stars(shape, xs, ys, fluxes, fwhm):
     return image
 
 
-def cosmic_rays(rng, shape, exposure):
-    """Electrons from cosmic-ray hits: single pixels and short tracks."""
+def cosmic_rays(rng, shape, exposure, rate=0.35):
+    """Electrons from cosmic-ray hits: single pixels and short tracks;
+    ``rate`` hits per second on 512 x 512 pixels."""
     image = np.zeros(shape)
-    count = rng.poisson(0.35 * exposure * shape[0] * shape[1] / 512**2)
+    count = rng.poisson(rate * exposure * shape[0] * shape[1] / 512**2)
     hits = []
     for _ in range(count):
         y, x = rng.integers(2, shape[0] - 2), rng.integers(2, shape[1] - 2)
@@ -413,6 +568,7 @@ def expose(
     flat_level=25000.0,
     rotation=0.0,
     binning=1,
+    cosmic_ray_rate=0.35,
 ):
     """One raw frame as uint16, and what went into it.
 
@@ -443,11 +599,13 @@ def expose(
         )
     if kind != "bias":
         electrons += sky.dark_current * exposure
+    if sky.trap is not None:  # lost in transfer, whatever was collected
+        electrons = np.clip(electrons - sky.trap, 0, None)
     electrons = bin_image(electrons, binning)
     electrons = rng.poisson(np.clip(electrons, 0, None)).astype(float)
     if kind in ("light", "dark") and exposure > 0:
         # cosmic rays hit the silicon, whatever the readout
-        hits_image, hits = cosmic_rays(rng, (c.ny, c.nx), exposure)
+        hits_image, hits = cosmic_rays(rng, (c.ny, c.nx), exposure, cosmic_ray_rate)
         electrons += bin_image(hits_image, binning)
         truth["cosmic_rays"] = [[x // binning, y // binning] for x, y in hits]
     # the bias and its structure are the readout's: one value per read pixel
@@ -471,7 +629,8 @@ def _header(spec, kind, exposure, filt, start, index, camera, pier_side=None):
     h["OBJECT"] = {"light": "NGC 2362", "flat": "FLAT", "dark": "DARK", "bias": "BIAS"}[kind]
     h["XBINNING"] = spec.binning
     h["YBINNING"] = spec.binning
-    h["EGAIN"] = (camera.gain, "e-/ADU")
+    for key, (value, comment) in NOISE_CARDS[spec.dialect].items():
+        h[key] = (getattr(camera, value) if isinstance(value, str) else value, comment)
     h["INSTRUME"] = "Simulated CCD"
     h["TELESCOP"] = "ccdreduce simulator"
     h["SITELAT"] = 41.988
@@ -540,7 +699,7 @@ def simulate_night(sky, spec, raw_dir):
                 dither = rng.uniform(-3.0, 3.0, 2)
                 kwargs = {
                     "pointing": (spec.pointing[0] + dither[0], spec.pointing[1] + dither[1]),
-                    "transparency": cloud[0] if cloud else float(rng.uniform(0.75, 1.0)),
+                    "transparency": cloud[0] if cloud else float(rng.uniform(*spec.transparency)),
                     "fwhm": float(spec.seeing * rng.uniform(0.9, 1.1)),
                 }
                 flipped = light >= first_flipped
@@ -561,7 +720,14 @@ def simulate_night(sky, spec, raw_dir):
                 **kwargs,
                 rotation=geometry.get("rotation", 0.0),
                 binning=spec.binning,
+                cosmic_ray_rate=spec.cosmic_ray_rate,
             )
+            if kind == "light":
+                truth.update(
+                    sky_sigma_adu=sky.sky_sigma(filt, exposure, spec.binning),
+                    gain=c.gain,
+                    read_noise=c.read_noise,
+                )
             header = _header(
                 spec, kind, exposure, filt, clock, index, c, pier_side=geometry.get("pier_side")
             )
@@ -621,6 +787,8 @@ def simulate(out_dir, nights=None, camera=None, seed=2025):
             {"name": s.name, "dialect": s.dialect, "pointing": list(s.pointing)} for s in nights
         ],
         "stars": {k: np.asarray(v).tolist() for k, v in sky.stars.items()},
+        # 0-based (x, y) of the hot pixels, unbinned (also hot_pixels.fits)
+        "hot_pixels": np.argwhere(sky.hot)[:, ::-1].tolist(),
         "sky_rate": sky.sky_rate,
         "frames": frames,
     }
