@@ -84,6 +84,48 @@ def test_scale_factor_is_the_clipped_median_ratio_with_its_error():
     assert scaling.scale_factor(ref, np.full(6, np.nan))[2] == 0
 
 
+def _star_fluxes(rng, true_flux, gain, sky_noise, area):
+    """Aperture fluxes (ADU) of stars of ``true_flux`` with Poisson and sky
+    noise, and their errors from scaling.flux_error."""
+    sigma = scaling.flux_error(true_flux, area, sky_noise, 4 * area, gain)
+    return true_flux + rng.normal(0.0, sigma), sigma
+
+
+def test_snr_weighted_scale_factors_beat_the_median_against_known_truth():
+    # 40 stars over two decades of brightness, as a frame's photometry stars
+    # are; the frame through 20 % cloud; 300 seeded trials
+    rng = np.random.default_rng(14)
+    true_ref = 10 ** rng.uniform(3.0, 5.0, 40)
+    truth, gain, area = 1.25, 1.5, 50.0
+    median_err, weighted_err, claimed = [], [], []
+    for _ in range(300):
+        ref, ref_sigma = _star_fluxes(rng, true_ref, gain, 8.0, area)
+        frame, sigma = _star_fluxes(rng, true_ref / truth, gain, 8.0, area)
+        median_err.append(scaling.scale_factor(ref, frame)[0] / truth - 1)
+        scale, error, count = scaling.scale_factor(ref, frame, ref_err=ref_sigma, err=sigma)
+        weighted_err.append(scale / truth - 1)
+        claimed.append(error / scale)
+        assert count >= 36  # clipping leaves honest stars in
+    rms_median = np.sqrt(np.mean(np.square(median_err)))
+    rms_weighted = np.sqrt(np.mean(np.square(weighted_err)))
+    # 0.73 here: the per-star floor (STAR_ERROR_FLOOR) caps the bright stars' weight
+    assert rms_weighted < 0.8 * rms_median, (rms_weighted, rms_median)
+    # nearly unbiased: errors from measured fluxes lean weights a little
+    assert abs(np.mean(weighted_err)) < 0.3 * rms_weighted
+    # the claimed error is the error against the truth (floored per star)
+    assert 0.7 < rms_weighted / np.sqrt(np.mean(np.square(claimed))) < 1.3
+
+
+def test_flux_errors_follow_the_noise_model():
+    # sky only without a gain; Poisson flux / gain added with one
+    sky_only = np.atleast_1d(scaling.flux_error(np.array([1e4]), 50.0, 10.0, 200.0))
+    assert sky_only[0] == pytest.approx(np.sqrt(50 * 100 + 2500 * np.pi / 2 * 100 / 200))
+    with_gain = np.atleast_1d(scaling.flux_error(np.array([1e4]), 50.0, 10.0, 200.0, gain=2.0))
+    assert with_gain[0] ** 2 == pytest.approx(sky_only[0] ** 2 + 1e4 / 2.0)
+    assert scaling.frame_gain({"GAIN": 1.5}) == 1.5
+    assert scaling.frame_gain({"GAIN": 120}) is None and scaling.frame_gain({}) is None
+
+
 def test_photometry_stars_skip_saturated_crowded_and_edge_stars():
     reference = reference_record()
     stars = reference["stars"]
