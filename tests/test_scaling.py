@@ -240,3 +240,62 @@ def test_a_frame_brighter_than_any_sky_allows_is_left_out():
     assert bright["reason"].startswith(
         "more light per second than the reference: transparency 2.72"
     )
+
+
+def _selection_rows():
+    """Ten used frames: FWHM 4.0-4.18 px but one at 7 px, one with a sky
+    of 5000 ADU, one trailed (roundness 1.6), one through thin cloud (40
+    stars instead of ~200); the reference is the sharpest."""
+    rows = []
+    for i in range(10):
+        rows.append(
+            {
+                "fwhm": 4.0 + 0.02 * i,
+                "roundness": 1.05 + 0.005 * i,
+                "n_stars": 200 + i,
+                "sky": 900.0 + 10 * i,
+                "used": True,
+                "weight": 1.0,
+                "weight_seeing": 1.0,
+                "reason": "",
+            }
+        )
+    rows[3]["fwhm"] = 7.0
+    rows[5]["sky"] = 5000.0
+    rows[7]["roundness"] = 1.6
+    rows[8]["n_stars"] = 40
+    return rows, [f"n1/f{i}" for i in range(10)]
+
+
+def test_selection_thresholds_leave_out_the_frames_beyond_them_with_the_reason():
+    rows, ids = _selection_rows()
+    select = {"fwhm": "3 sigma", "roundness": 1.3, "stars": "3 sigma", "sky": 2000}
+    notes = scaling.select_frames(rows, ids, "n1/f0", select)
+    out = {frame: row["reason"] for frame, row in zip(ids, rows, strict=True) if not row["used"]}
+    assert sorted(out) == ["n1/f3", "n1/f5", "n1/f7", "n1/f8"]
+    assert out["n1/f3"].startswith("selection: FWHM 7 px beyond")
+    assert "stacking.select.fwhm: 3 sigma from the median" in out["n1/f3"]
+    assert out["n1/f5"].startswith("selection: sky 5000 ADU beyond 2000 ADU")
+    assert "roundness (axis ratio) 1.6 beyond 1.3" in out["n1/f7"]
+    assert out["n1/f8"].startswith("selection: star count 40 beyond")  # too few
+    assert all(rows[i]["weight"] == 0 and rows[i]["weight_seeing"] == 0 for i in (3, 5, 7, 8))
+    assert len(notes) == 4 and all("left out" in note for note in notes)
+
+
+def test_selection_never_leaves_out_the_reference_and_null_is_off():
+    rows, ids = _selection_rows()
+    notes = scaling.select_frames(rows, ids, "n1/f3", {"fwhm": 5.0, "sky": None})
+    assert rows[3]["used"] and rows[3]["reason"] == ""
+    assert notes == [
+        f"n1/f3: the reference kept despite selection: FWHM 7 px beyond 5 px "
+        "(stacking.select.fwhm: max 5)"
+    ]
+    assert scaling.select_frames(rows, ids, "n1/f0", {}) == []
+    with pytest.raises(ValueError, match="k sigma"):
+        scaling.parse_threshold("two sigma")
+
+
+def test_the_seeing_weight_is_the_noise_weight_over_the_fwhm_squared():
+    assert scaling.seeing_weight(4.0, fwhm=6.0, reference_fwhm=3.0) == pytest.approx(1.0)
+    assert scaling.seeing_weight(4.0, fwhm=3.0, reference_fwhm=3.0) == 4.0
+    assert scaling.seeing_weight(4.0, fwhm=np.nan, reference_fwhm=3.0) == 0.0

@@ -44,6 +44,13 @@ SCHEMA = (
         "noise", "adu", "sky noise of the frame on the stack's grid (robust standard deviation)"
     ),
     Column("weight", "1 / adu2", "inverse variance of the scaled frame; 0 when not used"),
+    Column(
+        "weight_seeing",
+        "1 / adu2",
+        "weight x (reference FWHM / fwhm)^2: noise and seeing; 0 when not used",
+    ),
+    Column("roundness", None, "median axis ratio of the frame's stars (1 round)"),
+    Column("n_stars", None, "stars detected in the calibrated frame"),
     Column("used", None, "True: the frame enters the stack"),
     Column("reason", None, "why the frame is left out (or a registration note)"),
 )
@@ -58,6 +65,9 @@ COMMENTS = (
     "rotated beyond stacking.registration.max_corner_shift is left out.",
     "scale multiplies the sky-subtracted frame to match",
     "the reference; transparency is star flux per second against the reference.",
+    "weight is the inverse variance of the scaled frame; weight_seeing that times",
+    "(reference FWHM / fwhm)^2, so a frame as sharp as the reference keeps its weight.",
+    "Frames left out by stacking.select say which threshold in reason.",
     "date_beg_tt, date_end_tt (ISO) and mjd_avg_tt (mid-exposure) are on TT; bjd_tdb the",
     "barycentric Julian date of mid-exposure on TDB; time_note what limits them.",
 )
@@ -301,13 +311,17 @@ def frame_row(info, meta, header):
     scale = float(applied) if np.isfinite(applied) else 1.0
     row["fwhm"] = float(meta["fwhm"]) * scale
     row["noise"] = float(meta["noise"]) / scale**2
+    row["roundness"] = float(meta.get("elongation", np.nan))  # older catalogues: unknown
+    row["n_stars"] = int(meta.get("n_stars", 0))
     return row | times.span_of(header)
 
 
-def measure_frames(frames, reference, cfg, log):
+def measure_frames(frames, reference, cfg, log, select=None):
     """Rows of the stack's frame table: each frame of ``frames`` (dicts with
     id, night, stem, file, catalog and registered paths) measured against
-    the reference and judged (judge_frame). Returns (rows, (x, y, radius))."""
+    the reference, judged (judge_frame) and selected by the thresholds of
+    ``select`` (config stacking.select, select_frames). Returns (rows,
+    (x, y, radius))."""
     from .fitsfile import mapped_product
 
     xs, ys, radius = photometry_stars(reference, cfg)
@@ -331,7 +345,19 @@ def measure_frames(frames, reference, cfg, log):
         rows.append(row)
     ids = [info["id"] for info in frames]
     _judge_all(rows, ids, fluxes, reference, cfg, log, n_stars=len(xs))
+    for note in select_frames(rows, ids, reference["reference"], select or {}):
+        log.info(note)
     return rows, (xs, ys, radius)
+
+
+def seeing_weight(weight, fwhm, reference_fwhm):
+    """The noise weight times (reference FWHM / frame FWHM)^2: a star's peak
+    signal to noise goes as 1 / FWHM^2 at a given flux and noise, so a frame
+    twice as blurred counts a quarter; normalised so that a frame as sharp as
+    the reference keeps its noise weight. 0 when the FWHM is unknown."""
+    if not (np.isfinite(fwhm) and fwhm > 0 and np.isfinite(reference_fwhm)):
+        return 0.0
+    return float(weight) * (reference_fwhm / fwhm) ** 2
 
 
 def _judge_all(rows, ids, fluxes, reference, cfg, log, n_stars):
@@ -359,6 +385,7 @@ def _judge_all(rows, ids, fluxes, reference, cfg, log, n_stars):
                 n_scale_stars=0,
                 transparency=np.nan,
                 weight=0.0,
+                weight_seeing=0.0,
                 used=False,
             )
             row["reason"] = row["reason"] or "no photometry stars in the reference"
@@ -376,6 +403,90 @@ def _judge_all(rows, ids, fluxes, reference, cfg, log, n_stars):
                 err=err[mask],
             )
         )
+        row["weight_seeing"] = seeing_weight(row["weight"], row["fwhm"], float(reference["fwhm"]))
+
+
+# --- frame selection (stacking.select) --------------------------------------
+
+#: Each selection threshold: the frame table's column it judges, the bad side
+#: (+1: too high is bad, -1: too low), its words and unit for the reason.
+SELECTION = {
+    "fwhm": ("fwhm", +1, "FWHM", " px"),
+    "roundness": ("roundness", +1, "roundness (axis ratio)", ""),
+    "stars": ("n_stars", -1, "star count", ""),
+    "sky": ("sky", +1, "sky", " ADU"),
+}
+
+
+def parse_threshold(value):
+    """A selection threshold: None (off), ('absolute', number) or
+    ('sigma', k) for a string "k sigma". ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r}: null, a number or 'k sigma'")
+    if isinstance(value, int | float):
+        return ("absolute", float(value))
+    words = str(value).split()
+    if len(words) == 2 and words[1] == "sigma":
+        try:
+            return ("sigma", float(words[0]))
+        except ValueError:
+            pass
+    raise ValueError(f"{value!r}: null, a number or 'k sigma' (e.g. '3 sigma')")
+
+
+def threshold_limit(values, threshold, side):
+    """(limit, how): the value beyond which a frame is left out, and the
+    words saying where it came from. 'k sigma': k robust (MAD) sigma from
+    the median of ``values`` (the stack's registered frames), on the bad
+    ``side``."""
+    kind, number = threshold
+    if kind == "absolute":
+        return number, f"{'max' if side > 0 else 'min'} {number:g}"
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size < 3:
+        return None, f"{number:g} sigma: fewer than 3 frames measured"
+    centre = float(np.median(finite))
+    spread = mad_std(finite, centre, factor=MAD_TO_SIGMA_4DP)
+    limit = centre + side * number * spread
+    return limit, f"{number:g} sigma from the median {centre:.4g} (sigma {spread:.3g})"
+
+
+def select_frames(rows, ids, reference_id, select):
+    """Leave out (in place: used False, weights 0, reason) every used frame
+    beyond a threshold of ``select`` ({fwhm, roundness, stars, sky}: each
+    None, a number, or "k sigma"; SELECTION says the bad side), as Siril's
+    -filter-fwhm etc. The reference is never left out by it (the stack's
+    grid and flux scale are its): a note says when it would have been.
+    Robust sigmas come from the frames used so far (registered, not
+    clouded). Returns notes."""
+    notes = []
+    measured = [row for row in rows if row["used"]]
+    for key, setting in (select or {}).items():
+        threshold = parse_threshold(setting)
+        if threshold is None:
+            continue
+        column, side, words, unit = SELECTION[key]
+        limit, how = threshold_limit([row[column] for row in measured], threshold, side)
+        if limit is None:
+            notes.append(f"select {key}: {how}; not applied")
+            continue
+        for row, frame in zip(rows, ids, strict=True):
+            value = float(row[column])
+            if not np.isfinite(value) or (value - limit) * side <= 0:
+                continue
+            reason = (
+                f"selection: {words} {value:.4g}{unit} beyond {limit:.4g}{unit} "
+                f"(stacking.select.{key}: {how})"
+            )
+            if frame == reference_id:
+                notes.append(f"{frame}: the reference kept despite {reason}")
+            elif row["used"]:
+                row.update(used=False, weight=0.0, weight_seeing=0.0, reason=reason)
+                notes.append(f"{frame}: left out, {reason}")
+    return notes
 
 
 def log_line(row):
