@@ -8,7 +8,7 @@ from astropy.table import Table
 
 from ccdreduce import provenance, runlog, stacking
 from ccdreduce.combine import CombineSpec
-from ccdreduce.fitsfile import read_header, write_image
+from ccdreduce.fitsfile import read_header
 from ccdreduce.layout import frame_id
 
 log = runlog.start(snakemake)
@@ -66,14 +66,7 @@ log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
     *(group, len(used), header.get("DATE-BEG", "?"), header.get("DATE-END", "?"), header["TOTEXP"]),
 )
-write_image(
-    snakemake.output[0],
-    image,
-    header,
-    mask=stacking.stack_mask(coverage),
-    uncertainty=sigma,
-    extensions={"COVERAGE": coverage},
-)
+stacking.write_stack(snakemake.output[0], image, coverage, sigma, header)
 log.info(
     "wrote %s (median %.3f, coverage %d-%d)",
     *(snakemake.output[0], float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),

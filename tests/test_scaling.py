@@ -287,7 +287,7 @@ def test_selection_never_leaves_out_the_reference_and_null_is_off():
     notes = scaling.select_frames(rows, ids, "n1/f3", {"fwhm": 5.0, "sky": None})
     assert rows[3]["used"] and rows[3]["reason"] == ""
     assert notes == [
-        f"n1/f3: the reference kept despite selection: FWHM 7 px beyond 5 px "
+        "n1/f3: the reference kept despite selection: FWHM 7 px beyond 5 px "
         "(stacking.select.fwhm: max 5)"
     ]
     assert scaling.select_frames(rows, ids, "n1/f0", {}) == []

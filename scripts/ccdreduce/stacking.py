@@ -426,3 +426,21 @@ def stack_mask(coverage):
     from .fitsfile import MASK_NO_DATA
 
     return np.where(np.asarray(coverage) == 0, MASK_NO_DATA, 0).astype(np.uint8)
+
+
+def write_stack(path, image, coverage, sigma, header):
+    """A stack as ccdproc reads it: the image, MASK (stack_mask), UNCERT
+    (``sigma``, when the combine gave one; NaN where no input) and COVERAGE
+    (frames per pixel), so CCDData.read gives unit, mask and uncertainty."""
+    from .fitsfile import write_image
+
+    if sigma is not None:
+        sigma = np.where(np.asarray(coverage) > 0, sigma, np.nan)
+    write_image(
+        path,
+        image,
+        header,
+        mask=stack_mask(coverage),
+        uncertainty=sigma,
+        extensions={"COVERAGE": coverage},
+    )
