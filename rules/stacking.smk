@@ -96,6 +96,7 @@ rule scale_frames:
         group=lambda wc: wc.group,
         frames=group_frame_info,
         scaling=STACKING["scaling"],
+        select=STACKING["select"],
     script:
         "../scripts/scale_frames.py"
 

@@ -1,12 +1,14 @@
 """Rule combine_stack: one combined image of a stack (average, median,
-min-max or sigma clipping), with the coverage map as a second HDU."""
+min-max or sigma clipping), with its UNCERT (propagated by the combine from
+the registered frames' UNCERT), MASK (no valid input) and COVERAGE (frames
+per pixel) extensions, so CCDData.read gives unit, mask and uncertainty."""
 
 import numpy as np
 from astropy.table import Table
 
 from ccdreduce import provenance, runlog, stacking
-from ccdreduce.combine import CombineSpec, combine_files
-from ccdreduce.fitsfile import read_header, write_image
+from ccdreduce.combine import CombineSpec
+from ccdreduce.fitsfile import read_header
 from ccdreduce.layout import frame_id
 
 log = runlog.start(snakemake)
@@ -20,6 +22,8 @@ used = table[np.asarray(table["used"], dtype=bool)]
 registered = stacking.registered_paths(snakemake.params.frames)
 paths = [registered[frame_id(row["night"], row["stem"])] for row in used]
 spec = CombineSpec.from_config(snakemake.params.combine, "stack", f"stacking.combine.{method}")
+mode = stacking.weights_mode(spec.weights)
+weights = stacking.frame_weights(used, mode)
 log.info(
     "%s: %s of %d frames, %s, memory cap %d MB",
     group,
@@ -29,18 +33,24 @@ log.info(
     memory_mb,
 )
 # coverage varies at the edges, where the frames' shifts leave gaps
-combine_notes = spec.notes(len(paths), varying=True)
+combine_notes = spec.notes(len(paths), varying=True) + [stacking.weights_note(weights, mode)]
+with_uncertainty = stacking.all_have_uncertainty(paths)
+if not with_uncertainty:
+    combine_notes.append("no UNCERT: an input has none (calibrated before the noise model)")
 for note in combine_notes:
     log.info("%s: %s", group, note)
-image, coverage = combine_files(
+image, coverage, sigma = stacking.combine_stack_files(
     paths,
     spec,
     scales=np.asarray(used["scale"], dtype=float),
-    weights=np.asarray(used["weight"], dtype=float) if spec.weights else None,
+    weights=weights,
+    uncertainty=with_uncertainty,
     memory_mb=memory_mb,
     threads=snakemake.threads,
     progress=lambda done, total: log.info("combined rows %d/%d", done, total),
 )
+if with_uncertainty and sigma is None:
+    log.warning("%s: the combine engine propagates no uncertainty yet: no UNCERT", group)
 header, notes = provenance.stack_header(
     read_header(registered[table.meta["reference"]]),
     table,
@@ -48,6 +58,7 @@ header, notes = provenance.stack_header(
     spec,
     snakemake.config,
     combine_notes,
+    weights=weights,
 )
 for note in notes:
     log.warning("%s: %s", group, note)
@@ -55,7 +66,7 @@ log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
     *(group, len(used), header.get("DATE-BEG", "?"), header.get("DATE-END", "?"), header["TOTEXP"]),
 )
-write_image(snakemake.output[0], image, header, extensions={"COVERAGE": coverage})
+stacking.write_stack(snakemake.output[0], image, coverage, sigma, header)
 log.info(
     "wrote %s (median %.3f, coverage %d-%d)",
     *(snakemake.output[0], float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),

@@ -10,7 +10,8 @@ fraction of a second, while every job costs the DAG (and a cluster) more.
 from pathlib import Path
 
 from ccdreduce import catalog, provenance, register, runlog, stacking
-from ccdreduce.fitsfile import read_product, set_unit, write_image
+from ccdreduce.errors import FrameProblem
+from ccdreduce.fitsfile import read_product, read_uncertainty, set_unit, write_image
 
 log = runlog.start(snakemake)
 params = snakemake.params
@@ -27,9 +28,18 @@ log.info(
 failed = 0
 for frame in params.frames:
     data, header, mask = read_product(frame["calibrated"])
+    uncertainty = read_uncertainty(frame["calibrated"])
+    if uncertainty is None and register.UNCERTAINTY_REQUIRED:
+        raise FrameProblem(
+            frame["calibrated"],
+            "the calibrated frame has no UNCERT extension (made before the noise model)",
+            "rerun calibrate: snakemake --forcerun calibrate",
+        )
+    if uncertainty is None:
+        log.warning("%s: no UNCERT in the calibrated frame; registered without", frame["id"])
     stars, meta = catalog.read(frame["catalog"])
-    moved, moved_mask, cards, message, ok = register.onto_reference(
-        data, mask, stars, meta, reference, frame["id"], params.settings
+    moved, moved_mask, sigma, cards, message, ok = register.onto_reference(
+        data, mask, stars, meta, reference, frame["id"], params.settings, uncertainty
     )
     (log.info if ok else log.warning)(
         "%s: %s", frame["id"], message if ok else f"not registered: {message}"
@@ -43,5 +53,5 @@ for frame in params.frames:
         cards=cards,
         config=snakemake.config,
     )
-    write_image(frame["registered"], moved, header, mask=moved_mask)
+    write_image(frame["registered"], moved, header, mask=moved_mask, uncertainty=sigma)
 log.info("wrote %d frames to %s (%d not registered)", len(params.frames), folder, failed)

@@ -9,7 +9,7 @@ log = runlog.start(snakemake)
 group = snakemake.params.group
 reference = stacking.read_reference(snakemake.input.reference)
 rows, photometry = scaling.measure_frames(
-    snakemake.params.frames, reference, snakemake.params.scaling, log
+    snakemake.params.frames, reference, snakemake.params.scaling, log, snakemake.params.select
 )
 for row in rows:
     log.info(scaling.log_line(row))

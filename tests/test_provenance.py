@@ -320,3 +320,10 @@ def test_a_stack_header_is_the_references_less_its_own_frame_with_the_stacks_tim
     history = [str(h) for h in header["HISTORY"]]
     assert "stack_sigclip: sigma_lower = 3" in history and "combined 2" in history
     assert reference["DX"] == 2.0  # the reference frame's own header is untouched
+    assert header["WEIGHTS"] == "none" and not header["WEIGHTED"] and "WGTMIN" not in header
+    # weighted: the mode configured and the per-frame range in effect
+    weighted = CombineSpec.of("average", kind="stack", weights=True)
+    header, _ = provenance.stack_header(
+        reference, table, 30.0, weighted, {"a": 1}, weights=np.array([2.0, 8.0])
+    )
+    assert header["WEIGHTS"] == "noise" and header["WEIGHTED"] and header["WGTMIN"] == 0.25

@@ -85,7 +85,7 @@ def test_a_frame_goes_onto_the_reference_grid_with_its_cards_or_its_reason():
     as_lists = {"x": ref_xy[:, 0], "y": ref_xy[:, 1]}
     reference = {"reference": "n1/ref", "stars": as_lists}
     stars = {"x": ref_xy[:, 0] - 7.0, "y": ref_xy[:, 1] + 3.0}
-    moved, _, cards, message, ok = onto_reference(
+    moved, _, _, cards, message, ok = onto_reference(
         image((7.0, -3.0)), None, stars, {"sky": 100.0}, reference, "n1/f2", settings
     )
     assert ok and "applied (+7, -3)" in message
@@ -95,7 +95,7 @@ def test_a_frame_goes_onto_the_reference_grid_with_its_cards_or_its_reason():
     )
     assert np.isnan(moved[:, :7]).all()  # uncovered columns
 
-    blank, _, cards, reason, ok = onto_reference(
+    blank, _, _, cards, reason, ok = onto_reference(
         image((0, 0)),
         None,
         {"x": [], "y": []},
@@ -126,7 +126,7 @@ def register_star_list(ref_xy, frame_xy, shape=(512, 512)):
     reference = {"reference": "n1/ref", "stars": {"x": ref_xy[:, 0], "y": ref_xy[:, 1]}}
     stars = {"x": frame_xy[:, 0], "y": frame_xy[:, 1]}
     data = np.zeros(shape, np.float32)
-    _, _, cards, message, ok = onto_reference(
+    _, _, _, cards, message, ok = onto_reference(
         data, None, stars, {"sky": 0.0}, reference, "n1/frame", SETTINGS
     )
     return cards, message, ok
@@ -191,3 +191,94 @@ def test_a_genuine_match_with_poor_seeing_centroids_is_kept():
     cards, message, ok = register_star_list(ref, frame[inside], shape=(1023, 1536))
     assert ok, message
     assert cards["DX"][0] == 4 and cards["DY"][0] == -3
+
+
+# -- data quality and uncertainty on the reference grid ---------------------
+
+
+def _noisy_frame(shape=(256, 256), sigma=5.0, seed=11):
+    """A star-free white-noise frame with its true sigma, a saturated pixel
+    and a bad column flagged in its MASK."""
+    from ccdreduce.fitsfile import MASK_BAD_PIXEL, MASK_SATURATED
+
+    rng = np.random.default_rng(seed)
+    data = rng.normal(0.0, sigma, shape).astype(np.float32)
+    mask = np.zeros(shape, np.uint8)
+    mask[100, 120] = MASK_SATURATED
+    mask[:, 60] = MASK_BAD_PIXEL
+    return data, mask, np.full(shape, sigma, np.float32)
+
+
+def _register(data, mask, sigma, frame_xy, ref_xy, **settings):
+    from ccdreduce.register import onto_reference
+
+    reference = {"reference": "n1/ref", "stars": {"x": ref_xy[:, 0], "y": ref_xy[:, 1]}}
+    stars = {"x": frame_xy[:, 0], "y": frame_xy[:, 1]}
+    return onto_reference(
+        data, mask, stars, {"sky": 0.0}, reference, "n1/frame", SETTINGS | settings, sigma
+    )
+
+
+def test_an_integer_shift_moves_uncert_and_mask_exactly_and_marks_no_data():
+    from ccdreduce.fitsfile import MASK_BAD_PIXEL, MASK_NO_DATA, MASK_SATURATED
+
+    data, mask, sigma = _noisy_frame()
+    sigma[50, 50] = 9.0  # a pixel of its own noise travels with its value
+    ref_xy = np.random.default_rng(2).uniform(30, 226, (40, 2))
+    moved, moved_mask, moved_sigma, cards, _, ok = _register(
+        data, mask, sigma, ref_xy - [7, -3], ref_xy
+    )
+    assert ok and (cards["DX"][0], cards["DY"][0]) == (7, -3)
+    # whole pixels: values and sigma exactly as in the frame, 7 px right, 3 px up
+    assert moved[47, 47] == data[50, 40] and moved_sigma[47, 47] == 5.0
+    assert moved_sigma[47, 57] == 9.0
+    # uncovered: the first 7 columns and the last 3 rows
+    uncovered = np.zeros(moved.shape, bool)
+    uncovered[:, :7] = True
+    uncovered[-3:, :] = True
+    assert np.all(moved_mask[uncovered] & MASK_NO_DATA)
+    assert not np.any(moved_mask[~uncovered] & MASK_NO_DATA)
+    # masked pixels: NaN in data and sigma, their bits kept
+    assert moved_mask[97, 127] == MASK_SATURATED and np.isnan(moved[97, 127])
+    assert np.all(moved_mask[:-3, 67] == MASK_BAD_PIXEL) and np.isnan(moved[:, 67]).all()
+    assert np.array_equal(np.isnan(moved), moved_mask != 0)
+    assert np.array_equal(np.isnan(moved_sigma), np.isnan(moved))
+
+
+def test_a_turned_frame_carries_its_noise_as_predicted_and_masks_what_it_reaches():
+    from ccdreduce.fitsfile import MASK_NO_DATA
+
+    data, mask, sigma = _noisy_frame(sigma=5.0)
+    ref_xy = np.random.default_rng(2).uniform(30, 226, (40, 2))
+    frame_xy = turned(ref_xy, 7.0, centre=(127.5, 127.5)) + [2.3, -1.6]
+    moved, moved_mask, moved_sigma, cards, _, ok = _register(
+        data, mask, sigma, frame_xy, ref_xy, transform="similarity"
+    )
+    assert ok and cards["REGKIND"][0] == "general" and abs(abs(cards["REGROT"][0]) - 7.0) < 0.05
+    # the corners the turned frame does not reach have no data
+    assert moved_mask[0, 0] & MASK_NO_DATA and moved_mask[255, 255] & MASK_NO_DATA
+    assert moved_mask[128, 128] == 0 and np.isfinite(moved[128, 128])
+    assert np.array_equal(np.isnan(moved), moved_mask != 0)
+    assert np.array_equal(np.isnan(moved_sigma), np.isnan(moved))
+    # the bad column, turned, is masked and NaN all along its way
+    assert (moved_mask & ~np.uint8(MASK_NO_DATA)).any(axis=0).sum() > 5
+    # predicted sigma against the measured scatter of the interpolated noise
+    ok_px = np.isfinite(moved)
+    predicted = np.sqrt(np.mean(moved_sigma[ok_px] ** 2))
+    measured = np.std(moved[ok_px])
+    assert abs(measured / predicted - 1) < 0.03, (measured, predicted)
+    assert predicted < 0.95 * 5.0  # interpolation smooths white noise
+
+
+def test_a_subpixel_shift_carries_its_noise_as_predicted():
+    data, mask, sigma = _noisy_frame(sigma=4.0, seed=5)
+    mask[:] = 0
+    ref_xy = np.random.default_rng(2).uniform(30, 226, (40, 2))
+    moved, _, moved_sigma, cards, _, ok = _register(
+        data, mask, sigma, ref_xy - [5.5, -2.5], ref_xy, resample="subpixel"
+    )
+    assert ok and cards["DX"][0] == 5.5
+    inner = np.isfinite(moved)
+    predicted = float(np.median(moved_sigma[inner]))
+    assert predicted == pytest.approx(4.0 * 0.8696**2, rel=2e-3)  # half a pixel both ways
+    assert abs(np.std(moved[inner]) / predicted - 1) < 0.03

@@ -13,9 +13,11 @@ from ccdreduce.resample import (
     compose,
     footprint,
     kind_of,
+    noise_gain,
     snap,
     translation,
     warp,
+    warp_sigma,
 )
 
 FLUX = 10_000.0
@@ -270,3 +272,42 @@ def test_canvas_union_covers_every_corner_and_no_more():
         frame[:3] = frame[-3:] = 1.0  # something at the frame's edges too
         out, _ = warp(frame, compose(offset, transform), (ny, nx))
         assert abs(np.nansum(out) / frame.sum() - 1) < 2e-3
+
+
+@pytest.mark.parametrize("method", ["spline3", "lanczos3"])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        [[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]],  # half a pixel both ways: the most smoothing
+        [[1.0, 0.0, 3.3], [0.0, 1.0, -7.0]],
+        [[np.cos(0.014), -np.sin(0.014), 3.2], [np.sin(0.014), np.cos(0.014), -1.7]],
+        [[0.5, 0.0, 10.3], [0.0, 0.5, 20.1]],  # a 2x2-binned frame's scale
+    ],
+)
+def test_predicted_sigma_of_an_interpolated_white_noise_frame_is_its_measured_scatter(
+    method, transform
+):
+    rng = np.random.default_rng(21)
+    noise = rng.normal(0.0, 2.0, (300, 300)).astype(np.float32)
+    sigma = np.full(noise.shape, 2.0, np.float32)
+    sigma[:, 150:] = 3.0  # the right half noisier: the map is moved, not one number
+    noise[:, 150:] *= 1.5
+    transform = np.array(transform)
+    out, _ = warp(noise, transform, noise.shape, method=method)
+    predicted = warp_sigma(sigma, transform, noise.shape, method=method)
+    assert np.array_equal(np.isfinite(predicted), np.isfinite(out))
+    back = np.linalg.inv(np.vstack([transform, [0, 0, 1]]))
+    yy, xx = np.indices(noise.shape)
+    source_x = back[0, 0] * xx + back[0, 1] * yy + back[0, 2]
+    for half in (source_x < 140, source_x > 160):  # away from the step between halves
+        inside = np.isfinite(out) & half
+        measured = np.std(out[inside])
+        expected = np.sqrt(np.mean(predicted[inside] ** 2))
+        assert abs(measured / expected - 1) < 0.03, (measured, expected)
+
+
+def test_noise_gain_is_one_at_whole_pixels_and_least_at_half_a_pixel():
+    gain = noise_gain(np.array([0.0, 0.25, 0.5, 1.0, 2.5]))
+    assert gain[0] == pytest.approx(1.0, abs=1e-6) and gain[3] == pytest.approx(1.0, abs=1e-6)
+    assert gain[2] == pytest.approx(gain[4]) and gain[2] < gain[1] < 1.0
+    assert gain[2] == pytest.approx(0.8696, abs=1e-3)

@@ -84,6 +84,48 @@ def test_scale_factor_is_the_clipped_median_ratio_with_its_error():
     assert scaling.scale_factor(ref, np.full(6, np.nan))[2] == 0
 
 
+def _star_fluxes(rng, true_flux, gain, sky_noise, area):
+    """Aperture fluxes (ADU) of stars of ``true_flux`` with Poisson and sky
+    noise, and their errors from scaling.flux_error."""
+    sigma = scaling.flux_error(true_flux, area, sky_noise, 4 * area, gain)
+    return true_flux + rng.normal(0.0, sigma), sigma
+
+
+def test_snr_weighted_scale_factors_beat_the_median_against_known_truth():
+    # 40 stars over two decades of brightness, as a frame's photometry stars
+    # are; the frame through 20 % cloud; 300 seeded trials
+    rng = np.random.default_rng(14)
+    true_ref = 10 ** rng.uniform(3.0, 5.0, 40)
+    truth, gain, area = 1.25, 1.5, 50.0
+    median_err, weighted_err, claimed = [], [], []
+    for _ in range(300):
+        ref, ref_sigma = _star_fluxes(rng, true_ref, gain, 8.0, area)
+        frame, sigma = _star_fluxes(rng, true_ref / truth, gain, 8.0, area)
+        median_err.append(scaling.scale_factor(ref, frame)[0] / truth - 1)
+        scale, error, count = scaling.scale_factor(ref, frame, ref_err=ref_sigma, err=sigma)
+        weighted_err.append(scale / truth - 1)
+        claimed.append(error / scale)
+        assert count >= 36  # clipping leaves honest stars in
+    rms_median = np.sqrt(np.mean(np.square(median_err)))
+    rms_weighted = np.sqrt(np.mean(np.square(weighted_err)))
+    # 0.73 here: the per-star floor (STAR_ERROR_FLOOR) caps the bright stars' weight
+    assert rms_weighted < 0.8 * rms_median, (rms_weighted, rms_median)
+    # nearly unbiased: errors from measured fluxes lean weights a little
+    assert abs(np.mean(weighted_err)) < 0.3 * rms_weighted
+    # the claimed error is the error against the truth (floored per star)
+    assert 0.7 < rms_weighted / np.sqrt(np.mean(np.square(claimed))) < 1.3
+
+
+def test_flux_errors_follow_the_noise_model():
+    # sky only without a gain; Poisson flux / gain added with one
+    sky_only = np.atleast_1d(scaling.flux_error(np.array([1e4]), 50.0, 10.0, 200.0))
+    assert sky_only[0] == pytest.approx(np.sqrt(50 * 100 + 2500 * np.pi / 2 * 100 / 200))
+    with_gain = np.atleast_1d(scaling.flux_error(np.array([1e4]), 50.0, 10.0, 200.0, gain=2.0))
+    assert with_gain[0] ** 2 == pytest.approx(sky_only[0] ** 2 + 1e4 / 2.0)
+    assert scaling.frame_gain({"GAIN": 1.5}) == 1.5
+    assert scaling.frame_gain({"GAIN": 120}) is None and scaling.frame_gain({}) is None
+
+
 def test_photometry_stars_skip_saturated_crowded_and_edge_stars():
     reference = reference_record()
     stars = reference["stars"]
@@ -198,3 +240,62 @@ def test_a_frame_brighter_than_any_sky_allows_is_left_out():
     assert bright["reason"].startswith(
         "more light per second than the reference: transparency 2.72"
     )
+
+
+def _selection_rows():
+    """Ten used frames: FWHM 4.0-4.18 px but one at 7 px, one with a sky
+    of 5000 ADU, one trailed (roundness 1.6), one through thin cloud (40
+    stars instead of ~200); the reference is the sharpest."""
+    rows = []
+    for i in range(10):
+        rows.append(
+            {
+                "fwhm": 4.0 + 0.02 * i,
+                "roundness": 1.05 + 0.005 * i,
+                "n_stars": 200 + i,
+                "sky": 900.0 + 10 * i,
+                "used": True,
+                "weight": 1.0,
+                "weight_seeing": 1.0,
+                "reason": "",
+            }
+        )
+    rows[3]["fwhm"] = 7.0
+    rows[5]["sky"] = 5000.0
+    rows[7]["roundness"] = 1.6
+    rows[8]["n_stars"] = 40
+    return rows, [f"n1/f{i}" for i in range(10)]
+
+
+def test_selection_thresholds_leave_out_the_frames_beyond_them_with_the_reason():
+    rows, ids = _selection_rows()
+    select = {"fwhm": "3 sigma", "roundness": 1.3, "stars": "3 sigma", "sky": 2000}
+    notes = scaling.select_frames(rows, ids, "n1/f0", select)
+    out = {frame: row["reason"] for frame, row in zip(ids, rows, strict=True) if not row["used"]}
+    assert sorted(out) == ["n1/f3", "n1/f5", "n1/f7", "n1/f8"]
+    assert out["n1/f3"].startswith("selection: FWHM 7 px beyond")
+    assert "stacking.select.fwhm: 3 sigma from the median" in out["n1/f3"]
+    assert out["n1/f5"].startswith("selection: sky 5000 ADU beyond 2000 ADU")
+    assert "roundness (axis ratio) 1.6 beyond 1.3" in out["n1/f7"]
+    assert out["n1/f8"].startswith("selection: star count 40 beyond")  # too few
+    assert all(rows[i]["weight"] == 0 and rows[i]["weight_seeing"] == 0 for i in (3, 5, 7, 8))
+    assert len(notes) == 4 and all("left out" in note for note in notes)
+
+
+def test_selection_never_leaves_out_the_reference_and_null_is_off():
+    rows, ids = _selection_rows()
+    notes = scaling.select_frames(rows, ids, "n1/f3", {"fwhm": 5.0, "sky": None})
+    assert rows[3]["used"] and rows[3]["reason"] == ""
+    assert notes == [
+        "n1/f3: the reference kept despite selection: FWHM 7 px beyond 5 px "
+        "(stacking.select.fwhm: max 5)"
+    ]
+    assert scaling.select_frames(rows, ids, "n1/f0", {}) == []
+    with pytest.raises(ValueError, match="k sigma"):
+        scaling.parse_threshold("two sigma")
+
+
+def test_the_seeing_weight_is_the_noise_weight_over_the_fwhm_squared():
+    assert scaling.seeing_weight(4.0, fwhm=6.0, reference_fwhm=3.0) == pytest.approx(1.0)
+    assert scaling.seeing_weight(4.0, fwhm=3.0, reference_fwhm=3.0) == 4.0
+    assert scaling.seeing_weight(4.0, fwhm=np.nan, reference_fwhm=3.0) == 0.0

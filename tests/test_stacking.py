@@ -348,3 +348,77 @@ def test_the_reference_is_chosen_written_locked_and_kept_when_a_sharper_frame_ar
     pinned = stacking.choose(frames, settings, "n1/f3", output, log)
     assert pinned["reference"] == "n1/f3"
     assert stacking.read_lock(tmp_path / "stack" / "reference.lock") == "n1/f3"
+
+
+def test_stacks_open_in_ccddata_with_their_unit_and_no_data_mask(stack):
+    from astropy.nddata import CCDData
+
+    from ccdreduce.fitsfile import MASK_NO_DATA
+
+    for method in METHODS:
+        path = stack["folder"] / f"{method}.fits"
+        ccd = CCDData.read(path)
+        coverage = fits.getdata(path, "COVERAGE")
+        assert ccd.unit == "adu"
+        assert np.array_equal(ccd.mask, coverage == 0)
+        assert np.all(fits.getdata(path, "MASK")[coverage == 0] == MASK_NO_DATA)
+        assert np.all(fits.getdata(path, "MASK")[coverage > 0] == 0)
+
+
+def test_registered_frames_are_nan_where_masked_and_say_where_they_have_no_data(stack, demo_run):
+    from ccdreduce.fitsfile import MASK_NO_DATA, MASK_SATURATED
+
+    table = stack["table"][stack["table"]["used"]]
+    far = table[np.argmax(np.abs(np.asarray(table["dx"], float)))]  # another night's pointing
+    path = layout.registered(
+        demo_run["results"], stack["group"], layout.frame_id(far["night"], far["stem"])
+    )
+    with fits.open(path) as hdul:
+        data, mask = hdul[0].data, hdul["MASK"].data
+    assert np.array_equal(np.isnan(data), mask != 0)
+    dx, dy = int(far["dx"]), int(far["dy"])
+    uncovered = np.zeros(data.shape, bool)
+    uncovered[:, : max(dx, 0)] = uncovered[:, data.shape[1] + min(dx, 0) :] = True
+    uncovered[: max(dy, 0)] = uncovered[data.shape[0] + min(dy, 0) :] = True
+    assert uncovered.sum() > 10000
+    assert np.array_equal((mask & MASK_NO_DATA) > 0, uncovered)
+    saturated = [
+        fits.getdata(
+            layout.registered(
+                demo_run["results"], stack["group"], layout.frame_id(r["night"], r["stem"])
+            ),
+            "MASK",
+        )
+        & MASK_SATURATED
+        for r in table
+    ]
+    assert any(bits.any() for bits in saturated)  # the brightest stars' cores, somewhere
+
+
+def test_a_stack_written_with_its_sigma_reads_back_in_ccddata(tmp_path):
+    from astropy.nddata import CCDData
+
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    coverage = np.array([[0, 1, 2, 3]] * 3, dtype=np.int16)
+    sigma = np.full(image.shape, 0.5, np.float32)
+    header = fits.Header({"BUNIT": "adu"})
+    stacking.write_stack(tmp_path / "s.fits", image, coverage, sigma, header)
+    ccd = CCDData.read(tmp_path / "s.fits")
+    assert ccd.unit == "adu" and np.array_equal(ccd.mask, coverage == 0)
+    assert type(ccd.uncertainty).__name__ == "StdDevUncertainty"
+    np.testing.assert_array_equal(ccd.uncertainty.array[:, 1:], 0.5)
+    assert np.isnan(ccd.uncertainty.array[:, 0]).all()  # no input, no sigma
+    np.testing.assert_array_equal(fits.getdata(tmp_path / "s.fits", "COVERAGE"), coverage)
+
+
+def test_the_weights_mode_picks_its_frames_table_column():
+    table = Table({"weight": [4.0, 1.0], "weight_seeing": [1.0, 2.0]})
+    assert stacking.frame_weights(table, "none") is None
+    assert stacking.frame_weights(table, False) is None  # a config from before the modes
+    np.testing.assert_array_equal(stacking.frame_weights(table, True), [4.0, 1.0])
+    np.testing.assert_array_equal(stacking.frame_weights(table, "noise"), [4.0, 1.0])
+    np.testing.assert_array_equal(stacking.frame_weights(table, "seeing"), [1.0, 2.0])
+    note = stacking.weights_note(np.array([4.0, 1.0]), "noise")
+    assert note.startswith("weights: noise (weight), per frame 0.250-1 of the largest")
+    with pytest.raises(ValueError, match="none, noise, seeing"):
+        stacking.weights_mode("inverse")

@@ -31,9 +31,19 @@ def measure(data, mask, frame_id, exposure, detect_sigma):
         "noise": sky.noise,
         "fwhm": median_fwhm(stars),
         "n_stars": len(stars["x"]),
+        # median axis ratio of the stars' windowed moments (1 round; trailed
+        # or astigmatic frames more): the roundness stacking.select judges
+        "elongation": median_elongation(stars),
         "shape": list(data.shape),
     }
     return stars, meta
+
+
+def median_elongation(stars):
+    """Median axis ratio of a star list's sources (NaN without stars)."""
+    values = np.asarray(stars.get("elongation", []), dtype=float)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else float("nan")
 
 
 def write(path, stars, meta):

@@ -12,6 +12,8 @@ import json
 import math
 from importlib import metadata
 
+import numpy as np
+
 from . import __version__
 
 #: The libraries whose versions decide a product's numbers (astropy-iers-data:
@@ -204,7 +206,7 @@ def master_header(header, kind, frames, spec, time_cards, config, notes=()):
     )
 
 
-def stack_header(reference_header, table, reference_exposure, spec, config, notes=()):
+def stack_header(reference_header, table, reference_exposure, spec, config, notes=(), weights=None):
     """The header of a combined stack, and the notes on its times.
 
     ``reference_header`` is the registered reference frame's: it lends its
@@ -212,10 +214,15 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
     frame goes (SINGLE_FRAME_CARDS: times, shift, sky, inputs).
     ``table`` is the stack's frames table (the frames whose ``used`` is True
     entered), ``reference_exposure`` the reference frame's (s; the stack is
-    scaled to it), ``spec`` its CombineSpec, ``notes`` what the combine said.
+    scaled to it), ``spec`` its CombineSpec, ``notes`` what the combine said,
+    ``weights`` the per-frame weights in effect (None: unweighted). The
+    configured parameters go to HISTORY (params); what was in effect beside
+    them to cards: WEIGHTS (mode), WGTMIN/WGTMAX (relative to the largest),
+    NOISEFLR (sigclip's noise floor, when the engine has one).
     """
     from . import times
     from .fitsfile import set_unit
+    from .stacking import WEIGHT_COLUMNS, weights_mode
 
     header = reference_header.copy()
     for key in SINGLE_FRAME_CARDS:
@@ -233,9 +240,19 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
     set_unit(header, "stack")
     cards |= {
         "COMBMETH": (spec.method, "combine method"),
-        "WEIGHTED": (spec.weights, "inverse-variance weights"),
+        "WEIGHTED": (weights is not None, "frames weighted (WEIGHTS says how)"),
+        "WEIGHTS": (
+            weights_mode(spec.weights),
+            f"weights: {', '.join(WEIGHT_COLUMNS)} (frames.ecsv column)",
+        ),
         "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
     }
+    if weights is not None:
+        relative = np.asarray(weights, dtype=float) / np.max(weights)
+        cards["WGTMIN"] = (round(float(relative.min()), 6), "smallest frame weight / largest")
+        cards["WGTMAX"] = (1.0, "largest frame weight (weights relative to it)")
+    if getattr(spec, "noise_floor", None) is not None and spec.method == "sigclip":
+        cards["NOISEFLR"] = (bool(spec.noise_floor), "sigclip width >= inputs' median sigma")
     stamp(
         header,
         f"stack_{spec.method}",

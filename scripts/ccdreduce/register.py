@@ -23,6 +23,12 @@ from . import patterns
 from .robust import MAD_TO_SIGMA_4DP
 from .stars import sky_model
 
+#: A calibrated frame without UNCERT (made before issue 14's noise model)
+#: stops registration naming the frame and 'rerun calibrate'. False until
+#: the calibrate side writes UNCERT on every frame: meanwhile such a frame
+#: registers without one (warned), and its stacks carry no UNCERT.
+UNCERTAINTY_REQUIRED = False
+
 
 class RegistrationFailed(Exception):
     """A frame that cannot be registered; the message is the reason, and
@@ -609,7 +615,48 @@ def _applied(match, resample):
     return transform, "general"
 
 
-def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
+def shift_sigma(sigma, dx, dy, subpixel=False):
+    """A frame's per-pixel sigma moved like ``shift_image`` moves its data:
+    whole pixels exactly; a sub-pixel shift (ndimage's cubic spline) as the
+    variance moved bilinearly times the spline's noise gain at the shift's
+    fractional offsets (resample.noise_gain: the root of the sum of the
+    squared interpolation weights; 0.87 at half a pixel along one axis)."""
+    if not subpixel:
+        return shift_image(sigma, dx, dy, subpixel=False)
+    from scipy import ndimage
+
+    from .resample import noise_gain
+
+    variance = np.square(np.asarray(sigma, dtype=np.float64))
+    nan = ~np.isfinite(variance)
+    moved = ndimage.shift(np.where(nan, 0.0, variance), (dy, dx), order=1, mode="constant")
+    gain = float(noise_gain(np.array([-dx]))[0] * noise_gain(np.array([-dy]))[0])
+    out = (np.sqrt(np.maximum(moved, 0.0)) * gain).astype(np.float32)
+    if nan.any():
+        out[ndimage.shift(nan.astype(float), (dy, dx), order=1, mode="constant") > 0] = np.nan
+    return out
+
+
+def mark_quality(moved, moved_mask, sigma=None):
+    """The registered frame's data-quality rules, in place: every pixel
+    without a value (outside the frame, or no data reached it) gets
+    MASK_NO_DATA; every pixel with any MASK bit becomes NaN in the data
+    (so a combine needs no mask) and in ``sigma``, which is also NaN
+    wherever the data is. Returns the mask (made when ``moved_mask`` is
+    None)."""
+    from .fitsfile import MASK_NO_DATA
+
+    if moved_mask is None:
+        moved_mask = np.zeros(moved.shape, dtype=np.uint8)
+    moved_mask = np.asarray(moved_mask, dtype=np.uint8)
+    moved_mask[~np.isfinite(moved)] |= MASK_NO_DATA
+    moved[moved_mask != 0] = np.nan
+    if sigma is not None:
+        sigma[~np.isfinite(moved)] = np.nan
+    return moved_mask
+
+
+def onto_reference(data, mask, stars, meta, reference, frame_id, settings, uncertainty=None):
     """One calibrated frame on its stack's reference grid, sky subtracted.
 
     ``reference`` is the stack's reference.json; ``settings`` holds
@@ -619,12 +666,20 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
     (``transform: similarity``); a pure translation is applied as whole
     pixels (``resample: integer``) or interpolated (``subpixel``), a turned
     or scaled frame is resampled (``resample.warp``: flux kept, NaN where no
-    data). Returns (pixels, mask, cards, message, ok), the cards being what
-    the registered frame's header records (provenance.stamp). A frame that
-    cannot be registered comes back all NaN with its reason in REGNOTE,
-    never moved wrongly.
+    data). ``uncertainty`` (the frame's UNCERT, a sigma per pixel) is moved
+    like the data: exactly on whole-pixel paths, with its variance
+    propagated through the interpolation otherwise (``shift_sigma``,
+    ``resample.warp_sigma``). Quality (``mark_quality``): NaN wherever the
+    moved MASK has any bit, MASK_NO_DATA wherever the frame does not cover,
+    sigma NaN where the data is.
+
+    Returns (pixels, mask, sigma or None, cards, message, ok), the cards
+    being what the registered frame's header records (provenance.stamp). A
+    frame that cannot be registered comes back all NaN (MASK_NO_DATA
+    everywhere) with its reason in REGNOTE, never moved wrongly.
     """
-    from .resample import warp
+    from .fitsfile import MASK_NO_DATA
+    from .resample import warp, warp_sigma
 
     data = np.asarray(data, dtype=np.float32)
     ny, nx = data.shape
@@ -654,8 +709,9 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
             cards["REGROT"] = (round(rotation, 4), "rotation against the reference, deg")
         cards["SKYSUB"] = (float(meta["sky"]), "sky level, ADU (not subtracted: not registered)")
         blank = np.full(out_shape, np.nan, dtype=np.float32)
-        blank_mask = None if mask is None else np.zeros(out_shape, dtype=mask.dtype)
-        return blank, blank_mask, cards, reason, False
+        blank_mask = np.full(out_shape, MASK_NO_DATA, dtype=np.uint8)
+        blank_sigma = None if uncertainty is None else blank.copy()
+        return blank, blank_mask, blank_sigma, cards, reason, False
     sky, sky_level = sky_model(data, settings["sky"], meta["sky"], settings["background_box"])
     transform, kind = _applied(match, settings["resample"])
     if kind == "translation" and out_shape == data.shape:  # today's path, bit for bit
@@ -663,8 +719,11 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         dx, dy = transform[:, 2]
         moved = shift_image(data - sky, dx, dy, subpixel)
         moved_mask = None if mask is None else shift_mask(mask, dx, dy, subpixel)
+        sigma = None if uncertainty is None else shift_sigma(uncertainty, dx, dy, subpixel)
     else:
         moved, moved_mask = warp(data - sky, transform, out_shape, mask)
+        sigma = None if uncertainty is None else warp_sigma(uncertainty, transform, out_shape)
+    moved_mask = mark_quality(moved, moved_mask, sigma)
     translation = kind == "translation"
     if translation:  # as measured, to the last digit
         dx_seen, dy_seen = match.shift.dx, match.shift.dy
@@ -701,4 +760,4 @@ def onto_reference(data, mask, stars, meta, reference, frame_id, settings):
         f"(rms {match.shift.rms if translation else match.rms:.3f}), "
         f"{how}; sky {sky_level:.1f} ADU subtracted"
     )
-    return moved, moved_mask, cards, message, True
+    return moved, moved_mask, sigma, cards, message, True

@@ -34,6 +34,20 @@ zeros, so there is no darkening at the edges.
 Mask bits: an output pixel carries the OR of the bits of the 2x2 frame
 pixels around its source point (nearest pixel on the whole-pixel paths);
 uncovered output pixels get 0, as ``register.shift_mask`` does today.
+
+Uncertainty (``warp_sigma``): an interpolated value is a weighted sum of
+frame pixels, sum w_i x_i, so its variance is sum w_i^2 s_i^2. The weights
+of the cubic spline (prefilter and B-spline together: the cardinal spline,
+infinite but decaying by 0.27 a pixel) and of Lanczos-3 depend only on the
+source point's fractional offsets (fx, fy) and are separable, so the
+output sigma is the input's (its variance interpolated bilinearly: smooth,
+never negative) times ``noise_gain(fx) * noise_gain(fy)``, the root of the
+sum of squared 1-D weights, tabulated once (1 at whole pixels, 0.87 for
+the spline at half a pixel along one axis, 0.76 at (0.5, 0.5)).
+Measured on a seeded white-noise field to 1 % (tests/test_resample.py).
+What the sigma does not say: neighbouring output pixels now share input
+pixels, so their noise is correlated (the stack's sky noise averaged over
+an aperture falls less than 1/sqrt(area) would claim).
 """
 
 import numpy as np
@@ -332,6 +346,78 @@ def _mask_general(mask, inverse, out_shape):
         out[start:stop] = np.where(
             _inside(sx, sy, mask.shape), core[_anchor(sx, sy, mask.shape)], 0
         )
+    return out
+
+
+def _cardinal_spline_gain(fractions):
+    """sqrt(sum_k eta(f - k)^2) of the cubic cardinal spline eta (what
+    scipy's prefiltered order-3 interpolation applies to each pixel) at
+    fractional offsets ``fractions``."""
+    from scipy import ndimage
+
+    half = 24  # eta decays by 0.27 a pixel: 0.27**24 ~ 1e-14
+    delta = np.zeros(2 * half + 1)
+    delta[half] = 1.0
+    taps = np.arange(-half + 4, half - 3)
+    points = half + fractions[:, None] - taps[None, :]
+    weights = ndimage.map_coordinates(delta, [points.ravel()], order=3, mode="mirror")
+    return np.sqrt((weights.reshape(points.shape) ** 2).sum(axis=1))
+
+
+def _lanczos_gain(fractions):
+    weights = _lanczos_weights(fractions.astype(np.float64))
+    return np.sqrt((weights**2).sum(axis=-1))
+
+
+_GAIN_TABLES = {}
+
+
+def noise_gain(fractions, method="spline3"):
+    """Output sigma over input sigma of a 1-D interpolation at fractional
+    offsets ``fractions`` (white noise): the root of the sum of the squared
+    interpolation weights. 1 at whole pixels, least at half a pixel."""
+    if method not in _GAIN_TABLES:
+        grid = np.linspace(0.0, 1.0, 129)
+        gain = {"spline3": _cardinal_spline_gain, "lanczos3": _lanczos_gain}[method]
+        _GAIN_TABLES[method] = (grid, gain(grid))
+    grid, table = _GAIN_TABLES[method]
+    fractions = np.asarray(fractions, dtype=float)
+    return np.interp(fractions - np.floor(fractions), grid, table)
+
+
+def _variance_rows(variance, sx, sy):
+    """The input variance at (sx, sy), bilinear (never negative, no ringing)."""
+    from scipy import ndimage
+
+    return ndimage.map_coordinates(variance, [sy, sx], order=1, mode="nearest")
+
+
+def warp_sigma(sigma, transform, out_shape, method="spline3"):
+    """The per-pixel standard deviation of ``warp(data, transform, ...)``
+    given the frame's ``sigma`` (module text): moved exactly on the
+    whole-pixel paths; interpolated, times the kernel's noise gain at each
+    output pixel's fractional source offsets, divided by |det| like the
+    data. NaN where the source point lies outside the frame or sigma is NaN
+    (the caller also sets NaN wherever the warped data is NaN)."""
+    sigma = np.asarray(sigma, dtype=np.float32)
+    out_shape = tuple(int(n) for n in out_shape)
+    matrix = np.asarray(transform, dtype=float).reshape(2, 3)
+    exact = snap(matrix)
+    if exact is not None and _whole(matrix[:, 2], OFFSET_TOL):
+        return permute(sigma, exact, out_shape, np.nan)
+    inverse = np.linalg.inv(as_matrix(matrix))
+    variance = np.square(sigma, dtype=np.float64)
+    bad = ~np.isfinite(variance)
+    variance[bad] = 0.0
+    out = np.empty(out_shape, dtype=np.float32)
+    for start in range(0, out_shape[0], BAND):
+        stop = min(start + BAND, out_shape[0])
+        sx, sy = _source_points(inverse, range(start, stop), out_shape[1])
+        band = np.sqrt(_variance_rows(variance, sx, sy))
+        band *= noise_gain(sx, method) * noise_gain(sy, method)
+        band[~_inside(sx, sy, sigma.shape) | bad.ravel()[_anchor(sx, sy, sigma.shape)]] = np.nan
+        out[start:stop] = band
+    out *= np.float32(1.0 / abs(np.linalg.det(matrix[:, :2])))
     return out
 
 

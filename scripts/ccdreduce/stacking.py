@@ -350,3 +350,97 @@ def registered_paths(frames):
     """{frame id: registered file} of a stack's frames, from the rules' frame
     information (rules/common.smk: frame_info)."""
     return {frame["id"]: frame["registered"] for frame in frames}
+
+
+# --- the combine of a stack -------------------------------------------------
+
+#: The frames.ecsv column each weights mode combines with (None: unweighted).
+#: Config booleans are the modes before issue 14: false none, true noise.
+WEIGHT_COLUMNS = {"none": None, "noise": "weight", "seeing": "weight_seeing"}
+
+
+def weights_mode(value):
+    """'none', 'noise' or 'seeing' of a CombineSpec's ``weights`` (a
+    boolean from an older config: false none, true noise)."""
+    if value is True:
+        return "noise"
+    if value is False or value is None:
+        return "none"
+    if value not in WEIGHT_COLUMNS:
+        raise ValueError(f"weights {value!r}: one of {', '.join(WEIGHT_COLUMNS)}")
+    return value
+
+
+def frame_weights(table, mode):
+    """The used frames' weights for ``mode`` (None when unweighted), from
+    the frames table's column WEIGHT_COLUMNS[mode]."""
+    column = WEIGHT_COLUMNS[weights_mode(mode)]
+    if column is None:
+        return None
+    return np.asarray(table[column], dtype=float)
+
+
+def weights_note(weights, mode):
+    """HISTORY's line on the weights in effect: the mode and the per-frame
+    range, each relative to the largest (1)."""
+    mode = weights_mode(mode)
+    if weights is None:
+        return "weights: none (every frame counts alike)"
+    relative = np.asarray(weights, float) / np.max(weights)
+    return (
+        f"weights: {mode} ({WEIGHT_COLUMNS[mode]}), per frame {relative.min():.3f}-1 "
+        f"of the largest, median {np.median(relative):.3f}"
+    )
+
+
+def all_have_uncertainty(paths):
+    """True when every file has an UNCERT extension (headers only read)."""
+    from astropy.io import fits
+
+    for path in paths:
+        with fits.open(path, memmap=True) as hdul:
+            if "UNCERT" not in hdul:
+                return False
+    return True
+
+
+def combine_stack_files(paths, spec, scales, weights, uncertainty, **options):
+    """(image, coverage, sigma or None): combine.combine_files with the
+    engine's issue-14 contract (3-tuple, ``uncertainty=True`` reads each
+    file's UNCERT). Until that engine lands, an engine without the
+    ``uncertainty`` parameter is called as before and gives no sigma."""
+    import inspect
+
+    from .combine import combine_files
+
+    if "uncertainty" in inspect.signature(combine_files).parameters:
+        options["uncertainty"] = bool(uncertainty)
+    result = combine_files(paths, spec, scales=scales, weights=weights, **options)
+    image, coverage, *rest = result
+    sigma = rest[0] if rest else None
+    return image, coverage, sigma
+
+
+def stack_mask(coverage):
+    """The stack's MASK: MASK_NO_DATA where no valid input (coverage 0)."""
+    from .fitsfile import MASK_NO_DATA
+
+    return np.where(np.asarray(coverage) == 0, MASK_NO_DATA, 0).astype(np.uint8)
+
+
+def write_stack(path, image, coverage, sigma, header):
+    """A stack as ccdproc reads it: the image, MASK (stack_mask), UNCERT
+    (``sigma``, when the combine gave one; NaN where no input) and COVERAGE
+    (frames per pixel), so CCDData.read gives unit, mask and uncertainty."""
+    from .fitsfile import write_image
+
+    if sigma is not None:
+        sigma = np.where(np.asarray(coverage) > 0, sigma, np.nan)
+    write_image(
+        path,
+        image,
+        header,
+        mask=stack_mask(coverage),
+        uncertainty=sigma,
+        extensions={"COVERAGE": coverage},
+    )

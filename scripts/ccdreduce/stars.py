@@ -128,7 +128,9 @@ def _detect_once(data, saturated, threshold, fwhm_guess, max_stars, border=None)
         if len(chosen) == max_stars:
             break
     chosen = np.array(chosen, dtype=int)
-    return {name: measured[name][chosen] for name in STAR_COLUMNS}, sky
+    # the axis ratio too: the frame's roundness for stacking.select
+    kept = {name: measured[name][chosen] for name in (*STAR_COLUMNS, "elongation")}
+    return kept, sky
 
 
 STAR_COLUMNS = ("x", "y", "flux", "peak", "fwhm", "saturated")
