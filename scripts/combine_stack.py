@@ -32,11 +32,11 @@ log.info(
 combine_notes = spec.notes(len(paths), varying=True)
 for note in combine_notes:
     log.info("%s: %s", group, note)
-image, coverage = combine_files(
+image, coverage, _ = combine_files(
     paths,
     spec,
     scales=np.asarray(used["scale"], dtype=float),
-    weights=np.asarray(used["weight"], dtype=float) if spec.weights else None,
+    weights=np.asarray(used["weight"], dtype=float) if spec.weights != "none" else None,
     memory_mb=memory_mb,
     threads=snakemake.threads,
     progress=lambda done, total: log.info("combined rows %d/%d", done, total),

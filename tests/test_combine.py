@@ -23,7 +23,7 @@ def stack(n=9, shape=(60, 70), seed=3):
 )
 def test_sigma_clip_equals_astropy(maxiters, cenfunc, stdfunc):
     cube = stack()
-    image, coverage = combine(
+    image, coverage, _ = combine(
         cube,
         "sigclip",
         sigma_lower=2.5,
@@ -64,7 +64,7 @@ def test_master_recipe_equals_ccdproc_combine():
         sigma_clip_func=np.ma.median,
         sigma_clip_dev_func=mad_std,
     )
-    image, _ = combine(cube, "sigclip", sigma_lower=5, sigma_upper=5, maxiters=1)
+    image, _, _ = combine(cube, "sigclip", sigma_lower=5, sigma_upper=5, maxiters=1)
     np.testing.assert_allclose(image, reference.data, rtol=1e-5)
 
 
@@ -73,7 +73,7 @@ def test_median_and_average_skip_missing_pixels():
     cube[1, 10, 10] = np.nan
     cube[:, 0, 0] = np.nan
     for method, reference in (("median", np.nanmedian), ("average", np.nanmean)):
-        image, coverage = combine(cube, method)
+        image, coverage, _ = combine(cube, method)
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
             expected = reference(cube, axis=0)
         np.testing.assert_allclose(image, expected, rtol=1e-6)
@@ -82,13 +82,13 @@ def test_median_and_average_skip_missing_pixels():
 
 def test_minmax_drops_extremes_and_shrinks_for_small_stacks():
     cube = stack(n=9)
-    image, coverage = combine(cube, "minmax", n_low=3, n_high=3)
+    image, coverage, _ = combine(cube, "minmax", n_low=3, n_high=3)
     ordered = np.sort(cube, axis=0)
     np.testing.assert_allclose(image, ordered[3:6].mean(axis=0), rtol=1e-6)
     assert (coverage == 3).all()
     # four frames cannot lose six values: 3/3 shrinks to 2/2 (none left), then
     # 1/1: the two middle values stay, the median
-    small, coverage = combine(cube[:4], "minmax", n_low=3, n_high=3)
+    small, coverage, _ = combine(cube[:4], "minmax", n_low=3, n_high=3)
     ordered = np.sort(cube[:4], axis=0)
     np.testing.assert_allclose(small, ordered[1:3].mean(axis=0), rtol=1e-6)
     assert (coverage == 2).all()
@@ -99,7 +99,7 @@ def test_minmax_of_a_pixel_some_frames_miss_uses_the_same_symmetric_rule():
     covered by 6 of 9 frames rejects 2/2 of its 6 values, not 2 low 3 high."""
     cube = stack(n=9)
     cube[:3, 40, 50] = np.nan
-    image, coverage = combine(cube, "minmax", n_low=3, n_high=3)
+    image, coverage, _ = combine(cube, "minmax", n_low=3, n_high=3)
     ordered = np.sort(cube[3:, 40, 50])
     assert coverage[40, 50] == 2
     assert image[40, 50] == pytest.approx(ordered[2:4].mean(), rel=1e-6)
@@ -133,8 +133,8 @@ def test_minmax_of_a_small_stack_keeps_the_star_flux_as_the_median_does(frames):
     minimum, flux ratio 0.95); with 6, 2 low 3 high (0.98). Reduced
     symmetrically, min-max stays median-like and keeps the true flux."""
     cube, centres, flux, sky = star_field(frames)
-    minmax, coverage = combine(cube, "minmax", n_low=3, n_high=3)
-    median, _ = combine(cube, "median")
+    minmax, coverage, _ = combine(cube, "minmax", n_low=3, n_high=3)
+    median, _, _ = combine(cube, "median")
     ratio = aperture_flux(minmax, centres, sky) / flux
     assert abs(ratio - 1) < 0.005, ratio
     assert abs(ratio - aperture_flux(median, centres, sky) / flux) < 0.005
@@ -200,14 +200,22 @@ def test_a_stack_entry_with_only_its_method_gets_the_stacking_defaults_not_the_m
         "sigma_upper": 3,
         "maxiters": 10,
         "cenfunc": "median",
-        "stdfunc": "std",
-        "weights": False,
+        "stdfunc": "mad_std",
+        "noise_floor": True,
+        "weights": "noise",
     }
     assert CombineSpec.from_config(stack["minmax"], "stack").params() == {
         "n_low": 3,
         "n_high": 3,
-        "weights": False,
+        "weights": "none",
     }
+    # the booleans of old still mean what they meant
+    assert CombineSpec.from_config({"method": "average", "weights": True}, "stack").weights == (
+        "noise"
+    )
+    assert CombineSpec.from_config({"method": "average", "weights": False}, "stack").weights == (
+        "none"
+    )
     # and a master left to its defaults is the observatory's recipe
     master = CombineSpec.from_config(config["calibration"]["combine"]["bias"], "master")
     assert master.as_config() == {
@@ -260,8 +268,8 @@ def test_a_combine_key_that_would_be_ignored_is_refused(config, message):
 
 def test_bands_give_the_same_answer_as_one_piece():
     cube = stack(n=6, shape=(100, 40))
-    whole, _ = combine(cube, "sigclip", maxiters=None)
-    banded, _ = combine(cube, "sigclip", maxiters=None, memory_mb=0.03)  # 5-row bands
+    whole, _, _ = combine(cube, "sigclip", maxiters=None)
+    banded, _, _ = combine(cube, "sigclip", maxiters=None, memory_mb=0.03)  # 5-row bands
     np.testing.assert_array_equal(whole, banded)
 
 
@@ -273,11 +281,11 @@ def test_unknown_method_is_refused():
 def test_weights_make_a_weighted_mean_of_the_kept_values():
     cube = stack(n=6)
     weights = np.array([1.0, 2.0, 3.0, 1.0, 0.5, 2.5])
-    image, _ = combine(cube, "average", weights=weights)
+    image, _, _ = combine(cube, "average", weights=weights)
     expected = (cube * weights[:, None, None]).sum(axis=0) / weights.sum()
     np.testing.assert_allclose(image, expected, rtol=1e-6)
     # with clipping, the cosmic ray's frame drops out of the weighted mean there
-    image, coverage = combine(cube, "sigclip", weights=weights, sigma_lower=5, sigma_upper=5)
+    image, coverage, _ = combine(cube, "sigclip", weights=weights, sigma_lower=5, sigma_upper=5)
     keep = np.ones(6, bool)
     keep[2] = False
     expected = (cube[keep, 6, 6] * weights[keep]).sum() / weights[keep].sum()
@@ -298,8 +306,8 @@ def test_files_are_combined_band_by_band_as_in_memory(tmp_path):
     scales = np.linspace(0.9, 1.2, 7)
     bands = []
     for method in ("median", "sigclip", "minmax"):
-        whole, cov = combine(cube * scales[:, None, None], method, n_low=1, n_high=1)
-        banded, bcov = combine_files(
+        whole, cov, _ = combine(cube * scales[:, None, None], method, n_low=1, n_high=1)
+        banded, bcov, _ = combine_files(
             paths,
             method,
             scales=scales,

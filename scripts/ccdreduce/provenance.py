@@ -233,7 +233,7 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
     set_unit(header, "stack")
     cards |= {
         "COMBMETH": (spec.method, "combine method"),
-        "WEIGHTED": (spec.weights, "inverse-variance weights"),
+        "WEIGHTED": (spec.weights, "frame weights: none, noise (1/variance), seeing"),
         "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
     }
     stamp(
