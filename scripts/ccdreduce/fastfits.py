@@ -8,6 +8,8 @@ the combine engine reads through this and falls back to astropy for
 anything else (tile-compressed files, extensions first, odd headers).
 """
 
+import os
+
 import numpy as np
 
 BLOCK = 2880
@@ -95,14 +97,26 @@ class ImageFile:
         """Rows [start, stop) as float32 into ``out`` (flat), times ``scale``."""
         nx = self.shape[1]
         count = (stop - start) * nx
-        self.handle.seek(self.offset + start * nx * self.dtype.itemsize)
-        raw = np.fromfile(self.handle, dtype=self.dtype, count=count)
-        if raw.size != count:
-            raise OSError(f"{self.path}: file is truncated")
+        offset = self.offset + start * nx * self.dtype.itemsize
         factor, shift = self.bscale * scale, self.bzero * scale
-        np.multiply(raw, np.float32(factor), out=out, casting="unsafe")
+        # pread: no shared file position, so bands are read by several threads
+        if self.dtype == np.dtype(">f4") and out.dtype == np.float32 and out.flags.c_contiguous:
+            # straight into the output, swapped in place: no temporary
+            raw = out[:count].view(">f4")
+            self._read(raw, offset)
+            out.byteswap(inplace=True)  # now native float32
+            if factor != 1.0:
+                out *= np.float32(factor)
+        else:
+            raw = np.empty(count, dtype=self.dtype)
+            self._read(raw, offset)
+            np.multiply(raw, np.float32(factor), out=out, casting="unsafe")
         if shift:
             out += np.float32(shift)
+
+    def _read(self, raw, offset):
+        if os.preadv(self.handle.fileno(), [raw.view(np.uint8)], offset) != raw.nbytes:
+            raise OSError(f"{self.path}: file is truncated")
 
     def close(self):
         self.handle.close()

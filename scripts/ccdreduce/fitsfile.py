@@ -13,6 +13,7 @@ and pay for astropy only when they open a file through it.
 import contextlib
 import gzip
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -200,6 +201,9 @@ def open_bands(path, extname=None):
         return _AstropyBands(path, extname)
 
 
+_ASTROPY_READING = threading.Lock()
+
+
 class _AstropyBands:
     def __init__(self, path, extname=None):
         from astropy.io import fits
@@ -222,7 +226,9 @@ class _AstropyBands:
         self.shape = self.hdu.shape
 
     def rows_into(self, start, stop, out, scale=1.0):
-        np.multiply(self.hdu.section[start:stop, :].reshape(-1), scale, out=out, casting="unsafe")
+        with _ASTROPY_READING:  # one file position: bands are read by several threads
+            rows = self.hdu.section[start:stop, :]
+        np.multiply(rows.reshape(-1), scale, out=out, casting="unsafe")
 
     def close(self):
         self.hdul.close()
