@@ -102,11 +102,11 @@ class ImageFile:
         # pread: no shared file position, so bands are read by several threads
         if self.dtype == np.dtype(">f4") and out.dtype == np.float32 and out.flags.c_contiguous:
             # straight into the output, swapped in place: no temporary
-            raw = out[:count].view(">f4")
-            self._read(raw, offset)
-            out.byteswap(inplace=True)  # now native float32
+            values = out[:count]
+            self._read(values.view(">f4"), offset)
+            values.byteswap(inplace=True)  # now native float32
             if factor != 1.0:
-                out *= np.float32(factor)
+                values *= np.float32(factor)
         else:
             raw = np.empty(count, dtype=self.dtype)
             self._read(raw, offset)
