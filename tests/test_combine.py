@@ -552,3 +552,36 @@ def fits_header():
     header = fits.Header()
     header["BUNIT"] = "adu"
     return header
+
+
+def test_ccdclip_rejects_by_each_values_own_sigma_not_by_rank():
+    """Sorted, the kept values need not be one window: 10 with sigma 1 goes,
+    20 with sigma 100 beyond it stays."""
+    values = np.array([0.0, 0.5, -0.5, 10.0, 20.0], np.float32)[:, None, None]
+    sigmas = np.array([1.0, 1.0, 1.0, 1.0, 100.0], np.float32)[:, None, None]
+    image, coverage, _ = combine(values, "ccdclip", uncertainty=sigmas, maxiters=None)
+    assert coverage[0, 0] == 4 and image[0, 0] == pytest.approx(20.0 / 4)
+    values = np.concatenate([values, np.full((1, 1, 1), np.nan, np.float32)])  # exact path
+    sigmas = np.concatenate([sigmas, np.ones((1, 1, 1), np.float32)])
+    image, coverage, _ = combine(values, "ccdclip", uncertainty=sigmas, maxiters=None)
+    assert coverage[0, 0] == 4 and image[0, 0] == pytest.approx(20.0 / 4)
+
+
+def test_uncert_is_read_without_astropy_past_the_mask(tmp_path):
+    from ccdreduce import fastfits
+    from ccdreduce.fitsfile import open_bands, write_image
+
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    write_image(
+        tmp_path / "a.fits",
+        data,
+        fits_header(),
+        mask=np.ones((3, 4), np.uint8),
+        uncertainty=data / 2,
+    )
+    reader = open_bands(tmp_path / "a.fits", "UNCERT")
+    assert isinstance(reader, fastfits.ImageFile)
+    out = np.empty(8, np.float32)
+    reader.rows_into(1, 3, out, -2.0)
+    reader.close()
+    np.testing.assert_array_equal(out, -(data[1:] / 2).ravel() * 2)
