@@ -1,7 +1,9 @@
 """One whole combine, as a separate process: start, read, combine, write.
 
 Usage: python benchmarks/combine_one.py TOOL METHOD LIST OUT [MEMORY_MB]
-TOOL is ours, ccdproc or numpy; LIST a file of FITS paths, one a line.
+TOOL is ours, ours_unc (the same with each file's UNCERT read and sigma
+propagated and written; NaN at masked pixels), ccdproc or numpy; LIST a file
+of FITS paths, one a line. METHOD also ccdclip (ours_unc only).
 Prints the peak resident memory (MB) of this process.
 """
 
@@ -22,13 +24,27 @@ def main(tool, method, listing, out, memory_mb=2048):
         "cenfunc": "median",
         "stdfunc": "std",
     }
-    if tool == "ours":  # the engine as a tool: numpy only, no astropy import
+    if tool in ("ours", "ours_unc"):  # the engine as a tool: numpy only, no astropy import
         from ccdreduce import fastfits
         from ccdreduce.combine import combine_files
 
-        params = sigclip if method == "sigclip" else {"n_low": 3, "n_high": 3}
-        image, _ = combine_files(paths, method, memory_mb=int(memory_mb), threads=2, **params)
-        fastfits.write_image(out, image, [("NCOMBINE", len(paths)), ("COMBMETH", method)])
+        params = {
+            "sigclip": sigclip,
+            "minmax": {"n_low": 3, "n_high": 3},
+            "ccdclip": {"sigma_lower": 3.0, "sigma_upper": 3.0, "maxiters": 1},
+        }.get(method, {})
+        image, _, sigma = combine_files(
+            paths,
+            method,
+            memory_mb=int(memory_mb),
+            threads=2,
+            uncertainty=tool == "ours_unc",
+            **params,
+        )
+        cards = [("NCOMBINE", len(paths)), ("COMBMETH", method)]
+        fastfits.write_image(out, image, cards)
+        if sigma is not None:
+            fastfits.write_image(str(out).replace(".fits", "_sigma.fits"), sigma, cards)
     elif tool == "ccdproc":
         import numpy as np
         from astropy.nddata import CCDData

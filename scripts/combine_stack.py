@@ -7,7 +7,7 @@ import numpy as np
 from astropy.table import Table
 
 from ccdreduce import provenance, runlog, stacking
-from ccdreduce.combine import CombineSpec
+from ccdreduce.combine import CombineSpec, combine_files
 from ccdreduce.fitsfile import read_header
 from ccdreduce.layout import frame_id
 
@@ -34,23 +34,18 @@ log.info(
 )
 # coverage varies at the edges, where the frames' shifts leave gaps
 combine_notes = spec.notes(len(paths), varying=True) + [stacking.weights_note(weights, mode)]
-with_uncertainty = stacking.all_have_uncertainty(paths)
-if not with_uncertainty:
-    combine_notes.append("no UNCERT: an input has none (calibrated before the noise model)")
 for note in combine_notes:
     log.info("%s: %s", group, note)
-image, coverage, sigma = stacking.combine_stack_files(
+image, coverage, sigma = combine_files(
     paths,
     spec,
     scales=np.asarray(used["scale"], dtype=float),
     weights=weights,
-    uncertainty=with_uncertainty,
+    uncertainty=True,  # every registered frame carries its UNCERT
     memory_mb=memory_mb,
     threads=snakemake.threads,
     progress=lambda done, total: log.info("combined rows %d/%d", done, total),
 )
-if with_uncertainty and sigma is None:
-    log.warning("%s: the combine engine propagates no uncertainty yet: no UNCERT", group)
 header, notes = provenance.stack_header(
     read_header(registered[table.meta["reference"]]),
     table,

@@ -29,14 +29,12 @@ failed = 0
 for frame in params.frames:
     data, header, mask = read_product(frame["calibrated"])
     uncertainty = read_uncertainty(frame["calibrated"])
-    if uncertainty is None and register.UNCERTAINTY_REQUIRED:
+    if uncertainty is None:  # every calibrated frame has one since the noise model
         raise FrameProblem(
             frame["calibrated"],
             "the calibrated frame has no UNCERT extension (made before the noise model)",
             "rerun calibrate: snakemake --forcerun calibrate",
         )
-    if uncertainty is None:
-        log.warning("%s: no UNCERT in the calibrated frame; registered without", frame["id"])
     stars, meta = catalog.read(frame["catalog"])
     moved, moved_mask, sigma, cards, message, ok = register.onto_reference(
         data, mask, stars, meta, reference, frame["id"], params.settings, uncertainty

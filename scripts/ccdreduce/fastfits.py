@@ -1,11 +1,14 @@
 """Minimal access to simple FITS images, without importing astropy.
 
 The combine reads bands of rows from many files; for a plain 2-D primary
-image that is one seek and one read per band. Importing astropy.io.fits
+image, or a plain image extension found by EXTNAME (UNCERT), that is one
+seek and one read per band. Importing astropy.io.fits
 costs half a second per process, as long as a whole 13-frame 2k combine, so
 the combine engine reads through this and falls back to astropy for
 anything else (tile-compressed files, extensions first, odd headers).
 """
+
+import os
 
 import numpy as np
 
@@ -17,6 +20,26 @@ class NotSimple(ValueError):
     """Not a plain 2-D primary image: use astropy."""
 
 
+WANTED = {"SIMPLE", "XTENSION", "EXTNAME", "BITPIX", "NAXIS", "BZERO", "BSCALE", "PCOUNT", "GCOUNT"}
+
+
+def _value(key, text):
+    if key == "SIMPLE":
+        return text[:1] == "T"
+    if text[:1] == "'":  # a string: up to its closing quote ('' is a quote)
+        return text[1:].replace("''", "\0").split("'")[0].replace("\0", "'").strip()
+    return _number(text)
+
+
+def _data_bytes(cards):
+    """Bytes an HDU's data takes on disk, padded to whole blocks."""
+    axes = [int(cards.get(f"NAXIS{i}", 0)) for i in range(1, int(cards.get("NAXIS", 0)) + 1)]
+    count = int(np.prod(axes)) if axes else 0
+    size = abs(int(cards.get("BITPIX", 8))) // 8 * int(cards.get("GCOUNT", 1))
+    size *= count + int(cards.get("PCOUNT", 0))
+    return -(-size // BLOCK) * BLOCK
+
+
 def _number(text):
     text = text.split("/")[0].strip()
     try:
@@ -26,49 +49,74 @@ def _number(text):
 
 
 class ImageFile:
-    """A plain 2-D primary FITS image, read by bands of rows."""
+    """A plain 2-D FITS image, read by bands of rows: the primary image, or
+    (``extname``) the image extension of that EXTNAME, found by walking the
+    headers and skipping each HDU's data."""
 
-    def __init__(self, path):
+    def __init__(self, path, extname=None):
         self.path = str(path)
         self.handle = open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        wanted = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "BZERO", "BSCALE"}
-        cards, offset, ended = {}, 0, False
+        try:
+            cards, self.offset = self._header()
+            while extname is not None and cards.get("EXTNAME", "").upper() != extname.upper():
+                self.handle.seek(self.offset + _data_bytes(cards))
+                cards, self.offset = self._header(first=False)
+        except NotSimple:
+            self.close()
+            raise
+        first = cards.get("SIMPLE") if extname is None else cards.get("XTENSION") == "IMAGE"
+        if not first or cards.get("NAXIS") != 2 or cards.get("BITPIX") not in DTYPES:
+            self.close()
+            what = "primary image" if extname is None else f"image extension {extname}"
+            raise NotSimple(f"{path}: not a plain 2-D {what}")
+        self.dtype = np.dtype(DTYPES[cards["BITPIX"]])
+        self.shape = (cards["NAXIS2"], cards["NAXIS1"])
+        self.bscale = float(cards.get("BSCALE", 1.0))
+        self.bzero = float(cards.get("BZERO", 0.0))
+
+    def _header(self, first=True):
+        """(cards, offset of the data) of the header starting here; NotSimple
+        at the end of the file (no such extension) or a broken header."""
+        cards, ended = {}, False
         while not ended:
             block = self.handle.read(BLOCK)
             if len(block) < BLOCK:
-                self.close()
-                raise NotSimple(f"{path}: header ends early")
-            offset += BLOCK
+                where = "header ends early" if first or block else "no such image extension"
+                raise NotSimple(f"{self.path}: {where}")
             for i in range(36):
                 card = block[80 * i : 80 * i + 80].decode("ascii", "replace")
                 key = card[:8].strip()
                 if key == "END":
                     ended = True
                     break
-                if key in wanted and card[8:10] == "= ":
-                    value = card[10:].strip()
-                    cards[key] = value[0] == "T" if key == "SIMPLE" else _number(value)
-        if not cards.get("SIMPLE") or cards.get("NAXIS") != 2 or cards.get("BITPIX") not in DTYPES:
-            self.close()
-            raise NotSimple(f"{path}: not a plain 2-D primary image")
-        self.offset = offset
-        self.dtype = np.dtype(DTYPES[cards["BITPIX"]])
-        self.shape = (cards["NAXIS2"], cards["NAXIS1"])
-        self.bscale = float(cards.get("BSCALE", 1.0))
-        self.bzero = float(cards.get("BZERO", 0.0))
+                if card[8:10] == "= " and (key in WANTED or key.startswith("NAXIS")):
+                    cards[key] = _value(key, card[10:].strip())
+        return cards, self.handle.tell()
 
     def rows_into(self, start, stop, out, scale=1.0):
         """Rows [start, stop) as float32 into ``out`` (flat), times ``scale``."""
         nx = self.shape[1]
         count = (stop - start) * nx
-        self.handle.seek(self.offset + start * nx * self.dtype.itemsize)
-        raw = np.fromfile(self.handle, dtype=self.dtype, count=count)
-        if raw.size != count:
-            raise OSError(f"{self.path}: file is truncated")
+        offset = self.offset + start * nx * self.dtype.itemsize
         factor, shift = self.bscale * scale, self.bzero * scale
-        np.multiply(raw, np.float32(factor), out=out, casting="unsafe")
+        # pread: no shared file position, so bands are read by several threads
+        if self.dtype == np.dtype(">f4") and out.dtype == np.float32 and out.flags.c_contiguous:
+            # straight into the output, swapped in place: no temporary
+            values = out[:count]
+            self._read(values.view(">f4"), offset)
+            values.byteswap(inplace=True)  # now native float32
+            if factor != 1.0:
+                values *= np.float32(factor)
+        else:
+            raw = np.empty(count, dtype=self.dtype)
+            self._read(raw, offset)
+            np.multiply(raw, np.float32(factor), out=out, casting="unsafe")
         if shift:
             out += np.float32(shift)
+
+    def _read(self, raw, offset):
+        if os.preadv(self.handle.fileno(), [raw.view(np.uint8)], offset) != raw.nbytes:
+            raise OSError(f"{self.path}: file is truncated")
 
     def close(self):
         self.handle.close()

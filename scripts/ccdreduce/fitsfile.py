@@ -13,6 +13,7 @@ and pay for astropy only when they open a file through it.
 import contextlib
 import gzip
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -186,29 +187,48 @@ def map_pixels(path):
         return hdul[0].data
 
 
-def open_bands(path):
-    """A reader of bands of rows (``shape``, ``rows_into``, ``close``):
-    fastfits for a plain 2-D primary image (no astropy import), astropy for
-    anything else (tile-compressed, an image in an extension, odd headers)."""
+def open_bands(path, extname=None):
+    """A reader of bands of rows (``shape``, ``rows_into``, ``close``) of the
+    first 2-D image, or of the image extension named ``extname`` (UNCERT):
+    fastfits for a plain image (no astropy import), astropy for anything
+    else (tile-compressed, odd headers). A file without that extension:
+    FrameProblem naming the file."""
     from . import fastfits
 
     try:
-        return fastfits.ImageFile(path)
+        return fastfits.ImageFile(path, extname)
     except fastfits.NotSimple:
-        return _AstropyBands(path)
+        return _AstropyBands(path, extname)
+
+
+_ASTROPY_READING = threading.Lock()
 
 
 class _AstropyBands:
-    def __init__(self, path):
+    def __init__(self, path, extname=None):
         from astropy.io import fits
 
         self.path = str(path)
         self.hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
-        self.hdu = next(h for h in self.hdul if h.is_image and h.header.get("NAXIS", 0) == 2)
+        if extname is None:
+            self.hdu = next(h for h in self.hdul if h.is_image and h.header.get("NAXIS", 0) == 2)
+        else:
+            try:
+                self.hdu = self.hdul[extname]
+            except KeyError:
+                self.hdul.close()
+                raise FrameProblem(
+                    path,
+                    f"no {extname} extension",
+                    f"make it again with this version (it writes {extname}), "
+                    f"or combine without uncertainty",
+                ) from None
         self.shape = self.hdu.shape
 
     def rows_into(self, start, stop, out, scale=1.0):
-        np.multiply(self.hdu.section[start:stop, :].reshape(-1), scale, out=out, casting="unsafe")
+        with _ASTROPY_READING:  # one file position: bands are read by several threads
+            rows = self.hdu.section[start:stop, :]
+        np.multiply(rows.reshape(-1), scale, out=out, casting="unsafe")
 
     def close(self):
         self.hdul.close()

@@ -67,7 +67,7 @@ def make_master(kind, inputs, settings, spec, masters):
     log.info("combining %d frames with %s %s", len(inputs), spec.method, spec.params())
     for note in spec.notes(len(inputs)):
         log.info(note)
-    image, _ = combine(cube, spec)  # a master carries no coverage map
+    image, _, _ = combine(cube, spec)  # a master carries no coverage map
     if kind in NORMALISED:
         image /= np.float32(finite_median(image))
     set_unit(header, kind)

@@ -23,12 +23,6 @@ from . import patterns
 from .robust import MAD_TO_SIGMA_4DP
 from .stars import sky_model
 
-#: A calibrated frame without UNCERT (made before issue 14's noise model)
-#: stops registration naming the frame and 'rerun calibrate'. False until
-#: the calibrate side writes UNCERT on every frame: meanwhile such a frame
-#: registers without one (warned), and its stacks carry no UNCERT.
-UNCERTAINTY_REQUIRED = False
-
 
 class RegistrationFailed(Exception):
     """A frame that cannot be registered; the message is the reason, and

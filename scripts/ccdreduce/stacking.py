@@ -393,34 +393,6 @@ def weights_note(weights, mode):
     )
 
 
-def all_have_uncertainty(paths):
-    """True when every file has an UNCERT extension (headers only read)."""
-    from astropy.io import fits
-
-    for path in paths:
-        with fits.open(path, memmap=True) as hdul:
-            if "UNCERT" not in hdul:
-                return False
-    return True
-
-
-def combine_stack_files(paths, spec, scales, weights, uncertainty, **options):
-    """(image, coverage, sigma or None): combine.combine_files with the
-    engine's issue-14 contract (3-tuple, ``uncertainty=True`` reads each
-    file's UNCERT). Until that engine lands, an engine without the
-    ``uncertainty`` parameter is called as before and gives no sigma."""
-    import inspect
-
-    from .combine import combine_files
-
-    if "uncertainty" in inspect.signature(combine_files).parameters:
-        options["uncertainty"] = bool(uncertainty)
-    result = combine_files(paths, spec, scales=scales, weights=weights, **options)
-    image, coverage, *rest = result
-    sigma = rest[0] if rest else None
-    return image, coverage, sigma
-
-
 def stack_mask(coverage):
     """The stack's MASK: MASK_NO_DATA where no valid input (coverage 0)."""
     from .fitsfile import MASK_NO_DATA
