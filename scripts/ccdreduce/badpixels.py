@@ -1,0 +1,191 @@
+"""A night's bad-pixel map: hot pixels from its master darks, dead and
+deviant pixels and bad columns from its master flats, and a map given from
+outside (calibration.bad_pixels.file).
+
+What a bad column looks like on a real CCD: a charge trap at some row
+blocks or leaks charge along the column from there to the readout register,
+so the column (often only the part on one side of the trap) is a few per
+cent low or high in the flat, and warm in the dark, by an amount a single
+pixel's noise hides but the column's many pixels reveal. So besides each
+pixel against its neighbourhood, each column is cut into blocks of rows and
+the block's median ratio to the columns beside it is tested against the
+spread of all blocks' medians (the same for rows). A block median of n
+pixels is sqrt(n) less noisy than a pixel: a 2 % column is found where a
+2 % pixel is not.
+
+The map (uint8) says why each pixel is bad, as BPM_* codes; calibrated
+frames get MASK_BAD_PIXEL wherever it is nonzero.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigProblem
+from .robust import MAD_TO_SIGMA
+
+#: Why a pixel is in the bad-pixel map (bits of its values).
+BPM_HOT = 1  # dark current far above the dark's median
+BPM_FLAT = 2  # dead or deviant against its neighbours in the flat
+BPM_COLUMN = 4  # part of a column (or row) that deviates in a flat or dark
+BPM_GIVEN = 8  # in the map given by calibration.bad_pixels.file
+BPM_CODES = {
+    BPM_HOT: "hot: dark current far above the master dark's median",
+    BPM_FLAT: "dead or deviant: flat far from its 5x5 neighbourhood",
+    BPM_COLUMN: "bad column or row: a block of it deviates from its neighbours",
+    BPM_GIVEN: "given: calibration.bad_pixels.file",
+}
+
+
+@dataclass
+class Thresholds:
+    """calibration.bad_pixels: how far (in robust sigma) a pixel or a block
+    of a column must stand out, and the block length in rows."""
+
+    hot_sigma: float = 8.0
+    flat_sigma: float = 8.0
+    column_sigma: float = 6.0
+    column_block: int = 32
+
+
+def _robust_sigma(values):
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan")
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
+
+
+def hot_pixels(dark, sigma=8.0):
+    """Pixels of a master dark more than ``sigma`` robust standard
+    deviations above its median."""
+    dark = np.asarray(dark, dtype=np.float32)
+    median = np.nanmedian(dark)
+    width = _robust_sigma(dark)
+    with np.errstate(invalid="ignore"):
+        return dark > median + sigma * width
+
+
+def deviant_pixels(flat, sigma=8.0):
+    """Pixels of a master flat far from the median of their 5x5
+    neighbourhood (dead, low or high), in robust sigma of that ratio."""
+    from scipy import ndimage
+
+    flat = np.asarray(flat, dtype=np.float32)
+    local = ndimage.median_filter(np.nan_to_num(flat, nan=1.0), size=5, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = flat / local
+        width = _robust_sigma(ratio)
+        return np.abs(ratio - 1) > sigma * width
+
+
+def _block_means(residual, block):
+    """Clipped means of blocks of ``block`` rows of each column, (nblocks,
+    nx), and the noise a block mean has from its pixels' scatter. Means,
+    not medians: of integer data a median is an integer, and its spread over
+    blocks no measure of anything."""
+    ny, nx = residual.shape
+    nb = ny // block
+    width = _robust_sigma(residual)
+    clipped = np.where(np.abs(residual) > 5 * width, np.nan, residual)  # hot pixels out
+    cut = clipped[: nb * block].reshape(nb, block, nx)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block
+        return np.nanmean(cut, axis=1), width / np.sqrt(block)
+
+
+def _deviant_columns(image, sigma, block, relative):
+    """Blocks of columns deviating from the columns beside them."""
+    from scipy import ndimage
+
+    clean = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=float(np.nanmedian(image)))
+    bad = np.zeros(clean.shape, bool)
+    nb = clean.shape[0] // block
+    if nb == 0:
+        return bad
+    # each pixel against the median of the 7 pixels of its row around it: a
+    # column's own excess does not move that median
+    beside = ndimage.median_filter(clean, size=(1, 7), mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        residual = clean / beside - 1 if relative else clean - beside
+    means, floor = _block_means(residual, block)
+    # the spread of all blocks, never below what their pixels' noise gives
+    width = max(_robust_sigma(means), floor)
+    with np.errstate(invalid="ignore"):
+        flagged = np.abs(means - np.nanmedian(means)) > sigma * width
+    bad[: nb * block] = np.repeat(flagged, block, axis=0)
+    if clean.shape[0] > nb * block:  # the last rows take the last block's verdict
+        bad[nb * block :] = flagged[-1]
+    return bad
+
+
+def bad_columns(image, sigma=6.0, block=32, relative=True):
+    """Blocks of columns and of rows that deviate from their neighbours
+    (``relative``: as a ratio, for flats; else a difference, for darks)."""
+    columns = _deviant_columns(image, sigma, block, relative)
+    rows = _deviant_columns(np.asarray(image).T, sigma, block, relative).T
+    return columns | rows
+
+
+def read_given(path, shape):
+    """A bad-pixel map from outside (nonzero = bad) as booleans, checked
+    against the trimmed frame's shape."""
+    from astropy.io import fits
+
+    try:
+        data = fits.getdata(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigProblem(
+            f"calibration.bad_pixels.file {path} cannot be read as FITS ({exc})",
+            "give a FITS image with nonzero at bad pixels, or set file: null",
+        ) from None
+    if data is None or data.shape != tuple(shape):
+        got = "no image" if data is None else f"{data.shape[1]}x{data.shape[0]}"
+        raise ConfigProblem(
+            f"calibration.bad_pixels.file {path} is {got}, the trimmed frames are "
+            f"{shape[1]}x{shape[0]} pixels",
+            "give a map of the trimmed frame's size (after trim_section), or set file: null",
+        )
+    return np.asarray(data) != 0
+
+
+def bad_pixel_map(darks=(), flats=(), given=None, thresholds=None):
+    """The night's map (uint8 of BPM_* codes) from its master darks and
+    flats (2-D arrays of one shape) and a given boolean map; and a line per
+    source saying how many pixels it found."""
+    thresholds = thresholds or Thresholds()
+    shapes = {np.shape(a) for a in (*darks, *flats)} | (
+        {given.shape} if given is not None else set()
+    )
+    if len(shapes) != 1:
+        raise ValueError(f"masters of different shapes: {sorted(shapes)}")
+    bpm = np.zeros(shapes.pop(), np.uint8)
+    said = []
+    t = thresholds
+    for i, dark in enumerate(darks):
+        hot = hot_pixels(dark, t.hot_sigma)
+        column = bad_columns(dark, t.column_sigma, t.column_block, relative=False) & ~hot
+        bpm[hot] |= BPM_HOT
+        bpm[column] |= BPM_COLUMN
+        said.append(
+            f"dark {i + 1}: {int(hot.sum())} hot pixels, {int(column.sum())} in bad columns"
+        )
+    for i, flat in enumerate(flats):
+        deviant = deviant_pixels(flat, t.flat_sigma)
+        column = bad_columns(flat, t.column_sigma, t.column_block, relative=True)
+        bpm[deviant] |= BPM_FLAT
+        bpm[column] |= BPM_COLUMN
+        said.append(
+            f"flat {i + 1}: {int(deviant.sum())} dead or deviant pixels, "
+            f"{int(column.sum())} in bad columns"
+        )
+    if given is not None:
+        bpm[given] |= BPM_GIVEN
+        said.append(f"given map: {int(given.sum())} pixels")
+    said.append(f"bad-pixel map: {int((bpm > 0).sum())} pixels ({(bpm > 0).mean():.3%})")
+    return bpm, said
+
+
+def header_cards():
+    """Cards describing the map's codes."""
+    return {f"BPM{code}": (text[:60], "bad-pixel map code") for code, text in BPM_CODES.items()}
