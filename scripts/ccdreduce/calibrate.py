@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FrameProblem
-from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, map_pixels, read_image, read_uncertainty
+from .fitsfile import (
+    MASK_BAD_FLAT,
+    MASK_SATURATED,
+    map_pixels,
+    read_header,
+    read_image,
+    read_uncertainty,
+)
 from .sections import section_slices
 
 assert MASK_SATURATED == 1  # load_raw writes the saturation test's booleans as bit 1
@@ -59,6 +66,7 @@ class Masters:
         self.results_dir = Path(results_dir)
         self._loaded = {}
         self._sigma = {}
+        self._headers = {}
         self._bad_flat = {}
 
     def get(self, name):
@@ -66,6 +74,12 @@ class Masters:
             # memory-mapped: a per-frame job touches each master once
             self._loaded[name] = map_pixels(self.results_dir / name)
         return self._loaded[name]
+
+    def header(self, name):
+        """A master's primary header (its measured noise cards)."""
+        if name not in self._headers:
+            self._headers[name] = read_header(self.results_dir / name)
+        return self._headers[name]
 
     def sigma(self, name):
         """A master's UNCERT (its standard deviation), or None if it has none."""
