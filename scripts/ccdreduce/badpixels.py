@@ -186,6 +186,68 @@ def bad_pixel_map(darks=(), flats=(), given=None, thresholds=None):
     return bpm, said
 
 
+def night_map(recipes, masters, settings=None):
+    """The bad-pixel map of a night's science frames, from the master darks
+    and flats their ``recipes`` name (read through calibrate.Masters) and
+    calibration.bad_pixels (``settings``: file and thresholds). Masters of
+    another shape than the first are left out, said. Returns (map or None
+    when there is nothing to make it from, lines to log)."""
+    settings = dict(settings or {})
+    given_path = settings.pop("file", None)
+    thresholds = Thresholds(**settings)
+    names = {kind: sorted({r[kind] for r in recipes if r.get(kind)}) for kind in ("dark", "flat")}
+    arrays = {kind: [masters.get(name) for name in names[kind]] for kind in names}
+    shapes = [a.shape for kind in arrays for a in arrays[kind]]
+    said = [f"{kind}s: {', '.join(names[kind])}" for kind in names if names[kind]]
+    shape = shapes[0] if shapes else None
+    for kind in arrays:
+        for name, array in zip(names[kind], arrays[kind], strict=True):
+            if array.shape != shape:
+                said.append(f"{name} {array.shape[::-1]} is not {shape[::-1]}: not used")
+        arrays[kind] = [a for a in arrays[kind] if a.shape == shape]
+    given = None
+    if given_path:
+        if shape is None:
+            from astropy.io import fits
+
+            shape = fits.getdata(given_path).shape
+        given = read_given(given_path, shape)
+    if shape is None:
+        return None, said + ["no master dark or flat, no given map: no bad pixels known"]
+    bpm, found = bad_pixel_map(arrays["dark"], arrays["flat"], given, thresholds)
+    return bpm, said + found
+
+
+def save_preview(bpm, path, title, size=700):
+    """A PNG of the map, black where bad; each bad pixel made visible by
+    taking the maximum over blocks when the map is larger than ``size``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bad = np.asarray(bpm) > 0
+    step = max(1, int(np.ceil(max(bad.shape) / size)))
+    ny, nx = (bad.shape[0] // step) * step, (bad.shape[1] // step) * step
+    shown = bad[:ny, :nx].reshape(ny // step, step, nx // step, step).any(axis=(1, 3))
+    fig, ax = plt.subplots(figsize=(7.0, 7.0 * ny / nx + 0.6), dpi=100)
+    ax.imshow(
+        ~shown,
+        origin="lower",
+        cmap="gray",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        extent=(0, nx, 0, ny),
+    )
+    ax.set_title(f"{title}\n{int(bad.sum())} bad pixels ({bad.mean():.3%})", fontsize=9)
+    ax.set_xlabel("x (FITS axis 1)")
+    ax.set_ylabel("y (FITS axis 2)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def header_cards():
     """Cards describing the map's codes."""
     return {f"BPM{code}": (text[:60], "bad-pixel map code") for code, text in BPM_CODES.items()}
