@@ -8,7 +8,10 @@ import numpy as np
 
 from . import catalog, noise, provenance, times
 from .calibrate import Masters, Settings, WorkFrame, load_raw, run_stages
-from .fitsfile import MASK_BAD_PIXEL, MASK_COSMIC_RAY, set_unit, write_image
+from .fitsfile import MASK_BAD_PIXEL, MASK_COSMIC_RAY, MASK_SATURATED, set_unit, write_image
+
+#: Pixels around a saturated one where no cosmic ray is looked for.
+SATURATED_MARGIN = 5
 
 
 @dataclass
@@ -78,17 +81,22 @@ def mark_cosmic_rays(result, settings):
     if settings.pop("method", "none") == "none":
         return None
     import astroscrappy  # only for those who ask for it
+    from scipy import ndimage
 
     data = np.nan_to_num(np.asarray(result.data, dtype=np.float32), nan=0.0)
+    # a saturated star's flat top has edges as sharp as a hit's: measured on
+    # a simulated 120 s frame, 11 of 99 stars were cut into without this
+    saturated = (result.mask & MASK_SATURATED) > 0
+    near_saturated = ndimage.binary_dilation(saturated, iterations=SATURATED_MARGIN)
     hits, _ = astroscrappy.detect_cosmics(
         data,
-        inmask=result.mask != 0,
+        inmask=(result.mask != 0) | near_saturated,
         gain=result.noise.gain,
         readnoise=result.noise.read_noise,
         satlevel=np.inf,
         **settings,
     )
-    hits &= result.mask == 0
+    hits &= (result.mask == 0) & ~near_saturated
     result.mask[hits] |= MASK_COSMIC_RAY
     return f"{int(hits.sum())} cosmic-ray pixels marked (LA Cosmic, MASK {MASK_COSMIC_RAY})"
 
