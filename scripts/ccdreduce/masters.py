@@ -87,22 +87,27 @@ def combine_with_sigma(cube, spec):
 
 
 def _bias_read_noise(recipe, masters):
-    """The read noise in ADU the master bias a recipe names measured, or None."""
-    if not recipe.get("bias"):
-        return None
-    value = read_header(masters.results_dir / recipe["bias"]).get("RDNOIADU")
-    return float(value) if value is not None else None
+    """The read noise in ADU the master bias a recipe names measured, else
+    its master dark's (a night without biases), or None."""
+    for kind in ("bias", "dark"):
+        if recipe.get(kind):
+            value = read_header(masters.results_dir / recipe[kind]).get("RDNOIADU")
+            if value is not None:
+                return float(value)
+    return None
 
 
 def noise_cards(kind, cube, levels, inputs, masters):
     """Header cards the master's inputs measure, and log notes: the bias's
     read noise (ADU), the flat's gain (and the read noise in e-)."""
-    if kind == "bias":
+    if kind == "bias" or (kind == "dark" and inputs[0][1].get("dark_includes_bias")):
+        # a night without biases: its darks (bias not subtracted) differ by
+        # their read noise and their dark current's noise, an upper bound
         rn = noise.read_noise_adu(cube)
         if rn is None:
-            return {}, ["one bias: no read noise measured (needs two)"]
-        return {"RDNOIADU": (round(rn, 4), "read noise measured from the biases, ADU")}, [
-            f"read noise {rn:.3f} ADU (photon transfer, {len(cube)} biases)"
+            return {}, [f"one {kind}: no read noise measured (needs two)"]
+        return {"RDNOIADU": (round(rn, 4), f"read noise measured from the {kind}s, ADU")}, [
+            f"read noise {rn:.3f} ADU (photon transfer, {len(cube)} {kind}s)"
         ]
     if kind != "flat":
         return {}, []
