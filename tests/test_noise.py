@@ -86,3 +86,33 @@ def test_the_sky_gives_what_nothing_else_gave():
 def test_variance_of_a_raw_pixel():
     model = noise.NoiseModel(2.0, 10.0, "config", "config")
     np.testing.assert_allclose(model.variance(np.array([-5.0, 0.0, 100.0])), [25, 25, 75])
+
+
+def test_the_real_bsu_night_gain_from_header_read_noise_and_gain_by_photon_transfer():
+    """The BSU night (SBIG STXL-6303, 2x2, EGAIN 2.58, no biases): read
+    noise from pairs of 1.5 s darks (bias included; dark current negligible
+    at -31 C), gain from its flats minus the dark. Measured 6.57 ADU (17 e-
+    at EGAIN) and 2.81 (R) / 2.82 (V) e-/ADU: 9 % above EGAIN; these flats
+    sit at 25,000-35,000 ADU, 65-90 % of the binned pixel's full well, where
+    a CCD's response begins to compress its variance."""
+    from conftest import REAL_NIGHT
+
+    folder = REAL_NIGHT / "2022-10-29"
+    if not folder.is_dir():
+        pytest.skip(f"real data not present at {REAL_NIGHT}")
+    light = sorted((folder / "SN2022yid" / "R").glob("*.fit"))[0]
+    model, notes = noise.resolve(fits.getheader(light), KEYWORDS, measured=(2.81, 18.5))
+    assert (model.gain, model.gain_source, notes) == (pytest.approx(2.58), "header", [])
+    assert model.read_noise == pytest.approx(18.5 / 2.81 * 2.58)  # measured ADU, header gain
+    darks = [fits.getdata(f).astype(np.float32) for f in sorted((folder / "Darks/1p5s").glob("*"))]
+    rn = noise.read_noise_adu(darks)
+    assert 6.0 < rn < 7.0
+    dark = np.median(darks, axis=0)
+    for filt in ("R", "V"):
+        flats = [
+            fits.getdata(f).astype(np.float32) - dark
+            for f in sorted((folder / "Flats" / filt).glob("*"))
+        ]
+        levels = [float(np.median(f)) for f in flats]
+        assert len(noise.flat_pairs(levels)) == 6
+        assert noise.gain_from_flats(flats, levels, rn) == pytest.approx(2.58, rel=0.12)
