@@ -32,6 +32,8 @@ bpm, said = badpixels.night_map(
 for line in said:
     log.info(line)
 header = fits.Header()
+# no time of its own (its masters have theirs); TT like every product's
+header["TIMESYS"] = ("TT", "time scale of any time keyword")
 header.update(badpixels.header_cards())
 provenance.stamp(header, "bad_pixels", config=snakemake.config, notes=said)
 written = bpm if bpm is not None else np.zeros((1, 1), np.uint8)
