@@ -17,7 +17,6 @@ The map (uint8) says why each pixel is bad, as BPM_* codes; calibrated
 frames get MASK_BAD_PIXEL wherever it is nonzero.
 """
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ BPM_COLUMN = 4  # part of a column (or row) that deviates in a flat or dark
 BPM_GIVEN = 8  # in the map given by calibration.bad_pixels.file
 BPM_CODES = {
     BPM_HOT: "hot: dark current far above the master dark's median",
-    BPM_FLAT: "dead or deviant: flat far from its 5x5 neighbourhood",
+    BPM_FLAT: "dead or deviant: flat far from its four neighbours",
     BPM_COLUMN: "bad column or row: a block of it deviates from its neighbours",
     BPM_GIVEN: "given: calibration.bad_pixels.file",
 }
@@ -66,53 +65,70 @@ def hot_pixels(dark, sigma=8.0):
         return dark > median + sigma * width
 
 
-def deviant_pixels(flat, sigma=8.0):
-    """Pixels of a master flat far from the median of their 5x5
-    neighbourhood (dead, low or high), in robust sigma of that ratio."""
-    from scipy import ndimage
+def _neighbour_median(image):
+    """The median of each pixel's four neighbours (up, down, left, right;
+    edges repeated): the mean of the middle two, so one bad neighbour does
+    not move it. Elementwise, no rank filter: a 4k frame in a second."""
+    p = np.pad(image, 1, mode="edge")
+    n, s, w, e = p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]
+    high = np.maximum(np.maximum(n, s), np.maximum(w, e))
+    low = np.minimum(np.minimum(n, s), np.minimum(w, e))
+    return (n + s + w + e - high - low) / 2
 
-    flat = np.asarray(flat, dtype=np.float32)
-    local = ndimage.median_filter(np.nan_to_num(flat, nan=1.0), size=5, mode="nearest")
+
+def _sample(values, count=1_000_000):
+    """A regular subsample of the finite values: plenty for a robust sigma."""
+    values = values[np.isfinite(values)].ravel()
+    return values[:: max(1, values.size // count)]
+
+
+def deviant_pixels(flat, sigma=8.0):
+    """Pixels of a master flat far from the median of their four neighbours
+    (dead, low or high), in robust sigma of that ratio."""
+    flat = np.nan_to_num(np.asarray(flat, dtype=np.float32), nan=1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = flat / local
-        width = _robust_sigma(ratio)
+        ratio = flat / _neighbour_median(flat)
+        width = _robust_sigma(_sample(ratio))
         return np.abs(ratio - 1) > sigma * width
 
 
-def _block_means(residual, block):
-    """Clipped means of blocks of ``block`` rows of each column, (nblocks,
-    nx), and the noise a block mean has from its pixels' scatter. Means,
-    not medians: of integer data a median is an integer, and its spread over
-    blocks no measure of anything."""
-    ny, nx = residual.shape
+def _block_means(image, block, width):
+    """Per column, the mean of each block of ``block`` rows after dropping
+    values beyond 5 ``width`` of the block's median (hot pixels, hits):
+    (nblocks, nx). Means, not medians: of integer data a median is an
+    integer, and its spread over blocks measures nothing."""
+    ny, nx = image.shape
     nb = ny // block
-    width = _robust_sigma(residual)
-    clipped = np.where(np.abs(residual) > 5 * width, np.nan, residual)  # hot pixels out
-    cut = clipped[: nb * block].reshape(nb, block, nx)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN block
-        return np.nanmean(cut, axis=1), width / np.sqrt(block)
+    cut = image[: nb * block].reshape(nb, block, nx)
+    centre = np.median(cut, axis=1, keepdims=True)
+    keep = np.abs(cut - centre) <= 5 * width
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (cut * keep).sum(axis=1) / keep.sum(axis=1)
 
 
 def _deviant_columns(image, sigma, block, relative):
-    """Blocks of columns deviating from the columns beside them."""
+    """Blocks of columns deviating from the columns beside them: each
+    column's block mean against the median of the same block in the 6
+    columns around it."""
     from scipy import ndimage
 
-    clean = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=float(np.nanmedian(image)))
+    clean = np.asarray(image, dtype=np.float32)
+    clean = np.nan_to_num(clean, nan=float(np.nanmedian(clean)))
     bad = np.zeros(clean.shape, bool)
     nb = clean.shape[0] // block
     if nb == 0:
         return bad
-    # each pixel against the median of the 7 pixels of its row around it: a
-    # column's own excess does not move that median
-    beside = ndimage.median_filter(clean, size=(1, 7), mode="nearest")
+    # pixel-to-pixel noise, from neighbour differences (gradients cancel)
+    width = _robust_sigma(_sample(np.diff(clean, axis=1))) / np.sqrt(2)
+    means = _block_means(clean, block, width)
+    beside = ndimage.median_filter(means, size=(1, 7), mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
-        residual = clean / beside - 1 if relative else clean - beside
-    means, floor = _block_means(residual, block)
+        residual = means / beside - 1 if relative else means - beside
+        floor = width / np.sqrt(block) / (np.nanmedian(np.abs(beside)) if relative else 1)
     # the spread of all blocks, never below what their pixels' noise gives
-    width = max(_robust_sigma(means), floor)
+    spread = max(_robust_sigma(residual), floor)
     with np.errstate(invalid="ignore"):
-        flagged = np.abs(means - np.nanmedian(means)) > sigma * width
+        flagged = np.abs(residual - np.nanmedian(residual)) > sigma * spread
     bad[: nb * block] = np.repeat(flagged, block, axis=0)
     if clean.shape[0] > nb * block:  # the last rows take the last block's verdict
         bad[nb * block :] = flagged[-1]
