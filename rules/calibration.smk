@@ -75,6 +75,9 @@ rule calibrate:
     output:
         calibrated=directory(layout.calibrated_dir(RESULTS, "{night}")),
         catalogs=directory(layout.catalogs_dir(RESULTS, "{night}")),
+        # made here, not by a job of its own: from the masters this job reads
+        bad_pixels=layout.bad_pixels(RESULTS, "{night}"),
+        bad_pixels_preview=bad_pixels_preview(),
     log:
         layout.log(RESULTS, layout.calibrated_dir(None, "{night}")),
     benchmark:
@@ -91,6 +94,9 @@ rule calibrate:
         settings=PIXEL_SETTINGS,
         detect_sigma=STACKING["registration"]["detect_sigma"],
         times=config["times"],
+        noise=NOISE_SETTINGS,
+        bad_pixels=config["calibration"]["bad_pixels"],
+        cosmic_rays=config["calibration"]["cosmic_rays"],
     script:
         "../scripts/calibrate_night.py"
 

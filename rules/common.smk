@@ -30,6 +30,7 @@ from ccdreduce.combine import check_combine_config, complete_entries  # noqa: E4
 from ccdreduce.config import (  # noqa: E402
     check_against_plan,
     check_config,
+    noise_settings,
     normalise,
     pixel_settings,
 )
@@ -50,6 +51,8 @@ RESULTS = config["results_dir"].rstrip("/")
 PIXEL_SETTINGS = pixel_settings(config)
 # masters never divide by a flat: min_flat is not theirs to rerun for
 MASTER_SETTINGS = {k: v for k, v in PIXEL_SETTINGS.items() if k != "min_flat"}
+# each frame's gain and read noise besides what the masters measured
+NOISE_SETTINGS = noise_settings(config)
 
 try:
     check_config(config)
@@ -178,10 +181,23 @@ def _lights(wildcards):
 def calibrate_input(wildcards):
     """A night's raw science frames and every master they are calibrated with."""
     lights = _lights(wildcards)
+    given = config["calibration"]["bad_pixels"].get("file")
     return {
         "raw": [frame.path for frame, _ in lights],
         "masters": sorted({m.path(RESULTS) for _, r in lights for m in r.masters()}),
+        "bad_pixels": [given] if given else [],
     }
+
+
+def bad_pixels_preview():
+    """The PNG of a night's bad-pixel map, for the report."""
+    return report(
+        layout.bad_pixels(RESULTS, "{night}", ".png"),
+        caption="../report/bad_pixels.rst",
+        category="Masters",
+        subcategory="{night}",
+        labels={"night": "{night}", "master": "bad_pixels"},
+    )
 
 
 def calibrate_params(wildcards):

@@ -15,6 +15,7 @@ night_log = nightlog.build(snakemake.params.log_rows, settings, snakemake.wildca
 # the frame table says what limits each frame's times, as its header does
 time_notes = {row["file"]: row["note"] for row in night_log}
 rows = snakemake.params.rows
+frametable.add_noise_models(rows, snakemake.config["results_dir"])
 for row in rows:
     if time_notes.get(row["file"], "") != row["reason"]:  # not the exclusion again
         row["time_note"] = time_notes.get(row["file"], "")

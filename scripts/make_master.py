@@ -16,7 +16,7 @@ log.info("master %s from %d frames -> %s", kind, len(frames), snakemake.output.m
 policies = sorted({"; ".join(frame["recipe"]["notes"]) for frame in frames})
 for policy in policies:
     log.info("policy: %s", policy)
-image, header = masters.make_master(
+master = masters.build_master(
     kind,
     [(frame["path"], frame["recipe"]) for frame in frames],
     Settings(**snakemake.params.settings),
@@ -29,8 +29,10 @@ cards, notes, frame_notes = times.master_cards(
 )
 for note in frame_notes:
     log.warning(note)
+image, header = master.image, master.header
+notes = list(notes) + master.notes  # what the inputs measured (read noise, gain)
 provenance.master_header(header, kind, frames, spec, cards, snakemake.config, notes)
-write_image(snakemake.output.master, image, header)
+write_image(snakemake.output.master, image, header, mask=master.mask, uncertainty=master.sigma)
 log.info("wrote %s (median %.4g)", snakemake.output.master, float(masters.finite_median(image)))
 master = Path(snakemake.output.master)
 save_preview(image, snakemake.output.preview, f"{master.parent.name} / {master.name}")

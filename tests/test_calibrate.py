@@ -226,3 +226,134 @@ def test_saturation_is_flagged_in_the_mask(demo_run, truth):
     saturated = raw >= 65535
     assert saturated.sum() > 0
     np.testing.assert_array_equal((mask & MASK_SATURATED) > 0, saturated)
+
+
+# -- uncertainty, noise model and bad pixels on a simulated night ---------
+
+NIGHT = "2025-03-01"
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """One simulated night (maxim dialect: EGAIN only), its masters made as
+    the workflow makes them, and two R lights calibrated and catalogued with
+    the night's bad-pixel map."""
+    import yaml
+    from conftest import REPO, Truth
+
+    from ccdreduce import badpixels, science
+    from ccdreduce.masters import build_master
+    from ccdreduce.simulate import NightSpec, simulate
+
+    folder = tmp_path_factory.mktemp("uncertainty")
+    lights = {("R", 60.0): 2}
+    simulate(
+        folder, nights=[NightSpec(NIGHT, "maxim", "2025-03-02T00:40:00", (0, 0), lights=lights)]
+    )
+    truth = Truth(folder / "truth")
+    settings = Settings(
+        trim_section=truth.data["trim_section"], overscan_section=truth.data["overscan_section"]
+    )
+    combine = yaml.safe_load((REPO / "config.yaml").read_text())["calibration"]["combine"]
+    masters = Masters(folder)
+    steps = (
+        ("bias", "bias.fits", {"kind": "bias"}, {}),
+        ("dark", "dark_60s.fits", {"kind": "dark", "exposure": 60.0}, {"bias": "bias.fits"}),
+        (
+            "flat",
+            "flat_R.fits",
+            {"kind": "flat", "filter": "R"},
+            {"bias": "bias.fits", "dark": "dark_60s.fits", "dark_scale": 2 / 60},
+        ),
+    )
+    for kind, name, match, how in steps:
+        paths = [folder / "raw" / f["file"] for f in truth.frames_of(**match)]
+        master = build_master(
+            kind, [(p, recipe(**how)) for p in paths], settings, combine[kind], masters
+        )
+        write_image(
+            folder / name, master.image, master.header, master.mask, uncertainty=master.sigma
+        )
+    light_recipe = recipe(
+        bias="bias.fits", dark="dark_60s.fits", dark_scale=1.0, flat="flat_R.fits"
+    )
+    bpm, _ = badpixels.night_map([light_recipe], masters)
+    night = science.NightSettings(
+        settings=settings,
+        masters=masters,
+        times={"date_obs_is": "start", "site": None, "iers": "bundled"},
+        detect_sigma=5.0,
+        night=NIGHT,
+        config={"test": True},
+        bad_pixels=bpm,
+    )
+    frames = truth.frames_of(kind="light")
+    for f in frames:
+        frame = {
+            "id": f"{NIGHT}/{f['stem']}",
+            "stem": f["stem"],
+            "calibrated": str(folder / f"{f['stem']}.fits"),
+            "catalog": str(folder / f"{f['stem']}.ecsv"),
+            "path": str(folder / "raw" / f["file"]),
+            "raw": f["file"],
+            "exposure": f["exposure"],
+            "date_obs": f["date_obs"],
+            "recipe": light_recipe,
+            "overrides": {},
+        }
+        science.calibrate_and_catalogue(frame, night)
+    return folder, truth, frames
+
+
+def star_free(data, truth, record, radius=25):
+    """Pixels farther than ``radius`` from every true star, inside the frame
+    (a bright Moffat star's wing is still ~40 ADU at 12 px)."""
+    from ccdreduce.simulate import true_positions
+
+    x, y = true_positions(truth.data, record)
+    yy, xx = np.indices(data.shape)
+    far = np.ones(data.shape, bool)
+    for xs, ys in zip(x, y, strict=True):
+        if -radius < xs < data.shape[1] + radius and -radius < ys < data.shape[0] + radius:
+            far &= (xx - xs) ** 2 + (yy - ys) ** 2 > radius**2
+    return far
+
+
+def test_predicted_sigma_matches_the_sky_scatter(simulated):
+    """UNCERT's median in star-free sky over the sky's measured scatter
+    (away from flagged pixels and the cosmic rays the frame's truth lists)."""
+    from astropy.nddata import CCDData
+    from astropy.stats import sigma_clip
+
+    folder, truth, frames = simulated
+    for record in frames:
+        ccd = CCDData.read(folder / f"{record['stem']}.fits")
+        sky = star_free(ccd.data, truth, record) & ~ccd.mask
+        for x, y in record["cosmic_rays"]:
+            sky[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4] = False
+        predicted = float(np.median(ccd.uncertainty.array[sky]))
+        # 5-sigma clipped: a faint star's wing or a hit's halo is no sky noise
+        measured = float(np.std(sigma_clip(ccd.data[sky], 5, maxiters=None).compressed()))
+        assert 0.9 < predicted / measured < 1.1, (predicted, measured)
+        assert 0.97 < predicted / measured < 1.03  # measured: 0.999, 1.002
+        print(f"{record['stem']}: predicted {predicted:.3f} measured {measured:.3f} ADU")
+        assert ccd.unit == "adu" and ccd.mask.dtype == bool
+
+
+def test_calibrated_frames_say_their_noise_model_and_mark_hot_pixels(simulated):
+    from ccdreduce import catalog
+    from ccdreduce.fitsfile import MASK_BAD_PIXEL
+
+    folder, truth, frames = simulated
+    hot = truth.image("hot_pixels").astype(bool)
+    for record in frames:
+        data, header, mask = read_product(folder / f"{record['stem']}.fits")
+        # EGAIN from the maxim header, read noise measured by the bias and flat jobs
+        assert header["GAIN"] == truth.camera["gain"] and header["NOISESRC"] == "header+measured"
+        assert header["RDNOISE"] == pytest.approx(truth.camera["read_noise"], rel=0.03)
+        flagged = (mask & MASK_BAD_PIXEL) > 0
+        assert flagged[hot].mean() > 0.97 and flagged[~hot].sum() < 20
+        # no hot pixel taken for a star
+        stars, _ = catalog.read(folder / f"{record['stem']}.ecsv")
+        xs, ys = np.rint(stars["x"]).astype(int), np.rint(stars["y"]).astype(int)
+        assert not flagged[ys, xs].any() or flagged[ys, xs].sum() <= 1

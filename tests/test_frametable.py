@@ -73,7 +73,8 @@ def test_the_ecsv_declares_every_column_and_keeps_every_value(table_rows, tmp_pa
     for name in table.colnames:
         assert table[name].description == declared[name].description != ""
     assert str(table["exposure"].unit) == "s"
-    assert [name for name in table.colnames if table[name].unit is not None] == ["exposure"]
+    with_unit = [name for name in table.colnames if table[name].unit is not None]
+    assert with_unit == ["exposure", "gain", "read_noise"]
     for name in table.colnames:
         expected = [row[name] for row in table_rows]
         if table[name].dtype.kind == "f":

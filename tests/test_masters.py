@@ -9,7 +9,7 @@ from conftest import REPO, Truth
 
 from ccdreduce.calibrate import Masters, Settings
 from ccdreduce.fitsfile import write_image
-from ccdreduce.masters import make_master
+from ccdreduce.masters import build_master
 from ccdreduce.simulate import NightSpec, simulate
 
 NIGHT = "2025-03-01"
@@ -38,11 +38,13 @@ def night(tmp_path_factory):
 
     def make(kind, name, frames, **how):
         paths = [folder / "raw" / f["file"] for f in frames]
-        image, header = make_master(
+        master = build_master(
             kind, [(p, recipe(**how)) for p in paths], settings, COMBINE[kind], masters
         )
-        write_image(folder / name, image, header)
+        image, header = master.image, master.header
+        write_image(folder / name, image, header, mask=master.mask, uncertainty=master.sigma)
         made[name] = (image.astype(np.float64), header, len(paths))
+        made[name + " sigma"] = master.sigma.astype(np.float64)
 
     make("bias", "bias.fits", truth.frames_of(kind="bias"))
     make("dark", "dark_60s.fits", truth.frames_of(kind="dark", exposure=60.0), bias="bias.fits")
@@ -90,7 +92,7 @@ def test_master_dark_recovers_dark_current_and_hot_pixels(night):
 def test_master_flat_within_half_a_percent_rms_of_the_true_flat(night, filt):
     truth, made = night
     data, header, n = made[f"flat_{filt}.fits"]
-    assert n == 7 and "BUNIT" not in header  # a ratio
+    assert n == 7 and header["BUNIT"] == "adu/adu"  # a ratio
     true_flat = truth.active(f"flat_{filt}")
     assert np.median(data) == pytest.approx(1.0, abs=1e-6)
     rms = np.sqrt(np.mean((data / true_flat - 1) ** 2))
@@ -98,3 +100,58 @@ def test_master_flat_within_half_a_percent_rms_of_the_true_flat(night, filt):
     # the other filter's flat is not a match: the test can tell flats apart
     other = truth.active(f"flat_{'R' if filt == 'V' else 'V'}")
     assert np.sqrt(np.mean((data / other - 1) ** 2)) > 2 * rms
+
+
+def test_the_biases_and_flats_measure_the_cameras_read_noise_and_gain(night):
+    truth, made = night
+    camera = truth.camera
+    bias = made["bias.fits"][1]
+    assert bias["RDNOIADU"] * camera["gain"] == pytest.approx(camera["read_noise"], rel=0.03)
+    for filt in ("V", "R"):
+        flat = made[f"flat_{filt}.fits"][1]
+        assert flat["NOISESRC"] == "measured"
+        assert flat["GAIN"] == pytest.approx(camera["gain"], rel=0.03)
+        assert flat["RDNOISE"] == pytest.approx(camera["read_noise"], rel=0.05)
+
+
+def test_a_masters_uncertainty_is_its_scatter_about_the_truth(night):
+    """UNCERT, the combine's scatter uncertainty, against the master's true
+    error: the bias's error from the true bias, the dark's away from hot
+    pixels, the flat's from the true flat."""
+    truth, made = night
+    hot = truth.image("hot_pixels").astype(bool)
+    bias_error = made["bias.fits"][0] - truth.active("bias")
+    cases = {
+        "bias.fits": bias_error,
+        # every dark had the master bias subtracted: its error is common to
+        # them (not in their scatter) and comes back here
+        "dark_60s.fits": made["dark_60s.fits"][0]
+        - truth.active("dark_current") * 60 / truth.camera["gain"]
+        + bias_error,
+    }
+    for filt in ("V", "R"):
+        cases[f"flat_{filt}.fits"] = made[f"flat_{filt}.fits"][0] - truth.active(f"flat_{filt}")
+    for name, error in cases.items():
+        sigma = made[name + " sigma"]
+        if name.startswith("dark"):
+            error, sigma = error[~hot], sigma[~hot]
+        if name.startswith("flat"):  # the true flat's scale is free
+            error = error - np.median(error)
+        # rms, not median: a standard deviation from 5 values is a chi
+        # variable, its median 8 % below sigma; its square's mean is sigma^2
+        predicted = np.sqrt(np.mean(sigma**2))
+        ratio = predicted / (1.4826 * np.median(np.abs(error - np.median(error))))
+        assert 0.9 < ratio < 1.1, (name, ratio)
+
+
+def test_ccddata_reads_the_masters_with_unit_mask_and_uncertainty(night, tmp_path_factory):
+    from astropy.nddata import CCDData, StdDevUncertainty
+
+    truth, made = night
+    folder = truth.folder.parent
+    for name, unit in (("bias.fits", "adu"), ("dark_60s.fits", "adu"), ("flat_R.fits", "")):
+        ccd = CCDData.read(folder / name)
+        assert ccd.unit.to_string() == unit
+        assert isinstance(ccd.uncertainty, StdDevUncertainty)
+        np.testing.assert_allclose(ccd.uncertainty.array, made[name + " sigma"], rtol=1e-6)
+        assert ccd.mask is not None and not ccd.mask.any()

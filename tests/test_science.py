@@ -38,6 +38,7 @@ def test_a_science_frame_is_calibrated_stamped_written_and_catalogued(tmp_path):
         detect_sigma=5.0,
         night="2025-03-01",
         config={"test": True},
+        noise={"camera": {"gain": 1.5, "read_noise": 6.0}},
     )
     frame = {
         "id": "2025-03-01/light",
@@ -56,6 +57,7 @@ def test_a_science_frame_is_calibrated_stamped_written_and_catalogued(tmp_path):
     assert warnings == ["2025-03-01/light.fit: left uncorrected: bias, dark, flat"]
     header = fits.getheader(tmp_path / "light.fits")
     assert header["BUNIT"] == "adu" and header["RAWFILE"] == "2025-03-01/light.fit"
+    assert (header["GAIN"], header["RDNOISE"], header["NOISESRC"]) == (1.5, 6.0, "config")
     assert header["OBJECT"] == "M 42"  # the override, said in HISTORY
     assert any("OBJECT = 'M 42' from header_overrides" in str(h) for h in header["HISTORY"])
     assert header["TIMESYS"] == "TT"

@@ -109,6 +109,17 @@ def test_frame_tables_say_which_masters_each_frame_used(demo_run, truth):
     assert counts == {"bias": 7, "dark": 10, "light": 10}
 
 
+def test_frame_tables_say_each_calibrated_frames_noise_model(demo_run, truth):
+    """EGAIN from every dialect's header; read noise measured by the bias and
+    flat jobs (borrowed ones for the nights without)."""
+    for night in ("2025-03-01", "2025-03-02", "2025-03-05"):
+        table = Table.read(demo_run["results"] / "calib" / night / "frames.ecsv")
+        lights = table[(table["type"] == "light") & (table["status"] == "used")]
+        assert len(lights) > 0 and set(lights["noise_source"]) == {"header+measured"}
+        assert np.all(lights["gain"] == truth.camera["gain"])
+        assert np.allclose(lights["read_noise"], truth.camera["read_noise"], rtol=0.03)
+
+
 def test_calibrated_frames_carry_float32_pixels_and_their_provenance(demo_run):
     path = demo_run["results"] / "calibrated" / "2025-03-01" / "light_R_30s_037.fits"
     with fits.open(path) as hdul:

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FrameProblem
-from .fitsfile import MASK_BAD_FLAT, MASK_SATURATED, map_pixels, read_image
+from .fitsfile import (
+    MASK_BAD_FLAT,
+    MASK_SATURATED,
+    map_pixels,
+    read_header,
+    read_image,
+    read_uncertainty,
+)
 from .sections import section_slices
 
 assert MASK_SATURATED == 1  # load_raw writes the saturation test's booleans as bit 1
@@ -40,6 +47,13 @@ class WorkFrame:
     header: object
     mask: np.ndarray
     history: list = field(default_factory=list)
+    noise: object = None  # a noise.NoiseModel: then ``variance`` is carried
+    variance: np.ndarray | None = None  # ADU^2, once the signal is known
+
+    @property
+    def uncertainty(self):
+        """The standard deviation of each pixel (None without a noise model)."""
+        return None if self.variance is None else np.sqrt(self.variance)
 
 
 class Masters:
@@ -51,6 +65,8 @@ class Masters:
     def __init__(self, results_dir="."):
         self.results_dir = Path(results_dir)
         self._loaded = {}
+        self._sigma = {}
+        self._headers = {}
         self._bad_flat = {}
 
     def get(self, name):
@@ -58,6 +74,18 @@ class Masters:
             # memory-mapped: a per-frame job touches each master once
             self._loaded[name] = map_pixels(self.results_dir / name)
         return self._loaded[name]
+
+    def header(self, name):
+        """A master's primary header (its measured noise cards)."""
+        if name not in self._headers:
+            self._headers[name] = read_header(self.results_dir / name)
+        return self._headers[name]
+
+    def sigma(self, name):
+        """A master's UNCERT (its standard deviation), or None if it has none."""
+        if name not in self._sigma:
+            self._sigma[name] = read_uncertainty(self.results_dir / name)
+        return self._sigma[name]
 
     def bad_flat(self, name, min_flat):
         """Where a master flat is too low (or NaN) to divide by; computed once."""
@@ -106,6 +134,8 @@ def trim(frame, recipe, masters, settings):
         ) from exc
     frame.data = np.ascontiguousarray(frame.data[rows, cols])
     frame.mask = np.ascontiguousarray(frame.mask[rows, cols])
+    if frame.variance is not None:
+        frame.variance = np.ascontiguousarray(frame.variance[rows, cols])
     frame.header["TRIMSEC"] = (settings.trim_section, "section of the raw frame kept")
     frame.history.append(f"trimmed to {settings.trim_section}")
 
@@ -124,10 +154,30 @@ def _master_for(frame, recipe, masters, kind):
     return master
 
 
+def _start_variance(frame):
+    """The raw pixels' variance from the signal above the bias (now in
+    ``frame.data``): Poisson and read noise, by the frame's noise model."""
+    if frame.noise is not None and frame.variance is None:
+        frame.variance = frame.noise.variance(frame.data)
+        frame.history.append(frame.noise.history())
+
+
+def _add_master_variance(frame, recipe, masters, kind, scale=1.0):
+    if frame.variance is None:
+        return
+    sigma = masters.sigma(recipe[kind])
+    if sigma is None:
+        frame.history.append(f"{recipe[kind]} has no UNCERT: its noise not counted")
+        return
+    frame.variance += np.float32(scale * scale) * np.square(sigma, dtype=np.float32)
+
+
 def subtract_bias(frame, recipe, masters, settings):
     if not recipe["bias"]:
         return
     frame.data -= _master_for(frame, recipe, masters, "bias")
+    _start_variance(frame)
+    _add_master_variance(frame, recipe, masters, "bias")
     frame.history.append(f"bias subtracted: {recipe['bias']}")
 
 
@@ -137,6 +187,9 @@ def subtract_dark(frame, recipe, masters, settings):
     dark = _master_for(frame, recipe, masters, "dark")
     scale = np.float32(recipe["dark_scale"])
     frame.data -= dark if scale == 1 else scale * dark
+    # without a bias the dark stood for it: the signal is known only now
+    _start_variance(frame)
+    _add_master_variance(frame, recipe, masters, "dark", float(scale))
     frame.history.append(f"dark subtracted x{float(scale):.6g}: {recipe['dark']}")
 
 
@@ -144,11 +197,19 @@ def divide_flat(frame, recipe, masters, settings):
     if not recipe["flat"]:
         return
     flat = _master_for(frame, recipe, masters, "flat")
+    _start_variance(frame)
     with np.errstate(divide="ignore", invalid="ignore"):
         frame.data /= flat
+        if frame.variance is not None:
+            frame.variance /= np.square(flat, dtype=np.float32)
+            sigma = masters.sigma(recipe["flat"])
+            if sigma is not None:
+                frame.variance += np.square(frame.data * (sigma / flat), dtype=np.float32)
     bad = masters.bad_flat(recipe["flat"], settings.min_flat)
     if bad is not None:
         frame.data[bad] = np.nan
+        if frame.variance is not None:
+            frame.variance[bad] = np.nan
         frame.mask[bad] |= MASK_BAD_FLAT
         frame.history.append(f"{int(bad.sum())} pixels with flat < {settings.min_flat} set to NaN")
     frame.history.append(f"flat divided: {recipe['flat']}")
@@ -170,9 +231,15 @@ def run_stages(frame, recipe, masters, settings, until="flat"):
         stage(frame, recipe, masters, settings)
         if name == until:
             break
+    if until == "flat":
+        _start_variance(frame)  # a frame no master touched: its raw signal
     return frame
 
 
-def calibrate_frame(path, recipe, settings, masters):
-    """A raw light frame calibrated as its recipe says (float32)."""
-    return run_stages(load_raw(path, settings), recipe, masters, settings)
+def calibrate_frame(path, recipe, settings, masters, noise=None):
+    """A raw light frame calibrated as its recipe says (float32); with a
+    noise model (a NoiseModel, or a callable of the raw header giving one)
+    its variance too."""
+    frame = load_raw(path, settings)
+    frame.noise = noise(frame.header) if callable(noise) else noise
+    return run_stages(frame, recipe, masters, settings)

@@ -1,10 +1,12 @@
 """Star catalogues of calibrated frames, written beside them as ECSV, and
 read back by the reference choice, the registration and the scaling."""
 
+import warnings
+
 import numpy as np
 
 from .columns import Column, describe, names
-from .fitsfile import MASK_SATURATED
+from .fitsfile import MASK_BAD_PIXEL, MASK_COSMIC_RAY, MASK_SATURATED
 from .stars import detect, median_fwhm
 
 #: Every column: name, unit, description (in the ECSV header).
@@ -19,10 +21,32 @@ SCHEMA = (
 COLUMNS = names(SCHEMA)
 
 
+def fill_defects(data, defects, size=5):
+    """``data`` with each defect pixel (bad pixel, cosmic ray) replaced by
+    the median of the good pixels of its ``size`` x ``size`` box: a hot
+    pixel or a hit is then no star, and a star over one keeps its shape."""
+    ys, xs = np.nonzero(defects)
+    if ys.size == 0:
+        return data
+    r = size // 2
+    good = np.where(defects, np.nan, data).astype(np.float32)
+    padded = np.pad(good, r, constant_values=np.nan)
+    offsets = np.arange(-r, r + 1)
+    boxes = padded[ys[:, None, None] + r + offsets[None, :, None], xs[:, None, None] + r + offsets]
+    filled = np.array(data, dtype=np.float32, copy=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a box all defects stays NaN
+        filled[ys, xs] = np.nanmedian(boxes.reshape(ys.size, -1), axis=1)
+    return filled
+
+
 def measure(data, mask, frame_id, exposure, detect_sigma):
     """The stars of one calibrated frame and the frame's summary (exposure
-    in s, sky, noise, FWHM): (stars, meta) as ``write`` stores them."""
+    in s, sky, noise, FWHM): (stars, meta) as ``write`` stores them. Bad
+    pixels and cosmic rays in ``mask`` are filled from their neighbours first."""
     saturated = None if mask is None else (mask & MASK_SATURATED) > 0
+    if mask is not None:
+        data = fill_defects(data, (mask & (MASK_BAD_PIXEL | MASK_COSMIC_RAY)) > 0)
     stars, sky = detect(data, saturated, threshold=detect_sigma)
     meta = {
         "frame": frame_id,

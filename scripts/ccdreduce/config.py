@@ -95,6 +95,16 @@ def check_against_plan(config, plan, stacks):
             )
 
 
+def noise_settings(config):
+    """Where the calibrate job finds each frame's gain and read noise
+    besides what the masters measured: header keywords and config's camera."""
+    keywords = config["headers"]["keywords"]
+    return {
+        "keywords": {"gain": keywords["gain"], "read_noise": keywords["read_noise"]},
+        "camera": dict(config.get("camera") or {}),
+    }
+
+
 def pixel_settings(config):
     """The settings that act on pixels during calibration, as plain values.
 

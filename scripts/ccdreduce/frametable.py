@@ -25,12 +25,35 @@ SCHEMA = (
     Column("uncorrected", None, "what the calibration could not correct"),
     Column("output", None, "the product made from the file, relative to results_dir"),
     Column("time_note", None, "what limits the frame's times (UT1 predicted, camera clock, ...)"),
+    Column("gain", "electron/adu", "gain of the frame's noise model (NaN: not a calibrated frame)"),
+    Column("read_noise", "electron", "read noise of the frame's noise model"),
+    Column(
+        "noise_source", None, "where gain (+ read noise) came from: header, config, measured, sky"
+    ),
 )
 COLUMNS = names(SCHEMA)
 
 
 def _blank():
-    return {name: "" for name in COLUMNS} | {"exposure": float("nan"), "dark_scale": float("nan")}
+    numbers = ("exposure", "dark_scale", "gain", "read_noise")
+    return {name: "" for name in COLUMNS} | {name: float("nan") for name in numbers}
+
+
+def add_noise_models(table_rows, results_dir):
+    """Each calibrated frame's GAIN, RDNOISE, NOISESRC from its header (the
+    calibrate job resolved them) into its row (in place)."""
+    from pathlib import Path
+
+    from .fitsfile import read_header
+
+    for row in table_rows:
+        if row["status"] != "used" or not row["output"].startswith("calibrated/"):
+            continue
+        header = read_header(Path(results_dir) / row["output"])
+        if "NOISESRC" in header:
+            row.update(
+                gain=header["GAIN"], read_noise=header["RDNOISE"], noise_source=header["NOISESRC"]
+            )
 
 
 def rows(plan, night):

@@ -7,7 +7,8 @@ tables and headers record it) and returns a str; given wildcards
 (``"{night}"``) it returns a rule's pattern.
 
     calib/<night>/        bias.fits, dark_<exposure>s.fits, flat_<filter>.fits
-                          (each with its .png), frames.ecsv, night_log.ecsv
+                          (each with its .png), bad_pixels.fits and .png,
+                          frames.ecsv, night_log.ecsv
     calibrated/<night>/   <stem>.fits        a calibrated science frame
     catalogs/<night>/     <stem>.ecsv        its stars
     registered/<night>/<group>/<stem>.fits   on the grid of the stack <group>
@@ -57,6 +58,11 @@ def calib(results, night, name=""):
 
 def master(results, night, kind, key=""):
     return calib(results, night, master_file(kind, key))
+
+
+def bad_pixels(results, night, extension=".fits"):
+    """The night's bad-pixel map (calibrate job), or its PNG (".png")."""
+    return calib(results, night, f"bad_pixels{extension}")
 
 
 def master_preview(results, night, kind, key=""):
