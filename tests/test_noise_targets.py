@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
@@ -55,14 +56,20 @@ def noise(tmp_path_factory):
     camera = simulate.noise_camera()
     simulate.simulate(folder, nights=simulate.noise_nights(), camera=camera)
     results = folder / "results"
-    stacking = {"methods": list(METHODS), "combine": COMBINE}
-    run_snakemake(
-        "--config",
-        f"raw_dir={folder / 'raw'}",
-        f"results_dir={results}",
-        f"trim_section={camera.trim_section}",
-        f"stacking={stacking!r}",
+    # a config file, not --config: Snakemake reads 3.0 inside a nested
+    # --config value as the string '3.0'
+    settings = folder / "noise.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "raw_dir": str(folder / "raw"),
+                "results_dir": str(results),
+                "trim_section": camera.trim_section,
+                "stacking": {"methods": list(METHODS), "combine": COMBINE},
+            }
+        )
     )
+    run_snakemake("--configfile", settings)
     truth = Truth(folder / "truth")
     table = Table.read(layout.stack(results, GROUP, "frames.ecsv"), format="ascii.ecsv")
     night, stem = layout.split_frame_id(table.meta["reference"])

@@ -74,6 +74,27 @@ def test_aperture_sums_recover_the_flux_of_known_stars():
     assert np.isnan(measured[2]) and np.isfinite(measured[[0, 1, 3]]).all()
 
 
+def test_masked_pixels_are_filled_for_photometry_but_no_data_still_refuses():
+    from ccdreduce.fitsfile import MASK_BAD_PIXEL, MASK_NO_DATA
+
+    image = sky_with_stars(noise=2.0)
+    x, y, flux = (np.array(v) for v in zip(*STARS, strict=True))
+    mask = np.zeros(SHAPE, np.uint8)
+    # registered frames are NaN wherever MASK has a bit: hot pixels in the
+    # wings of stars 0 and 2 (a filled core pixel would lose ~5 % of the
+    # star: the median of its neighbours is below a peak) ...
+    for row, col in ((42, 43), (112, 101)):
+        image[row, col], mask[row, col] = np.nan, MASK_BAD_PIXEL
+    # ... and star 1's aperture runs off the registered frame's edge
+    image[:, 158:], mask[:, 158:] = np.nan, MASK_NO_DATA
+    radius = 3 * 2.3548 * SIGMA
+    measured = scaling.aperture_fluxes(scaling.with_defects_filled(image, mask), x, y, radius)
+    np.testing.assert_allclose(measured[[0, 2, 3]], flux[[0, 2, 3]], rtol=0.01)
+    assert np.isnan(measured[1])
+    # unfilled, each of the stars with a hot pixel would be lost
+    assert np.isnan(scaling.aperture_fluxes(image, x, y, radius)[[0, 2]]).all()
+
+
 def test_scale_factor_is_the_clipped_median_ratio_with_its_error():
     ref = np.array([1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0])
     frame = ref / 2 * np.array([1.0, 1.01, 0.99, 1.0, 1.02, 0.98])

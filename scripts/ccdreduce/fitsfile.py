@@ -169,12 +169,12 @@ def read_header(path):
 
 @contextlib.contextmanager
 def mapped_product(path):
-    """(pixels, header) of a product, memory-mapped: for reading a few
-    apertures of many frames without loading them."""
+    """(pixels, header, mask or None) of a product, memory-mapped: for
+    reading a few apertures of many frames without loading them."""
     from astropy.io import fits
 
     with fits.open(path, memmap=True) as hdul:
-        yield hdul[0].data, hdul[0].header
+        yield hdul[0].data, hdul[0].header, (hdul["MASK"].data if "MASK" in hdul else None)
 
 
 def map_pixels(path):

@@ -57,6 +57,14 @@ def combine_with_sigma(cube, spec):
     """(image, sigma) of a master: the combine's uncertainty from the inputs'
     own scatter (a master's inputs carry no sigma of their own)."""
     image, _, sigma = combine(cube, spec, uncertainty="scatter")
+    # Where the survivors cannot show a scatter, it is not zero: integer
+    # biases whose MAD is 0 (three of five values equal) leave only equal
+    # values after a MAD clip, and one survivor has no spread. Such pixels
+    # take the master's typical sigma (the median of the others).
+    unknown = np.isfinite(image) & ~(sigma > 0)
+    if unknown.any():
+        known = sigma[np.isfinite(image) & (sigma > 0)]
+        sigma[unknown] = np.median(known) if known.size else np.nan
     return image, sigma
 
 

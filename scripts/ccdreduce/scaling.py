@@ -8,6 +8,7 @@ import numpy as np
 
 from . import catalog, times
 from .columns import AIRMASS, BJD_TDB, EXPOSURE, FILE, MJD_AVG_TT, Column, describe, names
+from .fitsfile import MASK_NO_DATA
 from .layout import frame_id
 from .register import transform_from
 from .robust import MAD_TO_SIGMA_4DP, mad_std
@@ -137,6 +138,18 @@ def aperture_photometry(image, xs, ys, radius, gain=None, annulus=(3.0, 5.0)):
     sky_noise = np.asarray(ring_stats.mad_std, dtype=float)
     errors = flux_error(fluxes, area, sky_noise, ring_stats.sum_aper_area.value, gain)
     return np.where(good, fluxes, np.nan), np.where(good, errors, np.nan)
+
+
+def with_defects_filled(data, mask):
+    """A registered frame's pixels with its masked pixels (NaN there: hot,
+    bad, saturated, cosmic ray) filled from their neighbours' median, for
+    photometry: a hot pixel in 0.3 % of the frame would otherwise spoil
+    nearly half of all apertures of 8 px radius. Pixels with no data stay
+    NaN, so an aperture over the frame's edge is still refused."""
+    if mask is None:
+        return data
+    defects = (np.asarray(mask) & ~np.uint8(MASK_NO_DATA)) > 0
+    return catalog.fill_defects(np.asarray(data), defects) if defects.any() else data
 
 
 def flux_error(flux, area, sky_noise, sky_area, gain=None):
@@ -334,13 +347,17 @@ def measure_frames(frames, reference, cfg, log, select=None):
     rows, fluxes = [], {}
     for info in frames:
         _, meta = catalog.read(info["catalog"])
-        with mapped_product(info["registered"]) as (data, header):
+        with mapped_product(info["registered"]) as (data, header, mask):
             row = frame_row(info, meta, header)
             if header["REGSTAT"] == "ok" and len(xs):
                 # each frame's aperture in units of its own FWHM: the same share of
                 # every star's light whatever the seeing, so ratios are unbiased
                 fluxes[info["id"]] = aperture_photometry(
-                    data, xs, ys, cfg["aperture_fwhm"] * row["fwhm"], gain=frame_gain(header)
+                    with_defects_filled(data, mask),
+                    xs,
+                    ys,
+                    cfg["aperture_fwhm"] * row["fwhm"],
+                    gain=frame_gain(header),
                 )
         rows.append(row)
     ids = [info["id"] for info in frames]
