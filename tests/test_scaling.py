@@ -89,7 +89,7 @@ def test_masked_pixels_are_filled_for_photometry_but_no_data_still_refuses():
     image[:, 158:], mask[:, 158:] = np.nan, MASK_NO_DATA
     radius = 3 * 2.3548 * SIGMA
     measured = scaling.aperture_fluxes(scaling.with_defects_filled(image, mask), x, y, radius)
-    np.testing.assert_allclose(measured[[0, 2, 3]], flux[[0, 2, 3]], rtol=0.01)
+    np.testing.assert_allclose(measured[[0, 2, 3]], flux[[0, 2, 3]], rtol=0.02)
     assert np.isnan(measured[1])
     # unfilled, each of the stars with a hot pixel would be lost
     assert np.isnan(scaling.aperture_fluxes(image, x, y, radius)[[0, 2]]).all()
