@@ -22,7 +22,7 @@ used = table[np.asarray(table["used"], dtype=bool)]
 registered = stacking.registered_paths(snakemake.params.frames)
 paths = [registered[frame_id(row["night"], row["stem"])] for row in used]
 spec = CombineSpec.from_config(snakemake.params.combine, "stack", f"stacking.combine.{method}")
-mode = stacking.weights_mode(spec.weights)
+mode = spec.weights  # 'none', 'noise' or 'seeing' (CombineSpec reads old booleans)
 weights = stacking.frame_weights(used, mode)
 log.info(
     "%s: %s of %d frames, %s, memory cap %d MB",

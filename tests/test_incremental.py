@@ -74,7 +74,9 @@ def test_1_minmax_of_six_frames_says_what_it_rejected(tree):
 
 def test_1_a_stack_entry_with_only_its_method_takes_the_stacking_defaults(tree):
     """`sigclip: {method: sigclip}` used to be 5/5 sigma, one pass, MAD: the
-    masters' recipe, filled in by the schema's shared definition."""
+    masters' recipe, filled in by the schema's shared definition. A stack's
+    defaults: 3/3 sigma, up to 10 passes, about the median, MAD width never
+    below the inputs' noise (issue 14), noise-weighted."""
     settings = tree["folder"] / "bare.yaml"
     settings.write_text(
         "stacking:\n  methods: [average, median, minmax, sigclip, bare]\n"
@@ -88,7 +90,9 @@ def test_1_a_stack_entry_with_only_its_method_takes_the_stacking_defaults(tree):
         "stack_sigclip: sigma_upper = 3",
         "stack_sigclip: maxiters = 10",
         "stack_sigclip: cenfunc = median",
-        "stack_sigclip: stdfunc = std",
+        "stack_sigclip: stdfunc = mad_std",
+        "stack_sigclip: noise_floor = True",
+        "stack_sigclip: weights = noise",
     ):
         assert expected in text, (expected, text)
     assert fits.getheader(target)["COMBMETH"] == "sigclip"

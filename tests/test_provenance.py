@@ -302,7 +302,7 @@ def test_a_stack_header_is_the_references_less_its_own_frame_with_the_stacks_tim
         ),
         meta={"reference": "n1/b"},
     )
-    spec = CombineSpec.of("sigclip", kind="stack")
+    spec = CombineSpec.of("sigclip", kind="stack", weights="none")
     header, notes = provenance.stack_header(reference, table, 30.0, spec, {"a": 1}, ["combined 2"])
     assert notes == []
     assert not {"DX", "SKYSUB", "RAWFILE"} & set(header)  # the reference frame's own

@@ -106,13 +106,15 @@ def test_real_flat_field_flattens_the_sky(real_run):
 
 
 def unregistered_average(results, table):
+    """The frames scaled and averaged without moving them, with the weights
+    the average stack used (noise-weighted by default)."""
     from ccdreduce.stars import background
 
     frames = []
     for row in table:
         data = fits.getdata(results / "calibrated" / row["night"] / f"{row['stem']}.fits")
         frames.append((data - background(data).level) * row["scale"])
-    return np.mean(frames, axis=0).astype(np.float32)
+    return np.average(frames, axis=0, weights=np.asarray(table["weight"], float)).astype(np.float32)
 
 
 def fwhm_ratio(stack, unregistered):

@@ -154,9 +154,11 @@ def mad_std(values):
     return 1.4826 * np.median(np.abs(values - np.median(values)))
 
 
-def test_background_noise_of_the_average_is_the_ideal_one_over_sqrt_n(stack, demo_run):
+def test_background_noise_of_the_average_is_the_inverse_variance_ideal(stack, demo_run):
     """Measured where every frame contributes and no star is (by the median
-    stack, eroded), against the frames' own noise in the same pixels."""
+    stack, eroded), against the frames' own noise in the same pixels: the
+    noise-weighted average (the default since issue 14) reaches the
+    inverse-variance ideal, below the unweighted one, and its UNCERT says so."""
     from scipy.ndimage import binary_erosion
 
     table = stack["table"][stack["table"]["used"]]
@@ -180,9 +182,12 @@ def test_background_noise_of_the_average_is_the_ideal_one_over_sqrt_n(stack, dem
         )
         for row in table
     ]
-    ideal = np.sqrt(np.sum(np.square(frame_noise))) / len(table)
+    ideal = 1.0 / np.sqrt(np.sum(1.0 / np.square(frame_noise)))
+    unweighted = np.sqrt(np.sum(np.square(frame_noise))) / len(table)
     measured = mad_std(image[sky])
-    assert abs(measured / ideal - 1) < 0.03, (measured, ideal)
+    assert abs(measured / ideal - 1) < 0.03 and measured < unweighted, (measured, ideal)
+    predicted = np.median(fits.getdata(stack["folder"] / "average.fits", "UNCERT")[sky])
+    assert 0.9 < predicted / measured < 1.1, (predicted, measured)
 
 
 def test_stacks_carry_coverage_and_provenance(stack):
@@ -421,4 +426,4 @@ def test_the_weights_mode_picks_its_frames_table_column():
     note = stacking.weights_note(np.array([4.0, 1.0]), "noise")
     assert note.startswith("weights: noise (weight), per frame 0.250-1 of the largest")
     with pytest.raises(ValueError, match="none, noise, seeing"):
-        stacking.weights_mode("inverse")
+        stacking.frame_weights(table, "inverse")

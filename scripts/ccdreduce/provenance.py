@@ -221,8 +221,8 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
     NOISEFLR (sigclip's noise floor, when the engine has one).
     """
     from . import times
+    from .combine import WEIGHTS, weights_mode
     from .fitsfile import set_unit
-    from .stacking import WEIGHT_COLUMNS, weights_mode
 
     header = reference_header.copy()
     for key in SINGLE_FRAME_CARDS:
@@ -243,7 +243,7 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
         "WEIGHTED": (weights is not None, "frames weighted (WEIGHTS says how)"),
         "WEIGHTS": (
             weights_mode(spec.weights),
-            f"weights: {', '.join(WEIGHT_COLUMNS)} (frames.ecsv column)",
+            f"weights: {', '.join(WEIGHTS)} (frames.ecsv column)",
         ),
         "REFFRAME": (table.meta["reference"], "reference frame: pixel grid and flux scale"),
     }

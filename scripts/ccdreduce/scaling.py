@@ -149,7 +149,7 @@ def with_defects_filled(data, mask):
     if mask is None:
         return data
     defects = (np.asarray(mask) & ~np.uint8(MASK_NO_DATA)) > 0
-    return catalog.fill_defects(np.asarray(data), defects) if defects.any() else data
+    return catalog.fill_defects(np.asarray(data), defects, size=3) if defects.any() else data
 
 
 def flux_error(flux, area, sky_noise, sky_area, gain=None):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .combine import weights_mode
 from .errors import ConfigProblem, Problem
 from .layout import reference_lock, split_frame_id
 
@@ -354,21 +355,10 @@ def registered_paths(frames):
 
 # --- the combine of a stack -------------------------------------------------
 
-#: The frames.ecsv column each weights mode combines with (None: unweighted).
-#: Config booleans are the modes before issue 14: false none, true noise.
+#: The frames.ecsv column each weights mode (combine.WEIGHTS) combines with
+#: (None: unweighted). Config booleans are the modes before issue 14: false
+#: none, true noise (combine.weights_mode).
 WEIGHT_COLUMNS = {"none": None, "noise": "weight", "seeing": "weight_seeing"}
-
-
-def weights_mode(value):
-    """'none', 'noise' or 'seeing' of a CombineSpec's ``weights`` (a
-    boolean from an older config: false none, true noise)."""
-    if value is True:
-        return "noise"
-    if value is False or value is None:
-        return "none"
-    if value not in WEIGHT_COLUMNS:
-        raise ValueError(f"weights {value!r}: one of {', '.join(WEIGHT_COLUMNS)}")
-    return value
 
 
 def frame_weights(table, mode):
