@@ -169,13 +169,12 @@ def aperture_fluxes(image, xs, ys, radius, annulus=(3.0, 5.0)):
     return aperture_photometry(image, xs, ys, radius, annulus=annulus)[0]
 
 
-#: e-/ADU: a GAIN card outside this range is a camera setting (N.I.N.A.'s
-#: 120), not a gain; the scale errors are then Poisson-free
-PLAUSIBLE_GAIN = (0.01, 100.0)
-
-
 def frame_gain(header):
-    """The registered frame's gain (e-/ADU, its GAIN card) or None."""
+    """The registered frame's gain (e-/ADU, its GAIN card) or None: a card
+    outside noise.PLAUSIBLE_GAIN (the one range the noise model uses) is a
+    camera setting (N.I.N.A.'s 120), and the scale errors are then Poisson-free."""
+    from .noise import PLAUSIBLE_GAIN
+
     try:
         gain = float(header.get("GAIN"))
     except (TypeError, ValueError):
