@@ -45,10 +45,11 @@ def noise_model(frame, recipe, night):
         measured = noise.from_master_flat(night.masters.header(recipe["flat"]))
 
     def sky():
-        # the last resort: the frame bias- and dark-subtracted, on a copy
-        work = WorkFrame(frame.path, frame.data.copy(), frame.header, frame.mask.copy())
+        # the last resort: the frame bias- and dark-subtracted (or its
+        # pedestal), on a copy
+        work = WorkFrame(frame.path, frame.data.copy(), frame.header.copy(), frame.mask.copy())
         return noise.sky_statistics(
-            run_stages(work, recipe, night.masters, night.settings, "dark").data
+            run_stages(work, recipe, night.masters, night.settings, "pedestal").data
         )
 
     return noise.resolve(
@@ -107,6 +108,7 @@ def calibrate_and_catalogue(frame, night):
     frame and catalogue go), write both; ``night`` is its NightSettings. Returns its log lines:
     (information, warnings)."""
     recipe = frame["recipe"]
+    state = recipe.get("state", "partially calibrated" if recipe["uncorrected"] else "calibrated")
     lines = [f"{frame['raw']}: policy: {'; '.join(recipe['notes'])}"]
     warnings = []
     result = load_raw(frame["path"], night.settings)
@@ -141,7 +143,7 @@ def calibrate_and_catalogue(frame, night):
         "calibrate",
         inputs=[frame["raw"]],
         recipe=recipe,
-        cards=cards,
+        cards=cards | {"CALSTATE": (state, "calibrated, partially calibrated, uncalibrated")},
         config=night.config,
         notes=result.history,
     )
@@ -166,5 +168,7 @@ def calibrate_and_catalogue(frame, night):
         f"sky {meta['sky']:.1f} ADU, noise {meta['noise']:.2f} ADU"
     )
     if recipe["uncorrected"]:
-        warnings.append(f"{frame['raw']}: left uncorrected: {', '.join(recipe['uncorrected'])}")
+        warnings.append(
+            f"{frame['raw']}: {state}, left uncorrected: {', '.join(recipe['uncorrected'])}"
+        )
     return lines, warnings
