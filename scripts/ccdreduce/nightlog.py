@@ -49,11 +49,19 @@ COLUMNS = names(SCHEMA)
 
 
 def calibration_state(recipe):
-    """'calibrated', or e.g. 'uncalibrated: no bias structure, ...': the state
-    and what the frame lacks, in words."""
+    """'calibrated', or the state and what the frame lacks in a few words:
+    'uncalibrated: no bias, dark, flat (pedestal subtracted)', 'partially
+    calibrated: dark current of the remaining 58.5 s (hot pixels stay)'."""
     if recipe.state == "calibrated":
         return recipe.state
-    return f"{recipe.state}: missing {', '.join(recipe.uncorrected)}"
+    lacks = [kind for kind in ("bias", "dark", "flat") if getattr(recipe, kind) is None]
+    if recipe.dark_includes_bias:
+        lacks.remove("bias")
+    if not lacks:
+        return f"{recipe.state}: {', '.join(recipe.uncorrected)}"
+    removed = " (pedestal subtracted)" if recipe.pedestal else ""
+    removed = " (overscan subtracted)" if recipe.overscan and "bias" in lacks else removed
+    return f"{recipe.state}: no {', '.join(lacks)}{removed}"
 
 
 def rows(plan, night):

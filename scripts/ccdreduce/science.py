@@ -52,13 +52,20 @@ def noise_model(frame, recipe, night):
             run_stages(work, recipe, night.masters, night.settings, "pedestal").data
         )
 
-    return noise.resolve(
+    model, notes = noise.resolve(
         frame.header,
         night.noise.get("keywords", DEFAULT_KEYWORDS),
         night.noise.get("camera"),
         measured,
         sky,
     )
+    if recipe.get("pedestal") and model.gain_source == "sky":
+        notes.append(
+            f"the pedestal took most of the sky with the bias: its gain {model.gain:.3g} e-/ADU "
+            "is a lower bound, UNCERT right at the sky and too large on stars; give "
+            "camera.gain in config.yaml"
+        )
+    return model, notes
 
 
 def mark_bad_pixels(result, bad_pixels):

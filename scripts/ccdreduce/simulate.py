@@ -832,7 +832,7 @@ def smart_camera():
     )
 
 
-def lights_only_night(name="2025-05-01", start="2025-05-02T01:00:00"):
+def lights_only_night(name="2025-03-20", start="2025-03-21T00:30:00"):
     """A night of lights only, as a smart telescope records it: eight 20 s R
     frames of the field (dithered, transparency 0.85-1.0), no bias, dark or
     flat frames at all. Simulate it on smart_camera()."""
