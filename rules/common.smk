@@ -49,8 +49,11 @@ STACK_COMBINE = complete_entries(config["stacking"]["combine"], "stack")
 RAW = config["raw_dir"].rstrip("/")
 RESULTS = config["results_dir"].rstrip("/")
 PIXEL_SETTINGS = pixel_settings(config)
-# masters never divide by a flat: min_flat is not theirs to rerun for
-MASTER_SETTINGS = {k: v for k, v in PIXEL_SETTINGS.items() if k != "min_flat"}
+# masters never divide by a flat nor take a pedestal: min_flat and pedestal
+# are not theirs to rerun for
+MASTER_SETTINGS = {
+    k: v for k, v in PIXEL_SETTINGS.items() if k not in ("min_flat", "pedestal")
+}
 # each frame's gain and read noise besides what the masters measured
 NOISE_SETTINGS = noise_settings(config)
 

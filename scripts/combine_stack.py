@@ -46,6 +46,8 @@ image, coverage, sigma = combine_files(
     threads=snakemake.threads,
     progress=lambda done, total: log.info("combined rows %d/%d", done, total),
 )
+# each input's calibration (CALSTATE; "calibrated" before the card existed)
+calstates = [read_header(path).get("CALSTATE", "calibrated") for path in paths]
 header, notes = provenance.stack_header(
     read_header(registered[table.meta["reference"]]),
     table,
@@ -54,9 +56,12 @@ header, notes = provenance.stack_header(
     snakemake.config,
     combine_notes,
     weights=weights,
+    calstates=calstates,
 )
 for note in notes:
     log.warning("%s: %s", group, note)
+if header.get("CALSTATE", "calibrated") != "calibrated":
+    log.warning("%s: %s", group, provenance.calibration_of_inputs(calstates)[1])
 log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
     *(group, len(used), header.get("DATE-BEG", "?"), header.get("DATE-END", "?"), header["TOTEXP"]),

@@ -28,10 +28,15 @@ for row in table:
             row["policy"],
             f"; UNCORRECTED: {row['uncorrected']}" if row["uncorrected"] else "",
         )
+        if row["calibration"] not in ("", "calibrated"):
+            log.warning("%s: %s: missing %s", row["file"], row["calibration"], row["uncorrected"])
     else:
         log.warning("%s %s: %s", row["file"], row["status"], row["reason"])
 counts = {s: int((table["status"] == s).sum()) for s in ("used", "excluded", "ignored")}
 log.info("%s: %s", snakemake.output.frames, ", ".join(f"{n} {s}" for s, n in counts.items()))
+states = Counter(state for state in table["calibration"] if state)
+if set(states) - {"calibrated"}:
+    log.warning("science frames: %s", ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
 
 night_log.write(snakemake.output.night_log, format="ascii.ecsv", overwrite=True)
 log.info("night log (UTC start; mid-exposure on TT; BJD on TDB):")

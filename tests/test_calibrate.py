@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from ccdreduce.calibrate import STAGES, Masters, Settings, calibrate_frame
+from ccdreduce import noise
+from ccdreduce.calibrate import STAGES, Masters, Settings, calibrate_frame, low_level
 from ccdreduce.fitsfile import MASK_BAD_FLAT, MASK_SATURATED, read_product, write_image
 
 SHAPE = (30, 40)
@@ -26,7 +27,7 @@ def recipe(**kwargs):
 
 
 def test_stages_run_in_the_recipe_order():
-    assert [name for name, _ in STAGES] == ["overscan", "trim", "bias", "dark", "flat"]
+    assert [name for name, _ in STAGES] == ["overscan", "trim", "bias", "dark", "pedestal", "flat"]
 
 
 def test_bias_scaled_dark_and_flat_give_back_the_sky(tmp_path):
@@ -114,6 +115,57 @@ def test_trim_outside_the_frame_names_file_and_fix(tmp_path):
             Settings(trim_section="[1:4096,1:4096]"),
             Masters(tmp_path),
         )
+
+
+# --- the pedestal: no bias, dark or overscan (on_missing: uncalibrated) ------
+
+
+def sky_frame(path, shape=(200, 200), offset=400.0, sky_e=600.0, gain=2.0, read_noise=5.0):
+    """A raw frame of an offset and a flat sky, Poisson and read noise (ADU)."""
+    rng = np.random.default_rng(11)
+    electrons = rng.poisson(sky_e, shape) + rng.normal(0, read_noise, shape)
+    raw = offset + electrons / gain
+    raw[7, 9] = 65535  # a saturated pixel is no low level
+    fits.PrimaryHDU(np.round(raw).astype(np.uint16)).writeto(path)
+    return path
+
+
+def test_a_configured_pedestal_is_subtracted_and_said(tmp_path):
+    raw = sky_frame(tmp_path / "raw.fits")
+    result = calibrate_frame(raw, recipe(pedestal=True), Settings(pedestal=400.0), Masters())
+    # 600 e- of sky at 2 e-/ADU above the 400 ADU offset
+    assert np.median(result.data) == pytest.approx(300.0, abs=0.6)
+    assert (result.header["PEDESTAL"], result.header["PEDSRC"]) == (400.0, "config")
+    assert "calibration.pedestal 400.00 ADU subtracted" in result.history[0]
+    untouched = calibrate_frame(raw, recipe(), Settings(pedestal=400.0), Masters())
+    assert np.median(untouched.data) == pytest.approx(700.0, abs=0.6)  # not asked: not done
+
+
+def test_without_a_configured_pedestal_the_frames_half_percentile_is_taken(tmp_path):
+    raw = sky_frame(tmp_path / "raw.fits")
+    result = calibrate_frame(raw, recipe(pedestal=True), Settings(), Masters())
+    # a Gaussian sky's 0.5th percentile: 2.576 sigma below its level; sigma
+    # sqrt(600 + 25) / 2 = 12.5 ADU, so 700 - 32.2 ADU (the estimate's own
+    # scatter is 0.3 ADU on 40,000 pixels)
+    expected = 700.0 - 2.576 * np.sqrt(625.0) / 2
+    assert result.header["PEDESTAL"] == pytest.approx(expected, abs=1.0)
+    assert result.header["PEDSRC"] == "p0.5"
+    assert "the frame's 0.5th percentile" in result.history[0]
+    assert np.median(result.data) == pytest.approx(700.0 - expected, abs=1.0)
+    assert low_level(np.array([np.nan, 1.0, 2.0, 3.0]), 50) == 2.0  # NaN left out
+
+
+def test_the_sky_under_a_pedestal_stays_in_the_uncertainty(tmp_path):
+    # gain and read noise known: the Poisson term sees only the ~32 ADU left
+    # above the pedestal, not the 300 ADU of sky: without its noise put back
+    # UNCERT would be ~2.5x too small
+    raw = sky_frame(tmp_path / "raw.fits")
+    model = noise.NoiseModel(2.0, 5.0, "config", "config")
+    result = calibrate_frame(raw, recipe(pedestal=True), Settings(), Masters(), noise=model)
+    scatter = noise.sky_statistics(result.data)[1]
+    assert scatter == pytest.approx(12.5, rel=0.03)
+    assert np.median(result.uncertainty) == pytest.approx(scatter, rel=0.02)
+    assert any("the sky's noise" in line for line in result.history)
 
 
 # --- the workflow's calibrated demo frames against the truth -----------------

@@ -60,6 +60,7 @@ def test_pixel_settings_are_plain_values_with_defaults():
         "overscan_model": "median",
         "saturation_adu": 65535.0,
         "min_flat": 0.05,
+        "pedestal": None,
     }
     bare = {"calibration": {}}
     assert pixel_settings(bare) == {
@@ -68,10 +69,12 @@ def test_pixel_settings_are_plain_values_with_defaults():
         "overscan_model": "median",
         "saturation_adu": 65535.0,
         "min_flat": 0.05,
+        "pedestal": None,
     }
     assert isinstance(
         pixel_settings({"calibration": {}, "saturation_adu": 4095})["saturation_adu"], float
     )
+    assert pixel_settings({"calibration": {"pedestal": 400}})["pedestal"] == 400.0
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,8 @@ def test_masters_dark_scale_and_outputs_of_each_frame(table_rows):
     assert light["output"] == f"calibrated/{NIGHT}/light_R_60s_0.fits"
     assert "scaled by 2 to 60 s" in light["policy"]
     assert rows["light_R_30s_1.fits"]["dark_scale"] == 1.0
+    # science frames say their calibration in words; calibration frames do not
+    assert light["calibration"] == "calibrated" and rows["flat_R_2.fits"]["calibration"] == ""
     flat = rows["flat_R_2.fits"]
     assert flat["dark_scale"] == pytest.approx(2.0 / 30.0) and flat["flat"] == "none"
     assert flat["output"] == f"calib/{NIGHT}/flat_R.fits"

@@ -67,3 +67,28 @@ def test_the_log_ecsv_carries_a_unit_and_a_description_for_every_column(tmp_path
     early = back[back["file"] == "n1/early.fits"][0]
     assert early["bjd_tdb"] == log[log["file"] == "n1/early.fits"][0]["bjd_tdb"]  # to the bit
     assert 2460736.5 < early["bjd_tdb"] < 2460737.5 and early["altitude"] < 30
+
+
+def test_a_science_frames_calibration_is_said_in_a_few_words():
+    from ccdreduce.policy import MasterRef, Recipe
+
+    dark = MasterRef("n1", "dark", "1.5", 1.5)
+    flat = MasterRef("n1", "flat", "R")
+    state = nightlog.calibration_state
+    assert state(Recipe(bias=MasterRef("n1", "bias"), dark=dark, flat=flat)) == "calibrated"
+    pedestal = Recipe(pedestal=True, uncorrected=["dark current", "bias structure", "flat field"])
+    assert state(pedestal) == "uncalibrated: no bias, dark, flat (pedestal subtracted)"
+    overscan = Recipe(overscan=True, flat=flat, uncorrected=["bias structure"])
+    assert state(overscan) == "partially calibrated: no bias, dark (overscan subtracted)"
+    remaining = Recipe(
+        dark=dark,
+        dark_includes_bias=True,
+        flat=flat,
+        uncorrected=["dark current of the remaining 58.5 s"],
+    )
+    assert state(remaining) == "partially calibrated: dark current of the remaining 58.5 s"
+    log = nightlog.build(
+        [frame("early", "light", "2025-03-02T01:00:00") | {"calibration": state(pedestal)}],
+        {"date_obs_is": "start", "site": None},
+    )
+    assert log["calibration"][0] == state(pedestal)

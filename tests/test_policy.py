@@ -220,3 +220,80 @@ def test_a_bias_given_up_for_a_dark_that_holds_its_own_leaves_no_note(tmp_path):
         "serves as bias + dark",
         "flat R: own night",
     ]
+
+
+# --- on_missing: uncalibrated (issue 15) ------------------------------------
+
+
+def test_a_recipe_says_its_calibration_in_words():
+    bias, dark = policy.MasterRef("n1", "bias"), policy.MasterRef("n1", "dark", "30", 30.0)
+    flat = policy.MasterRef("n1", "flat", "R")
+    assert policy.Recipe(bias=bias, dark=dark, dark_scale=1.0, flat=flat).state == "calibrated"
+    assert policy.Recipe(dark=dark, dark_includes_bias=True, flat=flat).state == "calibrated"
+    missing = policy.Recipe(bias=bias, flat=flat, uncorrected=["dark current"])
+    assert missing.state == "partially calibrated"
+    assert policy.Recipe(bias=bias, uncorrected=["flat field"]).state == "partially calibrated"
+    pedestal = policy.Recipe(pedestal=True, uncorrected=["bias structure", "flat field"])
+    assert pedestal.state == "uncalibrated"
+    assert policy.Recipe(overscan=True, uncorrected=["bias structure"]).state == "uncalibrated"
+    data = pedestal.as_dict()
+    assert (data["pedestal"], data["state"]) == (True, "uncalibrated")
+
+
+def test_a_lights_only_night_is_an_error_naming_the_new_option(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(), flats=())
+    with pytest.raises(CalibrationMissing) as err:
+        plan_for(tmp_path)
+    message = str(err.value)
+    assert message.startswith("night n1, frame n1/light_R_30s_0.fits: no bias frames")
+    assert "calibration.on_missing: uncalibrated" in message
+
+
+def test_a_lights_only_night_is_calibrated_with_a_pedestal_when_asked(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(), flats=())
+    plan = plan_for(tmp_path, on_missing="uncalibrated")
+    assert len(plan.lights) == 3
+    _, recipe = light(plan, "n1", "light_R_30s_0")
+    assert recipe.masters() == [] and recipe.pedestal and not recipe.overscan
+    assert recipe.state == "uncalibrated"
+    assert recipe.notes == ["no bias, dark or overscan: a pedestal subtracted instead"]
+    assert recipe.uncorrected[:2] == ["dark current (no darks within 30 d)", "bias structure"]
+    assert recipe.uncorrected[2].startswith("flat field (no flat for filter 'R' within 30 days")
+    # an overscan takes the pedestal's place
+    _, recipe = light(
+        plan_for(tmp_path, on_missing="uncalibrated", overscan=True), "n1", "light_R_30s_0"
+    )
+    assert recipe.overscan and not recipe.pedestal and recipe.state == "uncalibrated"
+
+
+def test_a_missing_flat_alone_leaves_the_frame_partially_calibrated(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", flats=())
+    with pytest.raises(CalibrationMissing, match="on_missing: uncalibrated to stack such"):
+        plan_for(tmp_path)
+    _, recipe = light(plan_for(tmp_path, on_missing="uncalibrated"), "n1", "light_R_30s_0")
+    assert recipe.bias and recipe.dark and recipe.flat is None and not recipe.pedestal
+    assert recipe.state == "partially calibrated"
+    assert recipe.uncorrected == [
+        "flat field (no flat for filter 'R' within 30 days (48x40 pixels, binning 1x1))"
+    ]
+
+
+def test_flats_without_bias_are_left_out_and_the_lights_go_without(tmp_path):
+    # a flat keeps its bias when nothing removes it: dividing by it would be
+    # wrong, so the flats are excluded and the lights stacked without a flat
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=())
+    plan = plan_for(tmp_path, on_missing="uncalibrated")
+    assert policy.MasterRef("n1", "flat", "R") not in plan.masters
+    flat = next(f for f in plan.nights["n1"].frames if f.stem == "flat_R_0")
+    assert "the lights are stacked without it" in flat.problem
+    _, recipe = light(plan, "n1", "light_R_30s_0")
+    assert recipe.flat is None and recipe.state == "uncalibrated"
+
+
+def test_an_odd_light_is_still_left_out_when_uncalibrated_frames_are_allowed(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=0, darks=(), flats=())
+    write_binned(tmp_path / "n1" / "light_binned.fits", "Light Frame", 30.0)
+    plan = plan_for(tmp_path, on_missing="uncalibrated")
+    assert {stem for _, stem in plan.lights} == {f"light_R_30s_{i}" for i in range(3)}
+    frame = next(f for f in plan.nights["n1"].frames if f.stem == "light_binned")
+    assert "differs from the night's other science frames" in frame.problem

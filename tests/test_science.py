@@ -54,8 +54,10 @@ def test_a_science_frame_is_calibrated_stamped_written_and_catalogued(tmp_path):
     }
     lines, warnings = science.calibrate_and_catalogue(frame, night)
     assert lines[0] == "2025-03-01/light.fit: policy: no masters: test"
-    assert warnings == ["2025-03-01/light.fit: left uncorrected: bias, dark, flat"]
+    # no master at all: said in words, in the log and the header
+    assert warnings == ["2025-03-01/light.fit: uncalibrated, left uncorrected: bias, dark, flat"]
     header = fits.getheader(tmp_path / "light.fits")
+    assert header["CALSTATE"] == "uncalibrated"
     assert header["BUNIT"] == "adu" and header["RAWFILE"] == "2025-03-01/light.fit"
     assert (header["GAIN"], header["RDNOISE"], header["NOISESRC"]) == (1.5, 6.0, "config")
     assert header["OBJECT"] == "M 42"  # the override, said in HISTORY

@@ -118,4 +118,9 @@ def pixel_settings(config):
         "overscan_model": overscan.get("model", "median"),
         "saturation_adu": float(config.get("saturation_adu", 65535)),
         "min_flat": float(config["calibration"].get("min_flat", 0.05)),
+        "pedestal": _number_or_none(config["calibration"].get("pedestal")),
     }
+
+
+def _number_or_none(value):
+    return None if value is None else float(value)

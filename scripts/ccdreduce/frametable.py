@@ -23,6 +23,12 @@ SCHEMA = (
     Column("flat", None, "master flat divided by, relative to results_dir (none: no flat)"),
     Column("policy", None, "how each master was chosen: own night, borrowed, scaled"),
     Column("uncorrected", None, "what the calibration could not correct"),
+    Column(
+        "calibration",
+        None,
+        "science frames: calibrated, partially calibrated (uncorrected names what is "
+        "missing) or uncalibrated (no master at all)",
+    ),
     Column("output", None, "the product made from the file, relative to results_dir"),
     Column("time_note", None, "what limits the frame's times (UT1 predicted, camera clock, ...)"),
     Column("gain", "electron/adu", "gain of the frame's noise model (NaN: not a calibrated frame)"),
@@ -91,6 +97,7 @@ def rows(plan, night):
                 flat=data["flat"] or "none",
                 policy="; ".join(data["notes"]),
                 uncorrected=", ".join(data["uncorrected"]),
+                calibration=data["state"] if output.startswith("calibrated/") else "",
                 output=output,
             )
         else:
@@ -111,6 +118,7 @@ def write(table_rows, path):
     table.meta["comments"] = [
         "Frames of one night: status is used, excluded (with the reason) or ignored.",
         "bias/dark/flat name the masters applied; dark_scale the factor on the dark.",
+        "calibration: calibrated, partially calibrated or uncalibrated (science frames).",
         "time_note: what limits the frame's times (UT1 predicted, camera clock, ...).",
     ]
     table.write(path, format="ascii.ecsv", overwrite=True)

@@ -39,12 +39,34 @@ SCHEMA = (
     Column("altitude", "deg", "altitude of the target at mid-exposure (science frames)"),
     Column("lst", None, "local mean sidereal time at mid-exposure, hh:mm:ss"),
     Column("note", None, "what limits these times (UT1 predicted, camera clock, unknown site)"),
+    Column(
+        "calibration",
+        None,
+        "science frames: calibrated, partially calibrated or uncalibrated, and what is missing",
+    ),
 )
 COLUMNS = names(SCHEMA)
 
 
+def calibration_state(recipe):
+    """'calibrated', or the state and what the frame lacks in a few words:
+    'uncalibrated: no bias, dark, flat (pedestal subtracted)', 'partially
+    calibrated: dark current of the remaining 58.5 s (hot pixels stay)'."""
+    if recipe.state == "calibrated":
+        return recipe.state
+    lacks = [kind for kind in ("bias", "dark", "flat") if getattr(recipe, kind) is None]
+    if recipe.dark_includes_bias:
+        lacks.remove("bias")
+    if not lacks:
+        return f"{recipe.state}: {', '.join(recipe.uncorrected)}"
+    removed = " (pedestal subtracted)" if recipe.pedestal else ""
+    removed = " (overscan subtracted)" if recipe.overscan and "bias" in lacks else removed
+    return f"{recipe.state}: no {', '.join(lacks)}{removed}"
+
+
 def rows(plan, night):
     """What the log needs of each frame of ``night`` (plain values only)."""
+    states = {frame.relpath: calibration_state(recipe) for frame, recipe in plan.lights_of(night)}
     return [
         {
             "file": frame.relpath,
@@ -55,6 +77,7 @@ def rows(plan, night):
             "date_obs": frame.date_obs or "",
             "site_target": frame.site_target,
             "problem": frame.problem or "",
+            "calibration": states.get(frame.relpath, ""),
         }
         for frame in plan.nights[night].frames
     ]
@@ -71,6 +94,7 @@ def entry(frame, settings, night=None):
         name: float("nan") for name in ("exposure", "mjd_avg_tt", "bjd_tdb", "airmass", "altitude")
     }
     row.update({k: frame[k] for k in ("file", "type", "filter", "object", "date_obs")})
+    row["calibration"] = frame.get("calibration", "")
     if frame["problem"] or frame["exposure"] is None:
         row["note"] = frame["problem"] or "no exposure time"
         return row
@@ -115,7 +139,8 @@ def build(frames, settings, night=None):
         "utc_start the exposure start on UTC; date_avg_tt and mjd_avg_tt mid-exposure on TT;",
         "bjd_tdb barycentric Julian date of mid-exposure on TDB; airmass and altitude of",
         "the target (science frames) at mid-exposure; lst local mean sidereal time;",
-        "note what limits these times (UT1 predicted, camera clock, unknown site).",
+        "note what limits these times (UT1 predicted, camera clock, unknown site);",
+        "calibration: how a science frame was calibrated, and what it lacks.",
     ]
     return table
 

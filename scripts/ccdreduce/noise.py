@@ -160,13 +160,28 @@ def from_sky(level, noise, gain=None, read_noise=None):
 
 
 def sky_statistics(data):
-    """(level, pixel-to-pixel noise) of a frame's sky in ADU: the median,
-    and the clipped std of neighbour differences / sqrt 2 (vignetting and
-    gradients cancel; stars and cosmic rays are clipped)."""
+    """(level, pixel-to-pixel noise) of a frame's sky in ADU: the median of
+    the pixels away from stars, and the clipped std of their neighbour
+    differences / sqrt 2 (vignetting and gradients cancel; cosmic rays are
+    clipped). Stars are where the 3x3 mean stands 4.5 of its sigmas above
+    the median, grown by 2 px: their wings' gradients are no noise, and
+    with them the noise read 1.13-1.18x the sky's scatter on a 20 s frame
+    of the lights-only night. A frame that is nearly all "star" (a nebula)
+    is measured whole."""
+    from scipy import ndimage
+
     finite = np.isfinite(data)
     level = float(np.median(data[finite]))
-    diff = (data[:, 1:] - data[:, :-1])[finite[:, 1:] & finite[:, :-1]]
-    return level, math.sqrt(_robust_var(diff) / 2.0)
+    diff = data[:, 1:] - data[:, :-1]
+    pairs = finite[:, 1:] & finite[:, :-1]
+    rough = float(mad_std(diff[pairs])) / math.sqrt(2)
+    smooth = ndimage.uniform_filter(np.where(finite, data, level).astype(np.float64), 3)
+    stars = ndimage.binary_dilation(smooth > level + 1.5 * rough, iterations=2)
+    sky = finite & ~stars
+    sky_pairs = sky[:, 1:] & sky[:, :-1]
+    if sky_pairs.sum() >= 0.1 * pairs.sum():
+        level, pairs = float(np.median(data[sky])), sky_pairs
+    return level, math.sqrt(_robust_var(diff[pairs]) / 2.0)
 
 
 def resolve(header, keywords, camera=None, measured=(None, None), sky=None):

@@ -12,7 +12,11 @@ The policy, as the observatory recipe has it:
 - no bias at all: a dark of the same exposure serves as bias plus dark; if
   none matches, the nearest dark is subtracted as bias and the dark current
   of the difference is left uncorrected, and said so;
-- nothing usable: CalibrationMissing, naming night, frame and what is missing.
+- nothing usable: CalibrationMissing, naming night, frame and what is missing;
+  with ``on_missing: uncalibrated`` the frame is calibrated with what there
+  is instead: no flat (the flat field said uncorrected), and with no bias,
+  dark or overscan a pedestal subtracted (``Recipe.pedestal``); its
+  ``Recipe.state`` says "partially calibrated" or "uncalibrated".
 
 Every decision is written down in words (``Recipe.notes``), once all of a
 frame's steps are decided; they go into the frame table, the log and the
@@ -85,11 +89,25 @@ class Recipe:
     dark_includes_bias: bool = False
     flat: MasterRef | None = None
     overscan: bool = False
+    # nothing removes the bias (no bias, dark or overscan): a pedestal is
+    # subtracted instead (calibration.pedestal, else a low level of the frame)
+    pedestal: bool = False
     notes: list = field(default_factory=list)
     uncorrected: list = field(default_factory=list)
 
     def masters(self):
         return [m for m in (self.bias, self.dark, self.flat) if m is not None]
+
+    @property
+    def state(self):
+        """The calibration in words: "calibrated" (bias or dark, and flat,
+        nothing left uncorrected), "uncalibrated" (no master at all), else
+        "partially calibrated" (``uncorrected`` says what is missing)."""
+        if not self.masters():
+            return "uncalibrated"
+        if self.uncorrected or self.flat is None or (self.bias is None and self.dark is None):
+            return "partially calibrated"
+        return "calibrated"
 
     def summary(self):
         """One line for headers and tables."""
@@ -110,8 +128,10 @@ class Recipe:
             "dark_includes_bias": self.dark_includes_bias,
             "flat": self.flat.name if self.flat else None,
             "overscan": self.overscan,
+            "pedestal": self.pedestal,
             "notes": list(self.notes),
             "uncorrected": list(self.uncorrected),
+            "state": self.state,
         }
 
 
@@ -293,30 +313,48 @@ class _Planner:
                 f"no flat for filter {frame.filter_key!r} within "
                 f"{self.max_days:g} days ({frame.describe_geometry()})",
                 "add flats in this filter, raise calibration.max_borrow_days, "
-                "or set calibration.on_missing: skip to leave such frames out",
+                "or set calibration.on_missing: uncalibrated to stack such frames "
+                "without a flat, or skip to leave them out",
             )
         return found.refs[0], f"flat {frame.filter_key}: {found.origin(frame.night)}"
 
     # --- recipes ---------------------------------------------------------
-    def recipe(self, frame, with_flat=True):
-        """The steps decided first, then the notes written from them."""
+    def recipe(self, frame, with_flat=True, strict=False):
+        """The steps decided first, then the notes written from them.
+
+        With on_missing: uncalibrated (and not ``strict``) what is missing
+        is left out and said, instead of CalibrationMissing."""
+        lenient = self.on_missing == "uncalibrated" and not strict
         bias, bias_note = self.bias(frame)
         dark = self.dark(frame, bias)
         if dark.includes_bias:
             bias = bias_note = None  # subtracting a bias as well would remove it twice
         neither = bias is None and dark.ref is None
-        if neither and not self.overscan:
+        pedestal = neither and not self.overscan
+        if pedestal and not lenient:
             raise CalibrationMissing(
                 frame.night,
                 frame.relpath,
                 f"no bias frames and no usable dark frames within "
                 f"{self.max_days:g} days ({frame.describe_geometry()})",
                 "add bias or dark frames of this binning to the night, raise "
-                "calibration.max_borrow_days, or enable overscan subtraction",
+                "calibration.max_borrow_days, enable overscan subtraction, or set "
+                "calibration.on_missing: uncalibrated to stack such frames with only a "
+                "pedestal subtracted",
             )
-        flat, flat_note = self.flat(frame) if with_flat else (None, None)
-        overscan_note = "no bias or dark: only the overscan level removed" if neither else None
-        notes = [bias_note, dark.note, overscan_note, flat_note]
+        flat, flat_note, no_flat = None, None, []
+        if with_flat:
+            try:
+                flat, flat_note = self.flat(frame)
+            except CalibrationMissing as exc:
+                if not lenient:
+                    raise
+                no_flat = [f"flat field ({exc.problem})"]
+        if pedestal:
+            neither_note = "no bias, dark or overscan: a pedestal subtracted instead"
+        else:
+            neither_note = "no bias or dark: only the overscan level removed"
+        notes = [bias_note, dark.note, neither_note if neither else None, flat_note]
         return Recipe(
             bias=bias,
             dark=dark.ref,
@@ -324,8 +362,9 @@ class _Planner:
             dark_includes_bias=dark.includes_bias,
             flat=flat,
             overscan=self.overscan,
+            pedestal=pedestal,
             notes=[note for note in notes if note],
-            uncorrected=dark.uncorrected + (["bias structure"] if neither else []),
+            uncorrected=dark.uncorrected + (["bias structure"] if neither else []) + no_flat,
         )
 
     def dark_frame_recipe(self, frame):
@@ -344,6 +383,15 @@ class _Planner:
         if self.on_missing == "skip":
             frame.problem = say(exc.problem, exc.fix)
             return True
+        if self.on_missing == "uncalibrated":
+            # only a flat gets here (a light is calibrated with what there is):
+            # a flat with its bias in would divide the lights wrongly
+            frame.problem = say(
+                f"{exc.problem}: a flat cannot be used with its bias in, so the "
+                "lights are stacked without it",
+                "add bias or dark frames of this binning, or enable overscan subtraction",
+            )
+            return True
         raise exc
 
     def plan_masters(self):
@@ -359,7 +407,9 @@ class _Planner:
         for ref in sorted(r for r in self.masters if r.kind == "flat"):
             master = self.masters[ref]
             try:
-                master.recipes = {f.relpath: self.recipe(f, with_flat=False) for f in master.frames}
+                master.recipes = {
+                    f.relpath: self.recipe(f, with_flat=False, strict=True) for f in master.frames
+                }
             except CalibrationMissing as exc:
                 for frame in master.frames:
                     self._missing(exc, frame)
@@ -371,10 +421,12 @@ class _Planner:
             science = [f for f in night.frames if f.usable and f.kind == "light"]
             usual = Counter(f.geometry() for f in science).most_common(1)
             for frame in science:
+                # an odd frame is not calibrated with less: it is left out
+                odd = frame.geometry() != usual[0][0]
                 try:
-                    lights[(name, frame.stem)] = (frame, self.recipe(frame))
+                    lights[(name, frame.stem)] = (frame, self.recipe(frame, strict=odd))
                 except CalibrationMissing as exc:
-                    if frame.geometry() != usual[0][0]:
+                    if odd:
                         # one odd frame (a test exposure, a subframe) must not
                         # stop the night: it is the frame, not the calibration
                         example = next(f for f in science if f.geometry() == usual[0][0])
@@ -392,7 +444,13 @@ class _Planner:
 
 
 def make_plan(nights, max_borrow_days=30.0, overscan=False, on_missing="error"):
-    """The whole calibration plan for an inventory ({night: Night})."""
+    """The whole calibration plan for an inventory ({night: Night}).
+
+    ``on_missing``: "error" (CalibrationMissing), "skip" (the frame left out,
+    the reason in its ``problem``) or "uncalibrated" (calibrated with what
+    there is, said in its recipe)."""
+    if on_missing not in ("error", "skip", "uncalibrated"):
+        raise ValueError(f"on_missing {on_missing!r}: error, skip or uncalibrated")
     planner = _Planner(nights, max_borrow_days, overscan, on_missing)
     planner.plan_masters()
     lights = planner.plan_lights()

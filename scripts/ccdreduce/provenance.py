@@ -51,6 +51,9 @@ SINGLE_FRAME_CARDS = (
     "OVSCLEV",
     "CALPOL",
     "UNCORR",
+    "CALSTATE",
+    "PEDESTAL",
+    "PEDSRC",
     "DX",
     "DY",
     "DXMEAS",
@@ -76,6 +79,9 @@ SINGLE_FRAME_CARDS = (
     "LST",
     "TIMENOTE",
 )
+
+#: A calibrated frame's CALSTATE, from the best to the worst.
+CALIBRATION_STATES = ("calibrated", "partially calibrated", "uncalibrated")
 
 #: IMCMBnnn and IMSCLnnn run out of digits after this many inputs.
 MAX_LISTED = 999
@@ -206,7 +212,27 @@ def master_header(header, kind, frames, spec, time_cards, config, notes=()):
     )
 
 
-def stack_header(reference_header, table, reference_exposure, spec, config, notes=(), weights=None):
+def calibration_of_inputs(states):
+    """(CALSTATE card, note) of a stack from its inputs' CALSTATE values:
+    the least calibrated input's state, and how many inputs are in each."""
+    order = {state: i for i, state in enumerate(CALIBRATION_STATES)}
+    counts = {state: states.count(state) for state in CALIBRATION_STATES if state in states}
+    worst = max(counts, key=order.get)
+    said = ", ".join(f"{n} {state}" for state, n in counts.items())
+    card = (worst, "least calibrated input (CALSTATE of each)")
+    return card, f"inputs: {said}"
+
+
+def stack_header(
+    reference_header,
+    table,
+    reference_exposure,
+    spec,
+    config,
+    notes=(),
+    weights=None,
+    calstates=None,
+):
     """The header of a combined stack, and the notes on its times.
 
     ``reference_header`` is the registered reference frame's: it lends its
@@ -219,6 +245,8 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
     configured parameters go to HISTORY (params); what was in effect beside
     them to cards: WEIGHTS (mode), WGTMIN/WGTMAX (relative to the largest),
     NOISEFLR (sigclip's noise floor, when the engine has one).
+    ``calstates``: the inputs' CALSTATE values (None: not said), for the
+    stack's CALSTATE (its least calibrated input) and a HISTORY line.
     """
     from . import times
     from .combine import WEIGHTS, weights_mode
@@ -253,6 +281,10 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
         cards["WGTMAX"] = (1.0, "largest frame weight (weights relative to it)")
     if getattr(spec, "noise_floor", None) is not None and spec.method == "sigclip":
         cards["NOISEFLR"] = (bool(spec.noise_floor), "sigclip width >= inputs' median sigma")
+    calibration = []
+    if calstates:
+        cards["CALSTATE"], said = calibration_of_inputs(list(calstates))
+        calibration.append(said)
     stamp(
         header,
         f"stack_{spec.method}",
@@ -264,6 +296,7 @@ def stack_header(reference_header, table, reference_exposure, spec, config, note
         config=config,
         notes=list(notes)
         + time_notes
+        + calibration
         + ["each input's calibration and shift: its registered frame and this stack's frames.ecsv"],
     )
     return header, time_notes

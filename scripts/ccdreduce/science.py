@@ -45,19 +45,27 @@ def noise_model(frame, recipe, night):
         measured = noise.from_master_flat(night.masters.header(recipe["flat"]))
 
     def sky():
-        # the last resort: the frame bias- and dark-subtracted, on a copy
-        work = WorkFrame(frame.path, frame.data.copy(), frame.header, frame.mask.copy())
+        # the last resort: the frame bias- and dark-subtracted (or its
+        # pedestal), on a copy
+        work = WorkFrame(frame.path, frame.data.copy(), frame.header.copy(), frame.mask.copy())
         return noise.sky_statistics(
-            run_stages(work, recipe, night.masters, night.settings, "dark").data
+            run_stages(work, recipe, night.masters, night.settings, "pedestal").data
         )
 
-    return noise.resolve(
+    model, notes = noise.resolve(
         frame.header,
         night.noise.get("keywords", DEFAULT_KEYWORDS),
         night.noise.get("camera"),
         measured,
         sky,
     )
+    if recipe.get("pedestal") and model.gain_source == "sky":
+        notes.append(
+            f"the pedestal took most of the sky with the bias: its gain {model.gain:.3g} e-/ADU "
+            "is a lower bound, UNCERT right at the sky and too large on stars; give "
+            "camera.gain in config.yaml"
+        )
+    return model, notes
 
 
 def mark_bad_pixels(result, bad_pixels):
@@ -107,6 +115,7 @@ def calibrate_and_catalogue(frame, night):
     frame and catalogue go), write both; ``night`` is its NightSettings. Returns its log lines:
     (information, warnings)."""
     recipe = frame["recipe"]
+    state = recipe.get("state", "partially calibrated" if recipe["uncorrected"] else "calibrated")
     lines = [f"{frame['raw']}: policy: {'; '.join(recipe['notes'])}"]
     warnings = []
     result = load_raw(frame["path"], night.settings)
@@ -141,7 +150,7 @@ def calibrate_and_catalogue(frame, night):
         "calibrate",
         inputs=[frame["raw"]],
         recipe=recipe,
-        cards=cards,
+        cards=cards | {"CALSTATE": (state, "calibrated, partially calibrated, uncalibrated")},
         config=night.config,
         notes=result.history,
     )
@@ -166,5 +175,7 @@ def calibrate_and_catalogue(frame, night):
         f"sky {meta['sky']:.1f} ADU, noise {meta['noise']:.2f} ADU"
     )
     if recipe["uncorrected"]:
-        warnings.append(f"{frame['raw']}: left uncorrected: {', '.join(recipe['uncorrected'])}")
+        warnings.append(
+            f"{frame['raw']}: {state}, left uncorrected: {', '.join(recipe['uncorrected'])}"
+        )
     return lines, warnings

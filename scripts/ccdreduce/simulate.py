@@ -82,6 +82,9 @@ class Camera:
     hot_fraction: float = 0.003
     saturation: int = 65535
     bad_columns: tuple = ()  # BadColumn segments; none on the demo camera
+    # False: an even response (no vignetting, dust or pixel response), so a
+    # night stacked without a flat can be checked against the stars' truth
+    flat_field: bool = True
 
     @property
     def raw_shape(self):
@@ -353,6 +356,8 @@ class Sky:
         self.stars["R"] = base * colour
         self.sky_rate = {"V": 4.0, "R": 7.0}  # e-/s/pixel
         self.trap = self._bad_columns(c)
+        if not c.flat_field:  # after every draw: the other cameras' bytes stay
+            self.flats = {name: np.ones_like(flat) for name, flat in self.flats.items()}
 
     def _bad_columns(self, c):
         """Put the camera's bad columns into the dark current and the flats
@@ -794,3 +799,52 @@ def simulate(out_dir, nights=None, camera=None, seed=2025):
     }
     (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
+
+
+#: A smart telescope's headers (a Seestar-like all-in-one): IMAGETYP 'Light',
+#: EXPTIME, and GAIN as the camera's gain *setting*, which is no e-/ADU.
+DIALECTS["smart"] = {
+    "key": "IMAGETYP",
+    "bias": "Bias",
+    "dark": "Dark",
+    "flat": "Flat",
+    "light": "Light",
+    "exptime": ("EXPTIME",),
+}
+NOISE_CARDS["smart"] = {"GAIN": (80, "camera gain setting")}
+
+
+def smart_camera():
+    """The camera of lights_only_night(): a small CMOS sensor without an
+    overscan strip, 256 x 192 pixels, unity-like gain, low read noise and an
+    offset of 400 ADU, hot pixels as on every camera, and an even response
+    (no vignetting), so that its stack, made without a flat, can be held
+    against the truth."""
+    return Camera(
+        ny=192,
+        nx=256,
+        overscan=0,
+        gain=1.0,
+        read_noise=2.5,
+        bias_level=400.0,
+        dark_current=0.1,
+        flat_field=False,
+    )
+
+
+def lights_only_night(name="2025-03-20", start="2025-03-21T00:30:00"):
+    """A night of lights only, as a smart telescope records it: eight 20 s R
+    frames of the field (dithered, transparency 0.85-1.0), no bias, dark or
+    flat frames at all. Simulate it on smart_camera()."""
+    return NightSpec(
+        name,
+        "smart",
+        start,
+        (0.0, 0.0),
+        n_bias=0,
+        darks={},
+        flats={},
+        lights={("R", 20.0): 8},
+        seeing=3.2,
+        transparency=(0.85, 1.0),
+    )
