@@ -136,7 +136,9 @@ class Frame:
         """The camera settings in words: "INSTRUME 'Cam B', GAIN '120'" (keys
         the header has; binning and INSTRUME are in describe_geometry too)."""
         said = [
-            f"{key} {value!r}" for key, value in zip(self.camera_keys, self.camera) if value != ""
+            f"{key} {value!r}"
+            for key, value in zip(self.camera_keys, self.camera, strict=False)
+            if value != ""
         ]
         return ", ".join(said) or "no camera keys"
 

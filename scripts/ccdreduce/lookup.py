@@ -13,7 +13,6 @@ not that one?" (near_misses), in words.
 """
 
 import math
-
 from collections import defaultdict
 from typing import NamedTuple
 
@@ -67,7 +66,7 @@ NOTHING = Found([])
 def same_camera(a, b):
     """Camera values (calibration.camera_keys, in order) that agree where both
     headers have the key: a key one lacks splits nothing."""
-    return all(x == y or x == "" or y == "" for x, y in zip(a, b))
+    return all(x == y or x == "" or y == "" for x, y in zip(a, b, strict=False))
 
 
 def temperature_words(celsius):

@@ -248,7 +248,7 @@ def _camera_tag(keys, camera, main):
     differs, e.g. 'simulated_cmos' (INSTRUME), 'gain120'."""
     parts = [
         value if key == "INSTRUME" else f"{key}{value}"
-        for key, value, usual in zip(keys, camera, main)
+        for key, value, usual in zip(keys, camera, main, strict=False)
         if value != usual and value != ""
     ]
     return safe_name("_".join(parts).lower() or "camera")
