@@ -244,14 +244,14 @@ def _camera_groups(frames):
 
 
 def _camera_tag(keys, camera, main):
-    """The sub-folder of a camera other than the night's main one: what
-    differs, e.g. 'simulated_cmos' (INSTRUME), 'gain120'."""
-    parts = [
-        value if key == "INSTRUME" else f"{key}{value}"
-        for key, value, usual in zip(keys, camera, main, strict=False)
-        if value != usual and value != ""
-    ]
-    return safe_name("_".join(parts).lower() or "camera")
+    """The sub-folder of a camera other than the night's main one, named for
+    what differs: its INSTRUME ('simulated_cmos') when that differs, else
+    the keys both name differently ('gain120'), else those only it names."""
+    pairs = list(zip(keys, camera, main, strict=False))
+    both = [(k, v) for k, v, usual in pairs if v != usual and v != "" and usual != ""]
+    differs = both or [(k, v) for k, v, usual in pairs if v != usual and v != ""]
+    named = [v for k, v in differs if k == "INSTRUME"] or [f"{k}{v}" for k, v in differs]
+    return safe_name("_".join(named).lower() or "camera")
 
 
 def _temperature_clusters(values, tolerance):
@@ -463,15 +463,17 @@ class _Planner:
         if not found.refs:
             passed = self.lookup.near_misses(frame, "flat", frame.filter_key)
             other_filter = any(p.startswith("flats exist for") for p in passed)
+            spelt = frame.filter or "none"
             raise CalibrationMissing(
                 frame.night,
                 frame.relpath,
-                f"no flat for filter {frame.filter_key!r} within "
-                f"{self.max_days:g} days of {frame.night} ({frame.describe_geometry()})"
+                f"no flat for filter {spelt!r} within {self.max_days:g} days of "
+                f"{frame.night} ({frame.describe_geometry()})"
                 + (f": {'; '.join(passed)}" if passed else ""),
                 (
-                    "if it is the same filter spelt otherwise, add `filters.aliases` or "
-                    "`header_overrides`; else "
+                    f"if {spelt!r} is one of those filters spelt otherwise, add "
+                    f"`filters.aliases` to config.yaml (e.g. {{'{spelt}': <name>}}) or "
+                    "correct it with `header_overrides`; else "
                     if other_filter
                     else ""
                 )
@@ -527,6 +529,18 @@ class _Planner:
             )
         return Recipe(bias=bias, overscan=self.overscan, notes=[note])
 
+    def _odd(self, frame, usual_geometry):
+        """A light unlike the night's usual ones (a test exposure, a subframe)
+        whose camera has no calibration frames of its shape that night: not a
+        second camera of the night, which has its own."""
+        if frame.geometry() == usual_geometry:
+            return False
+        return not any(
+            m.geometry == frame.geometry() and same_camera(m.camera, frame.camera)
+            for m in self.masters.values()
+            if m.ref.night == frame.night
+        )
+
     def _missing(self, exc, frame):
         if self.on_missing == "skip":
             frame.problem = say(exc.problem, exc.fix)
@@ -561,7 +575,7 @@ class _Planner:
                 try:
                     lights[(name, frame.stem)] = (frame, self.recipe(frame))
                 except CalibrationMissing as exc:
-                    if frame.geometry() != usual[0][0]:
+                    if self._odd(frame, usual[0][0]):
                         # one odd frame (a test exposure, a subframe) must not
                         # stop the night: it is the frame, not the calibration
                         example = next(f for f in science if f.geometry() == usual[0][0])
