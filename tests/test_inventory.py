@@ -257,7 +257,7 @@ def test_camera_values_and_set_point_are_read_and_cached(tmp_path, monkeypatch):
     frame = by_name(scan(tmp_path, cache=cache)["n1"])["a.fits"]
     assert frame.camera == ("zwo asi294mc pro", "", "", "120", "30", "")
     assert frame.temperature == -9.8
-    assert "GAIN '120'" in frame.describe_camera()
+    assert frame.describe_camera() == "GAIN '120', OFFSET '30'"
     assert by_name(scan(tmp_path)["n1"])["b.fits"].kind == "dark"  # a flat-dark
     # the cache holds the camera keys: a second scan reads no header
     monkeypatch.setattr(inventory, "read_header_fields", lambda *a: pytest.fail("re-read"))

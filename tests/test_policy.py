@@ -437,3 +437,19 @@ def test_the_real_night_plans_as_before():
     plan = plan_with(REAL_NIGHT)
     assert len(plan.masters) == 4 and len(plan.lights) == 23
     assert plan_digest(plan) == REAL_PLAN
+
+
+def test_flats_of_another_gain_setting_are_named_with_the_key_to_drop(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    # biases and darks write no GAIN (they serve both); the flats were taken at 0
+    stamp(sorted((tmp_path / "n1").glob("light_*.fits")), GAIN=100)
+    stamp(sorted((tmp_path / "n1").glob("flat_*.fits")), GAIN=0)
+    with pytest.raises(CalibrationMissing) as err:
+        plan_with(tmp_path)
+    message = str(err.value)
+    assert "flats 'R' of this night are of other camera settings (48x40 pixels" in message
+    assert "GAIN '0'" in message and "leave the key out of calibration.camera_keys" in message
+    config = default_config(raw_dir="x")
+    config["calibration"]["camera_keys"] = ["INSTRUME", "XBINNING", "YBINNING"]
+    _, recipe = light(plan_with(tmp_path, config), "n1", "light_R_30s_0")
+    assert recipe.flat == policy.MasterRef("n1", "flat", "R")

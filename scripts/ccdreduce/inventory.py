@@ -133,14 +133,14 @@ class Frame:
         return f"{nx}x{ny} pixels, binning {self.binning[0]}x{self.binning[1]}{camera}"
 
     def describe_camera(self):
-        """The camera settings in words: "INSTRUME 'Cam B', GAIN '120'" (keys
-        the header has; binning and INSTRUME are in describe_geometry too)."""
+        """The camera settings in words: "GAIN '120', OFFSET '30'" (keys the
+        header has, but INSTRUME and binning: describe_geometry says them)."""
         said = [
             f"{key} {value!r}"
             for key, value in zip(self.camera_keys, self.camera, strict=False)
-            if value != ""
+            if value != "" and key not in ("INSTRUME", "XBINNING", "YBINNING")
         ]
-        return ", ".join(said) or "no camera keys"
+        return ", ".join(said) or "no other camera keys"
 
 
 @dataclass

@@ -170,8 +170,9 @@ class Master:
         """Its camera in words, for the explanation of a non-match."""
         frame = self.frames[0]
         said = frame.describe_geometry()
-        if frame.camera:
-            said += f"; {replace(frame, camera=self.camera).describe_camera()}"
+        settings = replace(frame, camera=self.camera).describe_camera() if frame.camera else ""
+        if settings and settings != "no other camera keys":
+            said += f"; {settings}"
         if self.temperature is not None:
             said += f"; {temperature_words(self.temperature)}"
         return said
@@ -475,6 +476,12 @@ class _Planner:
                     f"`filters.aliases` to config.yaml (e.g. {{'{spelt}': <name>}}) or "
                     "correct it with `header_overrides`; else "
                     if other_filter
+                    else ""
+                )
+                + (
+                    "if those settings do not change the flat, leave the key out of "
+                    "calibration.camera_keys; "
+                    if any("other camera settings" in p for p in passed)
                     else ""
                 )
                 + "add flats in this filter, raise calibration.max_borrow_days, "
