@@ -453,3 +453,21 @@ def test_flats_of_another_gain_setting_are_named_with_the_key_to_drop(tmp_path):
     config["calibration"]["camera_keys"] = ["INSTRUME", "XBINNING", "YBINNING"]
     _, recipe = light(plan_with(tmp_path, config), "n1", "light_R_30s_0")
     assert recipe.flat == policy.MasterRef("n1", "flat", "R")
+
+
+def test_two_other_cameras_alike_in_their_tag_keep_apart(tmp_path):
+    two_camera_night(tmp_path)  # Cam A (main) and Cam B at GAIN 120
+    c = tmp_path / "n1" / "C"
+    for i in range(3):
+        write_raw(c / f"c_bias_{i}.fits", "Bias Frame", 0.0, (20, 24))
+        write_raw(c / f"c_light_{i}.fits", "Light Frame", 30.0, (20, 24), 1200, "R")
+    stamp(sorted(c.glob("*.fits")), INSTRUME="Cam B", GAIN=200)
+    plan = plan_with(tmp_path, on_missing="skip")
+    biases = sorted(ref.name for ref in plan.masters if ref.kind == "bias")
+    assert biases == [
+        "calib/n1/bias.fits",
+        "calib/n1/cam_b/bias.fits",
+        "calib/n1/cam_b_3/bias.fits",
+    ]
+    gains = {ref.camera: {f.camera[3] for f in m.frames} for ref, m in plan.masters.items()}
+    assert gains["cam_b"] == {"120"} and gains["cam_b_3"] == {"200"}

@@ -294,10 +294,13 @@ def _night_tags(night, temperature_tolerance):
     if not usable:
         return {}
     member, groups = _camera_groups(usable)
-    tags = {}
+    tags, taken = {}, {""}
     for index, group in enumerate(groups):
         frames = [f for f in usable if member[f.relpath] == index]
         camera = "" if index == 0 else _camera_tag(frames[0].camera_keys, group, groups[0])
+        if index and camera in taken:  # two other cameras alike in what names them
+            camera = f"{camera}_{index + 1}"
+        taken.add(camera)
         darks = [f for f in frames if f.kind == "dark"]
         cold = _set_point_tags(frames, darks, temperature_tolerance)
         for frame in frames:
