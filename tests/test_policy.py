@@ -471,3 +471,17 @@ def test_two_other_cameras_alike_in_their_tag_keep_apart(tmp_path):
     ]
     gains = {ref.camera: {f.camera[3] for f in m.frames} for ref, m in plan.masters.items()}
     assert gains["cam_b"] == {"120"} and gains["cam_b_3"] == {"200"}
+
+
+def test_another_cameras_flats_are_named_when_they_are_the_only_ones(tmp_path):
+    write_night(tmp_path, "2025-03-01", "2025-03-01T20:00:00")
+    write_night(tmp_path, "2025-03-02", "2025-03-02T20:00:00", flats=())
+    stamp_all(tmp_path / "2025-03-01", INSTRUME="Cam A")
+    stamp_all(tmp_path / "2025-03-02", INSTRUME="Cam B")
+    with pytest.raises(CalibrationMissing) as err:
+        plan_with(tmp_path)
+    assert (
+        "no flat for filter 'R' within 30 days of 2025-03-02 (48x40 pixels, binning 1x1, "
+        "camera 'Cam B'): flats 'R' of night 2025-03-01 are of another camera or shape "
+        "(48x40 pixels, binning 1x1, camera 'Cam A')"
+    ) in str(err.value)
