@@ -69,6 +69,49 @@ use rule master_bias as master_flat with:
         combine=MASTER_COMBINE["flat"],
 
 
+# A night's second camera (or second set point of its darks) has its masters
+# in a sub-folder, calib/<night>/<camera>/: the same rules with one wildcard
+# more; the night's main camera keeps calib/<night>/bias.fits... (policy.py).
+use rule master_bias as master_bias_camera with:
+    output:
+        master=layout.master(RESULTS, "{night}", "bias", camera="{camera}"),
+        preview=master_preview("bias", camera="{camera}"),
+    log:
+        layout.log(RESULTS, layout.master(None, "{night}", "bias", camera="{camera}")),
+    benchmark:
+        layout.benchmark(
+            RESULTS, layout.master(None, "{night}", "bias", camera="{camera}")
+        )
+
+
+use rule master_dark as master_dark_camera with:
+    output:
+        master=layout.master(RESULTS, "{night}", "dark", "{exposure}", "{camera}"),
+        preview=master_preview("dark", "{exposure}", "{camera}"),
+    log:
+        layout.log(
+            RESULTS, layout.master(None, "{night}", "dark", "{exposure}", "{camera}")
+        ),
+    benchmark:
+        layout.benchmark(
+            RESULTS, layout.master(None, "{night}", "dark", "{exposure}", "{camera}")
+        )
+
+
+use rule master_flat as master_flat_camera with:
+    output:
+        master=layout.master(RESULTS, "{night}", "flat", "{filter}", "{camera}"),
+        preview=master_preview("flat", "{filter}", "{camera}"),
+    log:
+        layout.log(
+            RESULTS, layout.master(None, "{night}", "flat", "{filter}", "{camera}")
+        ),
+    benchmark:
+        layout.benchmark(
+            RESULTS, layout.master(None, "{night}", "flat", "{filter}", "{camera}")
+        )
+
+
 rule calibrate:
     input:
         unpack(calibrate_input),

@@ -65,6 +65,8 @@ try:
         max_borrow_days=config["calibration"]["max_borrow_days"],
         overscan=config["overscan"]["subtract"],
         on_missing=config["calibration"]["on_missing"],
+        temperature_tolerance=config["calibration"]["temperature_tolerance"],
+        dark_scaling=config["calibration"]["dark_scaling"],
     )
 except (errors.ConfigProblem, errors.CalibrationMissing) as exc:
     raise WorkflowError(str(exc)) from None
@@ -105,6 +107,7 @@ wildcard_constraints:
     night=r"[A-Za-z0-9._-]+",
     exposure=r"[0-9.e+-]+",
     filter=r"[A-Za-z0-9._-]+",
+    camera=r"[A-Za-z0-9._-]+",
     group=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
 
 
@@ -115,9 +118,9 @@ def code(script):
     return codedeps.fingerprint(SCRIPTS_DIR / script)
 
 
-def master_preview(kind, key=""):
+def master_preview(kind, key="", camera=""):
     """The PNG a master rule draws beside its FITS, for the report."""
-    path = layout.master_preview(RESULTS, "{night}", kind, key)
+    path = layout.master_preview(RESULTS, "{night}", kind, key, camera)
     return report(
         path,
         caption="../report/master.rst",
@@ -133,7 +136,9 @@ def _master(wildcards, kind):
         "dark": wildcards.get("exposure"),
         "flat": wildcards.get("filter"),
     }
-    ref = policy.MasterRef(wildcards.night, kind, key[kind] or "")
+    ref = policy.MasterRef(
+        wildcards.night, kind, key[kind] or "", camera=wildcards.get("camera", "")
+    )
     if ref not in PLAN.masters:
         raise WorkflowError(f"no {ref.filename} is planned for night {ref.night}")
     return PLAN.masters[ref]

@@ -5,10 +5,13 @@ from conftest import default_config
 
 from ccdreduce.headers import (
     HeaderError,
+    camera_values,
+    exposure_groups,
     exposure_key,
     exposure_time,
     frame_type,
     safe_name,
+    set_temperature,
     unique_names,
 )
 
@@ -106,3 +109,42 @@ def test_distinct_values_never_share_a_path_name():
     for name in names.values():
         assert safe_name(name) == name and len(name) <= 64  # safe and bounded
     assert unique_names(reversed(values)) == names  # the same whatever the order
+
+
+def test_exposures_within_the_tolerance_are_one_group_named_by_the_roundest():
+    groups = exposure_groups([300.0, 300.0, 300.1, 300.1, 300.1, 60.0, 0.0], 0.01)
+    assert groups == {0.0: 0.0, 60.0: 60.0, 300.0: 300.0, 300.1: 300.0}
+    # a group reaches 1 % beyond its shortest, and no further (no drift)
+    assert exposure_groups([100.0, 100.9, 101.8], 0.01) == {
+        100.0: 100.0,
+        100.9: 100.0,
+        101.8: 101.8,
+    }
+    # tolerance 0: only equal values (to 6 digits) are one
+    assert exposure_groups([300.0, 300.1, 29.9999999, 30.0], 0.0) == {
+        30.0: 30.0,
+        300.0: 300.0,
+        300.1: 300.1,
+    }
+    # equally round: the commonest names the group
+    assert exposure_groups([45.1, 45.2, 45.2], 0.01) == {45.1: 45.2, 45.2: 45.2}
+
+
+def test_camera_values_are_normalised_and_absent_keys_are_empty():
+    fields = {"INSTRUME": " ZWO ASI2600MM ", "GAIN": 100.0, "READOUTM": "Normal"}
+    keys = ("INSTRUME", "GAIN", "OFFSET", "READOUTM")
+    assert camera_values(fields, keys) == ("zwo asi2600mm", "100", "", "normal")
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"SET-TEMP": -20.0, "CCD-TEMP": -19.7}, -20.0),
+        ({"CCD-TEMP": -19.7}, -19.7),
+        ({"SET-TEMP": "n/a", "CCD-TEMP": "-5"}, -5.0),
+        ({"SET-TEMP": True}, None),
+        ({}, None),
+    ],
+)
+def test_the_set_point_is_set_temp_else_ccd_temp(fields, expected):
+    assert set_temperature(fields) == expected

@@ -217,3 +217,49 @@ def test_objects_that_would_merge_or_are_too_long_get_their_own_stack(tmp_path):
     members = {g: {f.object for f in frames} for g, frames in groups.items()}
     assert all(len(values) == 1 for values in members.values())
     assert "etc/R" in groups and all(len(g.split("/")[0]) <= 64 for g in groups)
+
+
+def test_filter_aliases_apply_before_names_and_are_remembered(tmp_path):
+    write_raw(tmp_path / "n1" / "a.fits", "Light Frame", 30.0, filt="Johnson V", OBJECT="M 67")
+    write_raw(tmp_path / "n1" / "b.fits", "Light Frame", 30.0, filt="v", OBJECT="M 67")
+    write_raw(tmp_path / "n1" / "c.fits", "Flat Field", 2.0, filt="V")
+    config = default_config(raw_dir="x", filters={"aliases": {"Johnson V": "V", "v": "V"}})
+    frames = by_name(scan(tmp_path, config)["n1"])
+    assert {f.filter_key for f in frames.values()} == {"V"}  # one flat, one stack
+    assert frames["a.fits"].filter_spelling == "Johnson V"
+    assert frames["b.fits"].filter_spelling == "v"
+    assert frames["c.fits"].filter_spelling is None
+    # without aliases the three spellings stay apart (V and v by a digest)
+    assert len({f.filter_key for f in by_name(scan(tmp_path)["n1"]).values()}) == 3
+
+
+def test_exposure_groups_are_archive_wide_and_keep_the_true_exposure(tmp_path):
+    write_raw(tmp_path / "n1" / "dark.fits", "Dark Frame", 300.0)
+    write_raw(tmp_path / "n2" / "light.fits", "Light Frame", 300.1, filt="R")
+    nights = scan(tmp_path)
+    light = by_name(nights["n2"])["light.fits"]
+    assert (light.exposure, light.exposure_group, light.exposure_key) == (300.1, 300.0, "300")
+
+
+def test_camera_values_and_set_point_are_read_and_cached(tmp_path, monkeypatch):
+    write_raw(
+        tmp_path / "n1" / "a.fits",
+        "Light Frame",
+        30.0,
+        filt="R",
+        INSTRUME="ZWO ASI294MC Pro",
+        GAIN=120,
+        OFFSET=30,
+        **{"CCD-TEMP": -9.8},
+    )
+    write_raw(tmp_path / "n1" / "b.fits", "DARKFLAT", 2.0)
+    cache = tmp_path / "cache"
+    frame = by_name(scan(tmp_path, cache=cache)["n1"])["a.fits"]
+    assert frame.camera == ("zwo asi294mc pro", "", "", "120", "30", "")
+    assert frame.temperature == -9.8
+    assert frame.describe_camera() == "GAIN '120', OFFSET '30'"
+    assert by_name(scan(tmp_path)["n1"])["b.fits"].kind == "dark"  # a flat-dark
+    # the cache holds the camera keys: a second scan reads no header
+    monkeypatch.setattr(inventory, "read_header_fields", lambda *a: pytest.fail("re-read"))
+    assert by_name(scan(tmp_path, cache=cache)["n1"])["a.fits"].camera == frame.camera
+    assert inventory.CACHE_VERSION == 6

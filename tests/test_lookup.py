@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ccdreduce.lookup import Found, MasterLookup, NightCalendar
+from ccdreduce.lookup import Found, MasterLookup, NightCalendar, same_camera
 from ccdreduce.policy import MasterRef
 
 GEOMETRY = ((40, 48), (1, 1), None)
@@ -149,3 +149,72 @@ def test_a_forgotten_master_is_no_longer_found():
     lookup.forget(MasterRef("a", "flat", "R"))
     assert MasterRef("a", "flat", "R") not in lookup.masters
     assert lookup.find(FakeFrame("b"), "flat", "R") == ([MasterRef("c", "flat", "R")], "c", 2.0)
+
+
+# --- camera settings and set points (issue 15) ---
+
+
+@dataclass
+class Camera(FakeFrame):
+    """A frame (or master) with camera values and a set point."""
+
+    camera: tuple = ()
+    temperature: float | None = None
+    kind: str = "light"
+
+
+@dataclass
+class CameraMaster(FakeMaster):
+    camera: tuple = ()
+    temperature: float | None = None
+    frames: tuple = (1, 2, 3)
+    describe: str = "48x40 pixels"
+
+
+def test_a_camera_key_one_side_lacks_splits_nothing():
+    assert same_camera(("cam", "120"), ("cam", ""))
+    assert same_camera(("cam", ""), ("", ""))
+    assert not same_camera(("cam", "120"), ("cam", "200"))
+
+
+def test_a_master_of_other_camera_settings_is_not_found_and_said():
+    lookup = lookup_of({MasterRef("a", "bias"): CameraMaster(camera=("cam", "120"))}, a=0)
+    assert lookup.find(Camera("a", camera=("cam", "")), "bias").night == "a"
+    frame = Camera("a", camera=("cam", "200"))
+    assert lookup.find(frame, "bias").refs == []
+    assert lookup.near_misses(frame, "bias") == [
+        "biases of this night are of other camera settings (48x40 pixels)"
+    ]
+
+
+def test_a_dark_beyond_the_set_point_tolerance_is_passed_over_in_words():
+    darks = {MasterRef("a", "dark", "300", 300.0): CameraMaster(temperature=-10.0)}
+    lookup = MasterLookup(darks, NightCalendar(nights_on(a=0), 30), temperature_tolerance=2.0)
+    cold = Camera("a", temperature=-20.0)
+    assert lookup.find(cold, "dark").refs == []
+    assert lookup.near_misses(cold, "dark", "300") == [
+        "dark 300 s at -10 C (this night) not used for lights at -20 C (tolerance 2 C)"
+    ]
+    assert lookup.find(Camera("a", temperature=-11.5), "dark").night == "a"
+    # biases and flats match any set point; an unknown one matches too
+    assert lookup.find(Camera("a"), "dark").night == "a"
+    ignored = MasterLookup(darks, NightCalendar(nights_on(a=0), 30), temperature_tolerance=None)
+    assert ignored.find(cold, "dark").night == "a"
+
+
+def test_near_misses_name_other_filters_and_nights_out_of_reach():
+    lookup = lookup_of(
+        {
+            MasterRef("a", "flat", "R"): CameraMaster(frames=tuple(range(12))),
+            MasterRef("far", "flat", "r"): CameraMaster(),
+            MasterRef("far", "flat", "B"): CameraMaster(),  # two misses: not said
+        },
+        a=0,
+        far=45,
+    )
+    frame = Camera("a", kind="light")
+    assert lookup.find(frame, "flat", "r").refs == []
+    assert lookup.near_misses(frame, "flat", "r") == [
+        "flats exist for 'R' (12 frames, this night)",
+        "flats 'r' of night far not used: 45.0 d away (calibration.max_borrow_days 30)",
+    ]

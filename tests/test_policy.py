@@ -3,7 +3,7 @@ darks, and a clear error when nothing usable is left."""
 
 import pytest
 from astropy.io import fits
-from conftest import default_config
+from conftest import REAL_NIGHT, default_config
 from helpers import write_binned, write_night, write_raw
 
 from ccdreduce import inventory, policy
@@ -274,7 +274,7 @@ def test_a_missing_flat_alone_leaves_the_frame_partially_calibrated(tmp_path):
     assert recipe.bias and recipe.dark and recipe.flat is None and not recipe.pedestal
     assert recipe.state == "partially calibrated"
     assert recipe.uncorrected == [
-        "flat field (no flat for filter 'R' within 30 days (48x40 pixels, binning 1x1))"
+        "flat field (no flat for filter 'R' within 30 days of n1 (48x40 pixels, binning 1x1))"
     ]
 
 
@@ -297,3 +297,268 @@ def test_an_odd_light_is_still_left_out_when_uncalibrated_frames_are_allowed(tmp
     assert {stem for _, stem in plan.lights} == {f"light_R_30s_{i}" for i in range(3)}
     frame = next(f for f in plan.nights["n1"].frames if f.stem == "light_binned")
     assert "differs from the night's other science frames" in frame.problem
+
+
+# --- matching by camera, set point, exposure group, filter aliases (issue 15) ---
+
+
+def stamp(paths, **cards):
+    for path in paths:
+        for key, value in cards.items():
+            fits.setval(path, key, value=value)
+
+
+def config_with(**calibration):
+    config = default_config(raw_dir="x")
+    config["calibration"].update(calibration)
+    return config
+
+
+def plan_with(raw, config=CONFIG, **kwargs):
+    calibration = config["calibration"]
+    kwargs.setdefault("temperature_tolerance", calibration["temperature_tolerance"])
+    kwargs.setdefault("dark_scaling", calibration["dark_scaling"])
+    return policy.make_plan(inventory.scan(raw, config), **kwargs)
+
+
+def two_camera_night(raw):
+    """Night n1 with camera A (48x40, the most frames) and camera B (24x20,
+    its own biases, darks and flats) in sub-folders."""
+    a = write_night(raw / "n1", "A", "2025-03-01T20:00:00", n=4)
+    b = raw / "n1" / "B"
+    for i in range(3):
+        write_raw(b / f"b_bias_{i}.fits", "Bias Frame", 0.0, (20, 24))
+        write_raw(b / f"b_dark_{i}.fits", "Dark Frame", 30.0, (20, 24))
+        write_raw(b / f"b_flat_{i}.fits", "Flat Field", 2.0, (20, 24), 20000, "R")
+        write_raw(b / f"b_light_{i}.fits", "Light Frame", 30.0, (20, 24), 1200, "R", OBJECT="M 67")
+    stamp(sorted(a.glob("*.fits")), INSTRUME="Cam A")
+    stamp(sorted(b.glob("*.fits")), INSTRUME="Cam B", GAIN=120)
+
+
+def test_two_cameras_in_one_night_each_get_their_own_masters(tmp_path):
+    two_camera_night(tmp_path)
+    plan = plan_with(tmp_path)
+    assert sorted(ref.name for ref in plan.masters) == [
+        "calib/n1/bias.fits",
+        "calib/n1/cam_b/bias.fits",
+        "calib/n1/cam_b/dark_30s.fits",
+        "calib/n1/cam_b/flat_R.fits",
+        "calib/n1/dark_30s.fits",
+        "calib/n1/flat_R.fits",
+    ]
+    for (_, stem), (_, recipe) in plan.lights.items():
+        folder = "calib/n1/cam_b/" if stem.startswith("b_") else "calib/n1/"
+        assert all(m.name.rsplit("/", 1)[0] + "/" == folder for m in recipe.masters()), stem
+        assert recipe.bias and recipe.dark and recipe.flat and recipe.uncorrected == []
+    assert len(plan.lights) == 7  # B's lights are a camera, not odd frames
+
+
+def test_a_camera_key_one_header_lacks_splits_nothing(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    stamp(sorted((tmp_path / "n1").glob("light_*.fits")), GAIN=120, OFFSET=30)
+    _, recipe = light(plan_with(tmp_path), "n1", "light_R_30s_0")
+    assert {m.night for m in recipe.masters()} == {"n1"} and len(recipe.masters()) == 3
+
+
+def test_another_gain_setting_is_another_camera_and_said(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    stamp(sorted((tmp_path / "n1").glob("*.fits")), GAIN=120)
+    stamp(sorted((tmp_path / "n1").glob("light_*.fits")), GAIN=200)
+    with pytest.raises(CalibrationMissing) as err:
+        plan_with(tmp_path)
+    message = str(err.value)
+    assert "no bias frames and no usable dark frames" in message
+    assert "biases of this night are of other camera settings" in message
+    assert "GAIN '120'" in message
+
+
+def test_darks_of_another_set_point_are_not_used_and_said(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(30.0, 60.0))
+    folder = tmp_path / "n1"
+    stamp(sorted(folder.glob("*.fits")), **{"SET-TEMP": -20.0})
+    stamp(sorted(folder.glob("dark_30s_*.fits")), **{"SET-TEMP": -10.0})
+    plan = plan_with(tmp_path)
+    _, recipe = light(plan, "n1", "light_R_30s_0")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "60")
+    assert recipe.dark_scale == pytest.approx(0.5)
+    assert (
+        "dark 30 s at -10 C (this night) not used for lights at -20 C (tolerance 2 C)"
+        in recipe.summary()
+    )
+    # the -10 C darks are a master of their own, in a sub-folder
+    assert policy.MasterRef("n1", "dark", "30", camera="t-10c") in plan.masters
+    # within the tolerance, or with temperature ignored, they are the lights' own
+    stamp(sorted(folder.glob("dark_30s_*.fits")), **{"SET-TEMP": -18.5})
+    _, recipe = light(plan_with(tmp_path), "n1", "light_R_30s_0")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "30") and recipe.dark_scale == 1.0
+    stamp(sorted(folder.glob("dark_30s_*.fits")), **{"SET-TEMP": 0.0})
+    _, recipe = light(plan_with(tmp_path, temperature_tolerance=None), "n1", "light_R_30s_0")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "30")
+
+
+def test_ccd_temp_stands_in_for_a_missing_set_temp(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=3, darks=(30.0,))
+    folder = tmp_path / "n1"
+    stamp(sorted(folder.glob("*.fits")), **{"CCD-TEMP": -20.3})
+    stamp(sorted(folder.glob("dark_*.fits")), **{"CCD-TEMP": -5.1})
+    _, recipe = light(plan_with(tmp_path), "n1", "light_R_30s_0")
+    assert recipe.dark is None
+    assert recipe.uncorrected == [
+        "dark current (no darks within 30 d; dark 30 s at -5.1 C (this night) not used "
+        "for lights at -20.3 C (tolerance 2 C))"
+    ]
+
+
+def test_300_1_s_lights_take_the_300_s_dark_as_their_exposure(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(300.0,), lights=(("R", 300.1),))
+    plan = plan_with(tmp_path)
+    frame, recipe = light(plan, "n1", "light_R_300.1s_0")
+    assert (frame.exposure, frame.exposure_key) == (300.1, "300")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "300")
+    assert recipe.dark_scale == pytest.approx(300.1 / 300)
+    assert "dark 300 s: own night, exposure matches (300.1 s is within" in recipe.summary()
+    # tolerance 0: another exposure, the dark scaled
+    config = default_config(raw_dir="x")
+    config["calibration"]["exposure_tolerance"] = 0.0
+    _, recipe = light(plan_with(tmp_path, config), "n1", "light_R_300.1s_0")
+    assert "scaled by 1 to 300.1 s (no 300.1 s dark)" in recipe.summary()
+    assert recipe.dark_scale == pytest.approx(300.1 / 300)
+
+
+def test_dark_scaling_never_leaves_the_dark_current_and_says_why(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(2.0, 60.0), lights=(("R", 45.0),))
+    _, recipe = light(plan_with(tmp_path, dark_scaling="never"), "n1", "light_R_45s_0")
+    assert recipe.dark is None and recipe.bias is not None
+    assert recipe.uncorrected == [
+        "dark current (no 45 s dark within 30 d, and calibration.dark_scaling is never: "
+        "the 60 s dark is not scaled, as amplifier glow does not scale with exposure)"
+    ]
+    # a 45 s dark on a night within reach is used instead, unscaled
+    write_night(tmp_path, "n2", "2025-03-03T20:00:00", darks=(45.0,), flats=(), lights=())
+    _, recipe = light(plan_with(tmp_path, dark_scaling="never"), "n1", "light_R_45s_0")
+    assert recipe.dark == policy.MasterRef("n2", "dark", "45") and recipe.dark_scale == 1.0
+    assert "dark 45 s: borrowed from night n2 (2.0 d away), exposure matches" in recipe.summary()
+    # allow (the default) scales the own night's 60 s dark
+    _, recipe = light(plan_with(tmp_path), "n1", "light_R_45s_0")
+    assert recipe.dark == policy.MasterRef("n1", "dark", "60") and recipe.dark_scale == 0.75
+
+
+def test_a_flat_takes_the_flat_dark_of_its_exposure(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00", darks=(30.0,))
+    for i, kind in enumerate(("Dark Flat", "DARKFLAT", "FLATDARK", "Flat Dark")):
+        write_raw(tmp_path / "n1" / f"flatdark_{i}.fits", kind, 2.0)
+    plan = plan_with(tmp_path)
+    dark2 = plan.masters[policy.MasterRef("n1", "dark", "2")]
+    assert len(dark2.frames) == 4
+    flat = plan.masters[policy.MasterRef("n1", "flat", "R")]
+    for recipe in flat.recipes.values():
+        assert recipe.dark == policy.MasterRef("n1", "dark", "2") and recipe.dark_scale == 1.0
+        assert "dark 2 s: own night, exposure matches" in recipe.summary()
+
+
+def test_a_flat_of_another_spelling_is_named_with_the_fix(tmp_path):
+    write_night(tmp_path, "2025-03-02", "2025-03-02T20:00:00", flats=("R",), lights=(("r", 30.0),))
+    with pytest.raises(CalibrationMissing) as err:
+        plan_with(tmp_path)
+    message = str(err.value)
+    assert (
+        "no flat for filter 'r' within 30 days of 2025-03-02 (48x40 pixels, binning 1x1): "
+        "flats exist for 'R' (3 frames, this night)"
+    ) in message
+    assert "add `filters.aliases` to config.yaml (e.g. {'r': <name>})" in message
+    config = default_config(raw_dir="x", filters={"aliases": {"r": "R"}})
+    frame, recipe = light(plan_with(tmp_path, config), "2025-03-02", "light_r_30s_0")
+    assert (frame.filter, frame.filter_spelling) == ("R", "r")
+    assert recipe.flat == policy.MasterRef("2025-03-02", "flat", "R")
+    assert "flat R: own night (filter 'r' read as 'R': filters.aliases)" in recipe.notes
+
+
+#: plan_digest of the demo and the real night, computed on the commit before
+#: matching by camera (fdf28c6) and unchanged since
+DEMO_PLAN = "8a49e99cf5b4a63b"
+REAL_PLAN = "96efed8eab7c3c37"
+
+
+def plan_digest(plan):
+    """The plan's masters and every recipe's masters, scale and words."""
+    import hashlib
+    import json
+
+    def said(recipe):
+        r = recipe.as_dict()
+        return [r["bias"], r["dark"], round(r["dark_scale"], 6), r["flat"], r["notes"]]
+
+    summary = {
+        "masters": {
+            ref.name: sorted([f.relpath, said(m.recipes[f.relpath])] for f in m.frames)
+            for ref, m in plan.masters.items()
+        },
+        "lights": {f"{n}/{s}": said(r) + [r.uncorrected] for (n, s), (_, r) in plan.lights.items()},
+    }
+    return hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_one_camera_nights_plan_as_before(demo):
+    """The demo's plan (its 12 masters and every recipe's masters, scale and
+    notes) is what it was before matching by camera: digest recorded then."""
+    raw = demo / "raw"
+    plan = plan_with(raw)
+    assert len(plan.masters) == 12 and len(plan.lights) == 30
+    assert plan_digest(plan) == DEMO_PLAN
+
+
+@pytest.mark.skipif(not REAL_NIGHT.exists(), reason="the real night is not here")
+def test_the_real_night_plans_as_before():
+    """The BSU night (one SBIG camera, SET-TEMP -31 on every frame, CCD-TEMP
+    wandering by 0.03 C): its 4 masters and 23 lights' recipes as before."""
+    plan = plan_with(REAL_NIGHT)
+    assert len(plan.masters) == 4 and len(plan.lights) == 23
+    assert plan_digest(plan) == REAL_PLAN
+
+
+def test_flats_of_another_gain_setting_are_named_with_the_key_to_drop(tmp_path):
+    write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    # biases and darks write no GAIN (they serve both); the flats were taken at 0
+    stamp(sorted((tmp_path / "n1").glob("light_*.fits")), GAIN=100)
+    stamp(sorted((tmp_path / "n1").glob("flat_*.fits")), GAIN=0)
+    with pytest.raises(CalibrationMissing) as err:
+        plan_with(tmp_path)
+    message = str(err.value)
+    assert "flats 'R' of this night are of other camera settings (48x40 pixels" in message
+    assert "GAIN '0'" in message and "leave the key out of calibration.camera_keys" in message
+    config = default_config(raw_dir="x")
+    config["calibration"]["camera_keys"] = ["INSTRUME", "XBINNING", "YBINNING"]
+    _, recipe = light(plan_with(tmp_path, config), "n1", "light_R_30s_0")
+    assert recipe.flat == policy.MasterRef("n1", "flat", "R")
+
+
+def test_two_other_cameras_alike_in_their_tag_keep_apart(tmp_path):
+    two_camera_night(tmp_path)  # Cam A (main) and Cam B at GAIN 120
+    c = tmp_path / "n1" / "C"
+    for i in range(3):
+        write_raw(c / f"c_bias_{i}.fits", "Bias Frame", 0.0, (20, 24))
+        write_raw(c / f"c_light_{i}.fits", "Light Frame", 30.0, (20, 24), 1200, "R")
+    stamp(sorted(c.glob("*.fits")), INSTRUME="Cam B", GAIN=200)
+    plan = plan_with(tmp_path, on_missing="skip")
+    biases = sorted(ref.name for ref in plan.masters if ref.kind == "bias")
+    assert biases == [
+        "calib/n1/bias.fits",
+        "calib/n1/cam_b/bias.fits",
+        "calib/n1/cam_b_3/bias.fits",
+    ]
+    gains = {ref.camera: {f.camera[3] for f in m.frames} for ref, m in plan.masters.items()}
+    assert gains["cam_b"] == {"120"} and gains["cam_b_3"] == {"200"}
+
+
+def test_another_cameras_flats_are_named_when_they_are_the_only_ones(tmp_path):
+    write_night(tmp_path, "2025-03-01", "2025-03-01T20:00:00")
+    write_night(tmp_path, "2025-03-02", "2025-03-02T20:00:00", flats=())
+    stamp_all(tmp_path / "2025-03-01", INSTRUME="Cam A")
+    stamp_all(tmp_path / "2025-03-02", INSTRUME="Cam B")
+    with pytest.raises(CalibrationMissing) as err:
+        plan_with(tmp_path)
+    assert (
+        "no flat for filter 'R' within 30 days of 2025-03-02 (48x40 pixels, binning 1x1, "
+        "camera 'Cam B'): flats 'R' of night 2025-03-01 are of another camera or shape "
+        "(48x40 pixels, binning 1x1, camera 'Cam A')"
+    ) in str(err.value)

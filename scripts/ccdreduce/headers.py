@@ -22,9 +22,12 @@ SHAPE_KEYWORDS = ("NAXIS1", "NAXIS2", "XBINNING", "YBINNING", "CCDSUM")
 #: Where the telescope was and where it pointed: enough for the night log's
 #: airmass and BJD_TDB without opening the raw files again.
 SITE_TARGET_KEYWORDS = ("SITELAT", "SITELONG", "SITEELEV", "RA", "DEC", "OBJCTRA", "OBJCTDEC")
+#: The cooler's set point, else the sensor's measured temperature (deg C):
+#: dark current doubles every ~6 C, so darks match lights by it.
+TEMPERATURE_KEYWORDS = ("SET-TEMP", "CCD-TEMP")
 
 
-def wanted_keywords(keywords):
+def wanted_keywords(keywords, camera_keys=()):
     """All header keywords the inventory must read, in a stable order."""
     names = []
     for group in keywords.values():
@@ -32,7 +35,35 @@ def wanted_keywords(keywords):
     names.extend(SHAPE_KEYWORDS)
     names.extend(SITE_TARGET_KEYWORDS)
     names.extend(("INSTRUME", "TELESCOP"))  # which camera, which telescope
+    names.extend(TEMPERATURE_KEYWORDS)
+    names.extend(k.upper() for k in camera_keys)
     return sorted(set(names))
+
+
+def camera_values(fields, camera_keys):
+    """The camera's identity: each of ``camera_keys`` as a normalised string
+    ('' where the header lacks it), in key order. 'Normal' and 'normal',
+    2.0 and 2 are alike."""
+    values = []
+    for key in camera_keys:
+        value = fields.get(key.upper())
+        values.append("" if value is None or str(value).strip() == "" else _normalise(value))
+    return tuple(values)
+
+
+def set_temperature(fields):
+    """The sensor's set point in deg C (SET-TEMP, else CCD-TEMP), or None."""
+    for key in TEMPERATURE_KEYWORDS:
+        value = fields.get(key)
+        if isinstance(value, bool) or value is None:
+            continue
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            continue
+        if math.isfinite(number):
+            return number
+    return None
 
 
 def _first(fields, names):
@@ -140,6 +171,36 @@ def exposure_seconds(seconds):
 def exposure_key(seconds):
     """The exposure as used in file names: 30 -> '30', 1.5 -> '1.5'."""
     return f"{exposure_seconds(seconds):g}"
+
+
+def _roundness(seconds):
+    """Significant digits of an exposure: 300 has 1, 300.1 has 4."""
+    return len(exposure_key(seconds).replace(".", "").replace("-", "").strip("0"))
+
+
+def exposure_groups(exposures, tolerance):
+    """{exposure: group exposure}: exposures within ``tolerance`` (a fraction)
+    of a group's shortest are one group, named by its roundest value (fewest
+    significant digits; then the commonest, then the shortest): 300 and
+    300.1 s are one group, 300 s. ``exposures`` lists every frame's (counts
+    matter); a tolerance of 0 groups only equal values (to 6 digits)."""
+    counts = {}
+    for seconds in exposures:
+        key = exposure_seconds(seconds)
+        counts[key] = counts.get(key, 0) + 1
+    groups, current = [], []
+    for seconds in sorted(counts):
+        if current and seconds > current[0] * (1 + tolerance):
+            groups.append(current)
+            current = []
+        current.append(seconds)
+    if current:
+        groups.append(current)
+    named = {}
+    for group in groups:
+        name = min(group, key=lambda s: (_roundness(s), -counts[s], s))
+        named.update({s: name for s in group})
+    return named
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -24,10 +24,14 @@ from .headers import (
     SITE_TARGET_KEYWORDS,
     HeaderError,
     binning,
+    camera_values,
+    exposure_groups,
     exposure_key,
+    exposure_seconds,
     exposure_time,
     frame_type,
     safe_name,
+    set_temperature,
     text_value,
     unique_names,
     wanted_keywords,
@@ -44,7 +48,11 @@ FITS_SUFFIXES = (
     ".fit.fz",
     ".fts.fz",
 )
-CACHE_VERSION = 5  # 4: each file's content sample (duplicates); 5: problems by errors.say
+#: 4: each file's content sample (duplicates); 5: problems by errors.say;
+#: 6: camera keys and set-point temperature (issue 15)
+CACHE_VERSION = 6
+#: calibration.camera_keys when a config does not give them (the schema's default)
+CAMERA_KEYS = ("INSTRUME", "XBINNING", "YBINNING", "GAIN", "OFFSET", "READOUTM")
 #: Bytes read from the start, middle and end of a file to recognise a copy:
 #: the header and thousands of noisy pixels tell two exposures apart, and a
 #: first parse of 10,000 frames reads 0.5 GB rather than every byte.
@@ -83,6 +91,16 @@ class Frame:
     filter_name: str | None = None  # path names of filter and object (assign_names)
     object_name: str | None = None
     telescope: str | None = None  # TELESCOP: borrowed flats never cross telescopes
+    # calibration.camera_keys as normalised strings, in key order ('' where
+    # the header lacks one): masters serve frames of the same camera
+    camera: tuple = ()
+    camera_keys: tuple = ()  # the keys those values are of, for the words
+    temperature: float | None = None  # set point: SET-TEMP, else CCD-TEMP (deg C)
+    # the exposure group (calibration.exposure_tolerance, assign_exposure_groups):
+    # 300.1 s lights are in the 300 s group; ``exposure`` stays the true one
+    exposure_group: float | None = None
+    # the filter as the header spells it, when filters.aliases renamed it
+    filter_spelling: str | None = None
     problem: str | None = None
 
     @property
@@ -91,7 +109,9 @@ class Frame:
 
     @property
     def exposure_key(self):
-        return exposure_key(self.exposure)
+        """The exposure group in file names: '300' for a 300.1 s frame when
+        300 and 300.1 s are one group."""
+        return exposure_key(self.exposure if self.exposure_group is None else self.exposure_group)
 
     @property
     def filter_key(self):
@@ -111,6 +131,16 @@ class Frame:
         ny, nx = self.shape
         camera = f", camera {self.instrument!r}" if self.instrument else ""
         return f"{nx}x{ny} pixels, binning {self.binning[0]}x{self.binning[1]}{camera}"
+
+    def describe_camera(self):
+        """The camera settings in words: "GAIN '120', OFFSET '30'" (keys the
+        header has, but INSTRUME and binning: describe_geometry says them)."""
+        said = [
+            f"{key} {value!r}"
+            for key, value in zip(self.camera_keys, self.camera, strict=False)
+            if value != "" and key not in ("INSTRUME", "XBINNING", "YBINNING")
+        ]
+        return ", ".join(said) or "no other camera keys"
 
 
 @dataclass
@@ -223,8 +253,19 @@ def _matches(relpath, patterns):
     return [p for p in patterns if fnmatch.fnmatchcase(relpath, p)]
 
 
-def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
-    """A Frame from cached header fields, the overrides and the exclusions."""
+def describe(
+    fields,
+    relpath,
+    path,
+    night,
+    headers_cfg,
+    overrides_cfg,
+    exclude,
+    camera_keys=CAMERA_KEYS,
+    aliases=None,
+):
+    """A Frame from cached header fields, the overrides, the filter aliases
+    (filters.aliases: spelling -> name) and the exclusions."""
     frame = Frame(night=night, relpath=relpath, path=str(path), stem=fits_stem(Path(path).name))
     if fields.get("_problem"):
         frame.problem = fields["_problem"]
@@ -243,6 +284,12 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
     frame.object = text_value(fields, keywords["object"])
     frame.date_obs = text_value(fields, keywords["date_obs"])
     frame.filter = text_value(fields, keywords["filter"])
+    if frame.filter is not None and frame.filter in (aliases or {}):
+        frame.filter_spelling = frame.filter
+        frame.filter = str(aliases[frame.filter])
+    frame.camera_keys = tuple(k.upper() for k in camera_keys)
+    frame.camera = camera_values(fields, frame.camera_keys)
+    frame.temperature = set_temperature(fields)
     try:
         frame.binning = binning(fields)
     except ValueError:
@@ -281,9 +328,10 @@ def scan_night(raw_dir, night, config, cache_dir=None):
     raw_dir = Path(raw_dir)
     directory = raw_dir / night
     headers_cfg = config["headers"]
+    camera_keys = camera_keys_of(config)
     cache = HeaderCache(
         Path(cache_dir) / f"{night}.json" if cache_dir else None,
-        wanted_keywords(headers_cfg["keywords"]),
+        wanted_keywords(headers_cfg["keywords"], camera_keys),
     )
     frames, ignored, seen = [], [], {}
     for root, dirs, files in os.walk(directory):
@@ -305,6 +353,8 @@ def scan_night(raw_dir, night, config, cache_dir=None):
                 headers_cfg,
                 config.get("header_overrides") or {},
                 config.get("exclude") or [],
+                camera_keys,
+                filter_aliases(config),
             )
             if frame.stem in seen:
                 frame.problem = say(
@@ -352,8 +402,38 @@ def scan(raw_dir, config, cache_dir=None):
         night: scan_night(raw_dir, night, config, cache_dir) for night in night_names(raw_dir)
     }
     mark_duplicates(nights)
+    assign_exposure_groups(nights, exposure_tolerance(config))
     assign_names(nights)
     return nights
+
+
+def camera_keys_of(config):
+    """calibration.camera_keys, upper case (the schema's default if absent)."""
+    keys = (config.get("calibration") or {}).get("camera_keys", CAMERA_KEYS)
+    return tuple(str(k).upper() for k in keys)
+
+
+def filter_aliases(config):
+    """filters.aliases: {spelling in headers: filter name}."""
+    return {str(k): str(v) for k, v in ((config.get("filters") or {}).get("aliases") or {}).items()}
+
+
+def exposure_tolerance(config):
+    return float((config.get("calibration") or {}).get("exposure_tolerance", 0.01))
+
+
+def assign_exposure_groups(nights, tolerance):
+    """Each usable frame's exposure group over the whole archive
+    (headers.exposure_groups): frames within ``tolerance`` (a fraction) are
+    one group, so 300.1 s lights find the 300 s darks as their own exposure.
+    Archive-wide, so that a night's grouping never depends on which night
+    asks."""
+    frames = [
+        f for night in nights.values() for f in night.frames if f.usable and f.exposure is not None
+    ]
+    groups = exposure_groups([f.exposure for f in frames], tolerance)
+    for frame in frames:
+        frame.exposure_group = groups[exposure_seconds(frame.exposure)]
 
 
 _NAMED = (("FILTER", "filter", "none"), ("OBJECT", "object", "unknown"))

@@ -8,7 +8,8 @@ tables and headers record it) and returns a str; given wildcards
 
     calib/<night>/        bias.fits, dark_<exposure>s.fits, flat_<filter>.fits
                           (each with its .png), bad_pixels.fits and .png,
-                          frames.ecsv, night_log.ecsv
+                          frames.ecsv, night_log.ecsv; <camera>/ holds the
+                          masters of a night's second camera or set point
     calibrated/<night>/   <stem>.fits        a calibrated science frame
     catalogs/<night>/     <stem>.ecsv        its stars
     registered/<night>/<group>/<stem>.fits   on the grid of the stack <group>
@@ -56,8 +57,11 @@ def calib(results, night, name=""):
     return _under(results, f"calib/{night}" + (f"/{name}" if name else ""))
 
 
-def master(results, night, kind, key=""):
-    return calib(results, night, master_file(kind, key))
+def master(results, night, kind, key="", camera=""):
+    """A master: calib/<night>/<file>, or calib/<night>/<camera>/<file> for a
+    night's second camera or set point (policy: the main one keeps the plain
+    name, so a one-camera night's masters are named as they always were)."""
+    return calib(results, night, f"{camera}/" * bool(camera) + master_file(kind, key))
 
 
 def bad_pixels(results, night, extension=".fits"):
@@ -65,9 +69,9 @@ def bad_pixels(results, night, extension=".fits"):
     return calib(results, night, f"bad_pixels{extension}")
 
 
-def master_preview(results, night, kind, key=""):
+def master_preview(results, night, kind, key="", camera=""):
     """The PNG drawn beside a master."""
-    return master(results, night, kind, key).removesuffix(".fits") + ".png"
+    return master(results, night, kind, key, camera).removesuffix(".fits") + ".png"
 
 
 def calibrated_dir(results, night):

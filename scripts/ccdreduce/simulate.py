@@ -142,6 +142,17 @@ class NightSpec:
     transparency: tuple = (0.75, 1.0)
     # cosmic-ray hits per second on 512 x 512 pixels
     cosmic_ray_rate: float = 0.35
+    # the camera (issue 15): INSTRUME written; a label that puts its files in
+    # a sub-folder of the night and prefixes their names (two cameras in one
+    # night); SET-TEMP (deg C, not written when None), per dark exposure if
+    # given in dark_set_temps; how the lights' headers spell a filter
+    # ({"V": "Johnson V"}); extra header cards (GAIN, OFFSET of a CMOS)
+    instrument: str = "Simulated CCD"
+    camera_label: str = ""
+    set_temp: float | None = None
+    dark_set_temps: dict = field(default_factory=dict)
+    filter_spellings: dict = field(default_factory=dict)
+    cards: dict = field(default_factory=dict)
 
 
 def demo_nights():
@@ -630,13 +641,19 @@ def _header(spec, kind, exposure, filt, start, index, camera, pier_side=None):
         timespec="milliseconds" if spec.dialect == "nina" else "seconds"
     )
     if filt is not None:
-        h["FILTER"] = filt
+        h["FILTER"] = spec.filter_spellings.get(filt, filt) if kind == "light" else filt
     h["OBJECT"] = {"light": "NGC 2362", "flat": "FLAT", "dark": "DARK", "bias": "BIAS"}[kind]
     h["XBINNING"] = spec.binning
     h["YBINNING"] = spec.binning
     for key, (value, comment) in NOISE_CARDS[spec.dialect].items():
         h[key] = (getattr(camera, value) if isinstance(value, str) else value, comment)
-    h["INSTRUME"] = "Simulated CCD"
+    h["INSTRUME"] = spec.instrument
+    set_temp = spec.dark_set_temps.get(exposure, spec.set_temp) if kind == "dark" else None
+    set_temp = spec.set_temp if set_temp is None else set_temp
+    if set_temp is not None:
+        h["SET-TEMP"] = (set_temp, "cooler set point (C)")
+    for key, value in spec.cards.items():
+        h[key] = value
     h["TELESCOP"] = "ccdreduce simulator"
     h["SITELAT"] = 41.988
     h["SITELONG"] = -70.97
@@ -743,12 +760,12 @@ def simulate_night(sky, spec, raw_dir):
                 "light": f"NGC2362/{filt}",
             }[kind]
             label = f"{kind}_{filt}_{exposure:g}s" if filt else f"{kind}_{exposure:g}s"
-            name = f"{label}_{index:03d}"
+            name = f"{spec.camera_label}_" * bool(spec.camera_label) + f"{label}_{index:03d}"
             compress = spec.dialect == "nina" and kind == "light"
             suffix = ".fits.fz" if compress else spec.suffix
             if spec.dialect == "lab" and kind == "dark":
                 suffix = ".fits.gz"
-            path = Path(raw_dir) / spec.name / folder / (name + suffix)
+            path = Path(raw_dir) / spec.name / spec.camera_label / folder / (name + suffix)
             write_frame(path, data, header, compress=compress)
             truth.update(
                 file=path.relative_to(raw_dir).as_posix(),
@@ -848,3 +865,88 @@ def lights_only_night(name="2025-03-20", start="2025-03-21T00:30:00"):
         seeing=3.2,
         transparency=(0.85, 1.0),
     )
+
+
+MATCHING_NIGHT = "2025-05-01"
+
+
+def matching_cameras():
+    """The two cameras of matching_nights(): a 128x128 cooled CCD and a 112x96
+    CMOS with another bias level, gain and dark current (no overscan on
+    either: reduce with trim_section null)."""
+    return {
+        "ccd": Camera(ny=128, nx=128, overscan=0),
+        "cmos": Camera(
+            ny=96, nx=112, overscan=0, gain=2.0, read_noise=3.0, bias_level=500.0, dark_current=0.02
+        ),
+    }
+
+
+def matching_nights():
+    """One night, two cameras, the matching cases of issue 15, as
+    {camera name: NightSpec} (simulate_matching writes them):
+
+    ccd   'Simulated CCD' at SET-TEMP -20: 3 biases, 300 s darks at -20 C and
+          60 s darks at -10 C (a set point 10 C off: not for the -20 C
+          lights), R flats, three R lights of 300.1 s (the 300 s dark is
+          their exposure, within 1 %) and two of 60 s (no 60 s dark at -20 C)
+    cmos  'Simulated CMOS' (GAIN 120, OFFSET 30, SET-TEMP -5): 3 biases,
+          30 s darks, V flats (FILTER 'V') and three 30 s lights whose
+          headers spell the filter 'Johnson V' (needs filters.aliases)
+
+    The CCD has more frames, so it is the night's main camera.
+    """
+    start = f"{MATCHING_NIGHT}T02:00:00"
+    return {
+        "ccd": NightSpec(
+            MATCHING_NIGHT,
+            "maxim",
+            start,
+            (0.0, 0.0),
+            n_bias=3,
+            darks={300.0: 3, 60.0: 3},
+            flats={"R": (2.0, 3)},
+            lights={("R", 300.1): 3, ("R", 60.0): 2},
+            camera_label="ccd",
+            set_temp=-20.0,
+            dark_set_temps={60.0: -10.0},
+        ),
+        "cmos": NightSpec(
+            MATCHING_NIGHT,
+            "maxim",
+            f"{MATCHING_NIGHT}T05:00:00",
+            (0.0, 0.0),
+            n_bias=3,
+            darks={30.0: 3},
+            flats={"V": (1.0, 3)},
+            lights={("V", 30.0): 3},
+            instrument="Simulated CMOS",
+            camera_label="cmos",
+            set_temp=-5.0,
+            filter_spellings={"V": "Johnson V"},
+            cards={"GAIN": 120, "OFFSET": 30},
+        ),
+    }
+
+
+def simulate_matching(out_dir, seed=2025):
+    """Write matching_nights() to out_dir/raw and out_dir/truth/truth.json
+    (each frame's record with its camera's name and INSTRUME, each camera's
+    bias level and gain)."""
+    out_dir = Path(out_dir)
+    cameras = matching_cameras()
+    frames = []
+    for name, spec in matching_nights().items():
+        sky = Sky(cameras[name], seed=seed + len(frames))
+        for record in simulate_night(sky, spec, out_dir / "raw"):
+            record.update(camera=name, instrument=spec.instrument)
+            frames.append(record)
+    truth = {
+        "cameras": {name: asdict(c) for name, c in cameras.items()},
+        "seed": seed,
+        "frames": frames,
+    }
+    truth_dir = out_dir / "truth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
