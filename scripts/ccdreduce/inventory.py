@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import dateobs, fitsfile
+from . import bayer, dateobs, fitsfile
 from .errors import ConfigProblem, say
 from .headers import (
     SITE_TARGET_KEYWORDS,
@@ -44,11 +44,14 @@ FITS_SUFFIXES = (
     ".fit.fz",
     ".fts.fz",
 )
-CACHE_VERSION = 5  # 4: each file's content sample (duplicates); 5: problems by errors.say
+CACHE_VERSION = 6  # 4: each file's content sample (duplicates); 5: problems by errors.say;
+# 6: the Bayer keys (BAYER_KEYWORDS)
 #: Bytes read from the start, middle and end of a file to recognise a copy:
 #: the header and thousands of noisy pixels tell two exposures apart, and a
 #: first parse of 10,000 frames reads 0.5 GB rather than every byte.
 SAMPLE_BYTES = 16384
+#: What a colour (Bayer) sensor's header says of its pattern (bayer.pattern).
+BAYER_KEYWORDS = ("BAYERPAT", "COLORTYP", "XBAYROFF", "YBAYROFF", "ROWORDER")
 _EMPTY_FIX = "copy the file again from the camera computer, or move it out of the night folder"
 
 
@@ -83,6 +86,9 @@ class Frame:
     filter_name: str | None = None  # path names of filter and object (assign_names)
     object_name: str | None = None
     telescope: str | None = None  # TELESCOP: borrowed flats never cross telescopes
+    # a colour sensor's 2x2 pattern at the raw frame's pixel (row 0, col 0)
+    # after XBAYROFF/YBAYROFF/ROWORDER, e.g. "GRBG"; None for mono (bayer.pattern)
+    bayer: str | None = None
     problem: str | None = None
 
     @property
@@ -239,6 +245,13 @@ def describe(fields, relpath, path, night, headers_cfg, overrides_cfg, exclude):
     frame.instrument = text_value(fields, ["INSTRUME"])
     frame.telescope = text_value(fields, ["TELESCOP"])
     frame.site_target = {k: fields[k] for k in SITE_TARGET_KEYWORDS if k in fields}
+    try:
+        frame.bayer = bayer.pattern(fields, frame.shape)
+    except ValueError as exc:
+        frame.problem = say(
+            str(exc), "correct BAYERPAT with header_overrides (e.g. {BAYERPAT: RGGB})"
+        )
+        return frame
     keywords = headers_cfg["keywords"]
     frame.object = text_value(fields, keywords["object"])
     frame.date_obs = text_value(fields, keywords["date_obs"])
@@ -283,7 +296,7 @@ def scan_night(raw_dir, night, config, cache_dir=None):
     headers_cfg = config["headers"]
     cache = HeaderCache(
         Path(cache_dir) / f"{night}.json" if cache_dir else None,
-        wanted_keywords(headers_cfg["keywords"]),
+        sorted(set(wanted_keywords(headers_cfg["keywords"])) | set(BAYER_KEYWORDS)),
     )
     frames, ignored, seen = [], [], {}
     for root, dirs, files in os.walk(directory):
