@@ -8,9 +8,9 @@ import numpy as np
 
 from . import bayer, catalog, noise, provenance, times
 from .calibrate import Masters, Settings, WorkFrame, load_raw, run_stages
+from .fitsfile import MASK_BAD_PIXEL, MASK_COSMIC_RAY, MASK_SATURATED, set_unit, write_image
 from .sections import section_slices
 from .stars import background
-from .fitsfile import MASK_BAD_PIXEL, MASK_COSMIC_RAY, MASK_SATURATED, set_unit, write_image
 
 #: Pixels around a saturated one where no cosmic ray is looked for.
 SATURATED_MARGIN = 5
