@@ -196,7 +196,10 @@ def test_demosaic_rejects_unknown_method_and_pattern():
 
 def test_luminance_is_the_mean():
     planes = bayer.demosaic(
-        mosaic_of({c: np.full((4, 4), v, np.float32) for c, v in zip("RGB", (3, 6, 9))}, "BGGR"),
+        mosaic_of(
+            {c: np.full((4, 4), v, np.float32) for c, v in zip("RGB", (3, 6, 9), strict=True)},
+            "BGGR",
+        ),
         "BGGR",
     )
     np.testing.assert_allclose(bayer.luminance(planes), 6.0)

@@ -232,8 +232,9 @@ def colour_camera():
 def colour_nights():
     """One night of a colour camera (colour_camera()) for the colour tests
     (issue 15): 3 biases, 3 darks and 5 flats through the camera's UV/IR
-    cut ('L', a warm lamp: blue pixels see half the light of green), 8
-    lights of 30 s dithered by up to 3 px. Stars have colours (truth
+    cut ('L', a warm lamp: blue pixels see half the light of green), 16
+    lights of 30 s dithered by up to 3 px (a channel collects a quarter or
+    half of a star's light: the stack needs the photons of many frames). Stars have colours (truth
     'colour': each star's R, G and B flux)."""
     return [
         NightSpec(
@@ -244,7 +245,7 @@ def colour_nights():
             n_bias=3,
             darks={30.0: 3},
             flats={COLOUR_FILTER: (2.0, 5)},
-            lights={(COLOUR_FILTER, 30.0): 8},
+            lights={(COLOUR_FILTER, 30.0): 16},
         )
     ]
 
