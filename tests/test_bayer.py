@@ -279,3 +279,37 @@ def test_inventory_reads_the_pattern(tmp_path):
     assert by_stem["colour"].bayer == "GRBG"
     assert by_stem["mono"].bayer is None and by_stem["mono"].usable
     assert not by_stem["odd"].usable and "BAYERPAT" in by_stem["odd"].problem
+
+
+def test_channel_meta_takes_the_channels_sky():
+    from ccdreduce import catalog
+
+    meta = {"sky": 10.0, "noise": 2.0, "fwhm": 3.0, "channels": {"B": {"sky": 4.0, "noise": 1.5}}}
+    assert catalog.channel_meta(meta, "B") | {"channels": None} == {
+        "sky": 4.0,
+        "noise": 1.5,
+        "fwhm": 3.0,
+        "channels": None,
+    }
+    assert catalog.channel_meta(meta) is meta  # a mono frame's meta as it is
+
+
+def test_colour_balance_makes_stars_white():
+    from ccdreduce.preview import colour_balance, colour_stretch
+
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:96, 0:96]
+    stars = sum(
+        f * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 4.0)
+        for cx, cy, f in [(20, 30, 900.0), (60, 70, 3000.0), (75, 15, 1500.0), (40, 80, 600.0)]
+    )
+    gains, skies = {"R": 0.8, "G": 1.0, "B": 0.5}, {"R": 40.0, "G": 55.0, "B": 20.0}
+    channels = {c: skies[c] + gains[c] * stars + rng.normal(0, 2.0, x.shape) for c in "RGB"}
+    balanced, balance, noise = colour_balance(channels)
+    for c in "RGB":
+        assert balance[c][0] == pytest.approx(skies[c], abs=0.5)
+        assert balance[c][1] == pytest.approx(gains[c], rel=0.03)
+    rgb = colour_stretch(balanced, noise)
+    assert rgb.shape == (96, 96, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    # the brightest star white: its channels alike after balance and stretch
+    np.testing.assert_allclose(rgb[70, 60], rgb[70, 60].mean(), rtol=0.05)
