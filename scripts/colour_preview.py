@@ -1,9 +1,9 @@
 """Rule colour_preview: the colour PNG of a colour group's stacks, from its
-R, G and B channel stacks of one method (ccdreduce.preview.save_colour_preview)."""
+R, G and B channel stacks of one method (ccdreduce.colourpreview.save_colour_preview)."""
 
 from ccdreduce import runlog
+from ccdreduce.colourpreview import save_colour_preview
 from ccdreduce.fitsfile import read_product
-from ccdreduce.preview import save_colour_preview
 
 log = runlog.start(snakemake)
 channels, header = {}, None

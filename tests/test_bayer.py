@@ -295,7 +295,7 @@ def test_channel_meta_takes_the_channels_sky():
 
 
 def test_colour_balance_makes_stars_white():
-    from ccdreduce.preview import colour_balance, colour_stretch
+    from ccdreduce.colourpreview import colour_balance, colour_stretch
 
     rng = np.random.default_rng(3)
     y, x = np.mgrid[0:96, 0:96]
