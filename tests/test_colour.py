@@ -233,3 +233,20 @@ def test_products_open_naturally(colour):
 
     with Image.open(layout.stack(results, GROUP, f"{METHOD}.png")) as png:
         assert png.mode in ("RGB", "RGBA")
+
+
+def test_every_frame_moves_alike_in_its_three_channels(colour):
+    results = colour["results"]
+    tables = {
+        c: Table.read(layout.stack(results, f"{GROUP}/{c}", "frames.ecsv"), format="ascii.ecsv")
+        for c in CHANNELS
+    }
+    for column in ("dx_measured", "dy_measured"):
+        for c in ("R", "B"):
+            np.testing.assert_array_equal(tables[c][column], tables["G"][column])
+    # what was moved is a channel, never the mosaic
+    for c in CHANNELS:
+        for row in tables[c]:
+            frame_id = layout.frame_id(row["night"], row["stem"])
+            registered = fits.getheader(layout.registered(results, f"{GROUP}/{c}", frame_id))
+            assert registered["CHANNEL"] == c and "BAYERPAT" not in registered
