@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bayer
 from .combine import weights_mode
 from .errors import ConfigProblem, Problem
 from .layout import reference_lock, split_frame_id
@@ -35,7 +36,7 @@ def group_name(frame, group_by):
 
 
 #: A colour frame's demosaiced channels, each stacked on its own.
-CHANNELS = ("R", "G", "B")
+CHANNELS = bayer.CHANNELS
 
 
 def stack_groups(plan, group_by):
