@@ -2,6 +2,7 @@
 # every input function. Nothing here touches pixels; header reading is cached
 # in <results_dir>/.cache so that re-parsing an unchanged archive is cheap.
 
+import re
 import sys
 from pathlib import Path
 
@@ -84,9 +85,19 @@ if workflow.is_main_process and not stalelock.guard_snakemake_lock(logger):
 
 
 STACKING = config["stacking"]
-STACKS = stacking.stack_groups(PLAN, STACKING["group_by"])
 try:
-    check_against_plan(config, PLAN, STACKS)
+    STACKS = stacking.stack_groups(PLAN, STACKING["group_by"])
+except errors.ConfigProblem as exc:
+    raise WorkflowError(str(exc)) from None
+# colour groups: each stacked as <group>/R, /G, /B, previewed as <group>/<method>.png
+COLOUR_GROUPS = stacking.colour_groups(STACKS)
+# the colour preview rule's group wildcard: those groups only ("(?!)" matches none)
+COLOUR_GROUP_PATTERN = "|".join(re.escape(g) for g in COLOUR_GROUPS) or "(?!)"
+try:
+    # a pin may name a colour group: it holds for its channels
+    check_against_plan(
+        config, PLAN, STACKS | {g: STACKS[f"{g}/G"] for g in COLOUR_GROUPS}
+    )
 except errors.ConfigProblem as exc:
     raise WorkflowError(str(exc)) from None
 if workflow.is_main_process:  # distinct header values kept apart: say how
@@ -208,6 +219,23 @@ def bad_pixels_preview():
     )
 
 
+def colour_params(frame):
+    """A colour frame's pattern, demosaic method and channel files (nothing
+    for a mono frame, so that its job's params stay as they were)."""
+    if not frame.bayer:
+        return {}
+    return {
+        "bayer": frame.bayer,
+        "demosaic": config["colour"]["demosaic"],
+        "channels": {
+            channel: layout.calibrated_channel(
+                RESULTS, frame.night, frame.stem, channel
+            )
+            for channel in stacking.CHANNELS
+        },
+    }
+
+
 def calibrate_params(wildcards):
     return [
         {
@@ -222,6 +250,7 @@ def calibrate_params(wildcards):
             "recipe": recipe.as_dict(),
             "overrides": frame.overrides,
         }
+        | colour_params(frame)
         for frame, recipe in _lights(wildcards)
     ]
 
@@ -281,9 +310,11 @@ def registered_dirs(wildcards):
 
 def frame_info(frame, group):
     """What the stacking scripts need of one frame: its id, raw file and the
-    paths of its calibrated, catalogue and registered files."""
+    paths of its calibrated, catalogue and registered files. A colour
+    frame in a channel's stack (<group>/R): the channel's file, and the one
+    catalogue of its luminance, so every channel registers alike."""
     frame_id = layout.frame_id(frame.night, frame.stem)
-    return {
+    info = {
         "id": frame_id,
         "night": frame.night,
         "stem": frame.stem,
@@ -292,6 +323,13 @@ def frame_info(frame, group):
         "catalog": layout.catalog(RESULTS, frame.night, frame.stem),
         "registered": layout.registered(RESULTS, group, frame_id),
     }
+    channel = stacking.channel_of(frame, group)
+    if channel:
+        info["calibrated"] = layout.calibrated_channel(
+            RESULTS, frame.night, frame.stem, channel
+        )
+        info["channel"] = channel
+    return info
 
 
 def group_frame_info(wildcards):
@@ -313,7 +351,8 @@ def night_group_info(wildcards):
 
 
 def pinned_reference(group):
-    return STACKING["reference"].get(group)
+    """A stack's pinned reference; a colour group's pin holds for its channels."""
+    return stacking.pinned(STACKING["reference"], group, COLOUR_GROUPS)
 
 
 def stack_targets(group):
@@ -323,11 +362,18 @@ def stack_targets(group):
     return [layout.stack(RESULTS, group, name) for name in names]
 
 
+def colour_targets(group):
+    """A colour group's preview per method, from its three channel stacks."""
+    return [layout.stack(RESULTS, group, f"{m}.png") for m in STACKING["methods"]]
+
+
 def calibration_targets():
     return [layout.calib(RESULTS, night, "frames.ecsv") for night in NIGHTS]
 
 
 def all_targets():
-    return calibration_targets() + [
-        target for group in STACKS for target in stack_targets(group)
-    ]
+    return (
+        calibration_targets()
+        + [target for group in STACKS for target in stack_targets(group)]
+        + [target for group in COLOUR_GROUPS for target in colour_targets(group)]
+    )

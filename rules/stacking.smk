@@ -186,3 +186,39 @@ rule stack_stats:
         frames=group_frame_info,
     script:
         "../scripts/stack_stats.py"
+
+
+# a colour group's <method>.png is its colour preview, not a stack's own
+ruleorder: colour_preview > stack_preview
+
+
+rule colour_preview:
+    input:
+        expand(
+            layout.stack(RESULTS, "{{group}}/{channel}", "{{method}}.fits"),
+            channel=stacking.CHANNELS,
+        ),
+    output:
+        report(
+            layout.stack(RESULTS, "{group}", "{method}.png"),
+            caption="../report/colour_preview.rst",
+            category="Stacks",
+            subcategory="{group}",
+            labels={"stack": "{group}", "file": "{method} (colour)"},
+        ),
+    log:
+        layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits"), "colour"),
+    benchmark:
+        layout.benchmark(
+            RESULTS, layout.stack(None, "{group}", "{method}.fits"), "colour"
+        )
+    wildcard_constraints:
+        # only the colour groups: every other <method>.png is a stack's preview
+        group=COLOUR_GROUP_PATTERN,
+        method="|".join(STACKING["methods"]),
+    conda:
+        "../envs/reduce.yaml"
+    params:
+        code=code("colour_preview.py"),
+    script:
+        "../scripts/colour_preview.py"

@@ -36,6 +36,7 @@ for frame in params.frames:
             "rerun calibrate: snakemake --forcerun calibrate",
         )
     stars, meta = catalog.read(frame["catalog"])
+    meta = catalog.channel_meta(meta, frame.get("channel"))  # a colour channel's own sky
     moved, moved_mask, sigma, cards, message, ok = register.onto_reference(
         data, mask, stars, meta, reference, frame["id"], params.settings, uncertainty
     )

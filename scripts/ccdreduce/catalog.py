@@ -82,6 +82,15 @@ def write(path, stars, meta):
     table.write(path, format="ascii.ecsv", overwrite=True)
 
 
+def channel_meta(meta, channel=None):
+    """A catalogue's meta as one colour channel sees it: the stars are the
+    frame's luminance's, the sky level and noise the channel's own (what
+    register subtracts and scaling weighs by). Unchanged for a mono frame."""
+    if not channel:
+        return meta
+    return meta | meta["channels"][channel]
+
+
 def read(path):
     """(stars as a dict of arrays, meta dict)."""
     from astropy.table import Table

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import dateobs, fitsfile
+from . import bayer, dateobs, fitsfile
 from .errors import ConfigProblem, say
 from .headers import (
     SITE_TARGET_KEYWORDS,
@@ -49,7 +49,7 @@ FITS_SUFFIXES = (
     ".fts.fz",
 )
 #: 4: each file's content sample (duplicates); 5: problems by errors.say;
-#: 6: camera keys and set-point temperature (issue 15)
+#: 6: camera keys, set-point temperature and the Bayer keys (issue 15)
 CACHE_VERSION = 6
 #: calibration.camera_keys when a config does not give them (the schema's default)
 CAMERA_KEYS = ("INSTRUME", "XBINNING", "YBINNING", "GAIN", "OFFSET", "READOUTM")
@@ -57,6 +57,8 @@ CAMERA_KEYS = ("INSTRUME", "XBINNING", "YBINNING", "GAIN", "OFFSET", "READOUTM")
 #: the header and thousands of noisy pixels tell two exposures apart, and a
 #: first parse of 10,000 frames reads 0.5 GB rather than every byte.
 SAMPLE_BYTES = 16384
+#: What a colour (Bayer) sensor's header says of its pattern (bayer.pattern).
+BAYER_KEYWORDS = ("BAYERPAT", "COLORTYP", "XBAYROFF", "YBAYROFF", "ROWORDER")
 _EMPTY_FIX = "copy the file again from the camera computer, or move it out of the night folder"
 
 
@@ -101,6 +103,9 @@ class Frame:
     exposure_group: float | None = None
     # the filter as the header spells it, when filters.aliases renamed it
     filter_spelling: str | None = None
+    # a colour sensor's 2x2 pattern at the raw frame's pixel (row 0, col 0)
+    # after XBAYROFF/YBAYROFF/ROWORDER, e.g. "GRBG"; None for mono (bayer.pattern)
+    bayer: str | None = None
     problem: str | None = None
 
     @property
@@ -280,6 +285,13 @@ def describe(
     frame.instrument = text_value(fields, ["INSTRUME"])
     frame.telescope = text_value(fields, ["TELESCOP"])
     frame.site_target = {k: fields[k] for k in SITE_TARGET_KEYWORDS if k in fields}
+    try:
+        frame.bayer = bayer.pattern(fields, frame.shape)
+    except ValueError as exc:
+        frame.problem = say(
+            str(exc), "correct BAYERPAT with header_overrides (e.g. {BAYERPAT: RGGB})"
+        )
+        return frame
     keywords = headers_cfg["keywords"]
     frame.object = text_value(fields, keywords["object"])
     frame.date_obs = text_value(fields, keywords["date_obs"])
@@ -331,7 +343,7 @@ def scan_night(raw_dir, night, config, cache_dir=None):
     camera_keys = camera_keys_of(config)
     cache = HeaderCache(
         Path(cache_dir) / f"{night}.json" if cache_dir else None,
-        wanted_keywords(headers_cfg["keywords"], camera_keys),
+        sorted(set(wanted_keywords(headers_cfg["keywords"], camera_keys)) | set(BAYER_KEYWORDS)),
     )
     frames, ignored, seen = [], [], {}
     for root, dirs, files in os.walk(directory):

@@ -10,11 +10,15 @@ tables and headers record it) and returns a str; given wildcards
                           (each with its .png), bad_pixels.fits and .png,
                           frames.ecsv, night_log.ecsv; <camera>/ holds the
                           masters of a night's second camera or set point
-    calibrated/<night>/   <stem>.fits        a calibrated science frame
+    calibrated/<night>/   <stem>.fits        a calibrated science frame (of a
+                          colour sensor: its calibrated mosaic, and
+                          <stem>_R.fits, _G.fits, _B.fits its demosaiced channels)
     catalogs/<night>/     <stem>.ecsv        its stars
     registered/<night>/<group>/<stem>.fits   on the grid of the stack <group>
     stacks/<group>/       <method>.fits and .png, frames.ecsv, frames.png,
                           stats.ecsv, reference.json, reference.lock
+    stacks/<group>/R|G|B/ a colour group's channel stacks, as above; and
+    stacks/<group>/       <method>.png, the colour preview of the three
     .cache/headers/       <night>.json, the inventory's header cache
     logs/, benchmarks/    one .log / .tsv a job, mirroring the products
 
@@ -80,6 +84,11 @@ def calibrated_dir(results, night):
 
 def calibrated(results, night, stem):
     return f"{calibrated_dir(results, night)}/{stem}.fits"
+
+
+def calibrated_channel(results, night, stem, channel):
+    """One demosaiced colour channel (R, G or B) of a colour frame."""
+    return f"{calibrated_dir(results, night)}/{stem}_{channel}.fits"
 
 
 def catalogs_dir(results, night):

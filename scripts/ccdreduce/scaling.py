@@ -346,6 +346,7 @@ def measure_frames(frames, reference, cfg, log, select=None):
     rows, fluxes = [], {}
     for info in frames:
         _, meta = catalog.read(info["catalog"])
+        meta = catalog.channel_meta(meta, info.get("channel"))  # a colour channel's noise
         with mapped_product(info["registered"]) as (data, header, mask):
             row = frame_row(info, meta, header)
             if header["REGSTAT"] == "ok" and len(xs):

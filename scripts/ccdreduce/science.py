@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import catalog, noise, provenance, times
+from . import bayer, catalog, noise, provenance, times
 from .calibrate import Masters, Settings, WorkFrame, load_raw, run_stages
 from .fitsfile import MASK_BAD_PIXEL, MASK_COSMIC_RAY, MASK_SATURATED, set_unit, write_image
+from .sections import section_slices
+from .stars import background
 
 #: Pixels around a saturated one where no cosmic ray is looked for.
 SATURATED_MARGIN = 5
@@ -119,12 +121,15 @@ def calibrate_and_catalogue(frame, night):
     lines = [f"{frame['raw']}: policy: {'; '.join(recipe['notes'])}"]
     warnings = []
     result = load_raw(frame["path"], night.settings)
+    raw_shape = result.data.shape
     for key, value in frame["overrides"].items():  # before the noise model reads GAIN
         result.header[key] = value
         result.header.add_history(f"{key} = {value!r} from header_overrides in config")
     result.noise, notes = noise_model(result, recipe, night)
     warnings += [f"{frame['raw']}: {note}" for note in notes]
     run_stages(result, recipe, night.masters, night.settings)
+    if frame.get("bayer"):  # a colour frame: its mosaic's pattern as written
+        mark_mosaic(result, frame, night.settings, raw_shape)
     for key, card in result.noise.cards().items():
         result.header[key] = card
     for said in (
@@ -162,13 +167,19 @@ def calibrate_and_catalogue(frame, night):
         uncertainty=result.uncertainty,
     )
     # the catalogue is measured on the pixels exactly as written (float32)
+    measured, measured_mask, channels = np.asarray(result.data, dtype=np.float32), result.mask, None
+    if frame.get("bayer"):  # a colour frame: its channels, its stars on their luminance
+        measured, measured_mask, channels, said = write_channels(result, frame)
+        lines.append(f"{frame['raw']}: {said}")
     stars, meta = catalog.measure(
-        np.asarray(result.data, dtype=np.float32),
-        result.mask,
+        measured,
+        measured_mask,
         frame["id"],
         frame["exposure"],
         night.detect_sigma,
     )
+    if channels:
+        meta["channels"] = channels
     catalog.write(frame["catalog"], stars, meta)
     lines.append(
         f"{frame['raw']}: {meta['n_stars']} stars, FWHM {meta['fwhm']:.2f} px, "
@@ -179,3 +190,92 @@ def calibrate_and_catalogue(frame, night):
             f"{frame['raw']}: {state}, left uncorrected: {', '.join(recipe['uncorrected'])}"
         )
     return lines, warnings
+
+
+# --- colour (Bayer) frames ------------------------------------------------------
+
+#: Cards that describe a mosaic, and so leave a demosaiced channel's header.
+MOSAIC_CARDS = ("BAYERPAT", "COLORTYP", "XBAYROFF", "YBAYROFF")
+
+
+def mosaic_pattern(raw_pattern, trim_section, raw_shape):
+    """The pattern at the calibrated mosaic's pixel (0, 0): the raw frame's
+    (inventory.Frame.bayer) moved by the trim's first row and column."""
+    if not trim_section:
+        return raw_pattern
+    rows, cols = section_slices(trim_section, raw_shape)
+    return bayer.pattern_after_trim(raw_pattern, rows.start or 0, cols.start or 0)
+
+
+def mark_mosaic(result, frame, settings, raw_shape):
+    """Set the calibrated mosaic's BAYERPAT to its pattern at array pixel
+    (0, 0) (offsets 0, ROWORDER applied), so that any program reads it
+    alike; returns the line of history."""
+    pattern = mosaic_pattern(frame["bayer"], settings.trim_section, raw_shape)
+    header = result.header
+    was = header.get("BAYERPAT", header.get("COLORTYP"))
+    header["BAYERPAT"] = (pattern, "Bayer pattern at array pixel (0, 0), numpy order")
+    header["XBAYROFF"] = (0, "pattern offset: BAYERPAT is at pixel (0, 0)")
+    header["YBAYROFF"] = (0, "pattern offset: BAYERPAT is at pixel (0, 0)")
+    header.remove("COLORTYP", ignore_missing=True)
+    header.remove("ROWORDER", ignore_missing=True)  # taken into BAYERPAT
+    said = f"colour sensor: BAYERPAT {was} -> {pattern} at the calibrated mosaic's pixel (0, 0)"
+    result.history.append(said)
+    return said
+
+
+def channel_header(header, channel, method):
+    """A demosaiced channel's header: the mosaic's, less the pattern cards,
+    with CHANNEL, FILTER (the channel; the sensor's filter in OSCFILT) and
+    DEMOSAIC."""
+    out = header.copy()
+    for key in MOSAIC_CARDS:
+        out.remove(key, ignore_missing=True)
+    if "FILTER" in out:
+        out["OSCFILT"] = (str(out["FILTER"]), "filter in front of the colour sensor")
+    out["FILTER"] = (channel, "colour channel of a demosaiced Bayer frame")
+    out["CHANNEL"] = (channel, "colour channel: R, G or B")
+    out["DEMOSAIC"] = (method, "demosaic method: bilinear or superpixel")
+    out.add_history(
+        f"channel {channel} of the mosaic (BAYERPAT {header.get('BAYERPAT')}), {method}"
+    )
+    return out
+
+
+def write_channels(result, frame):
+    """Demosaic a calibrated colour frame (``frame["demosaic"]``: bilinear
+    or superpixel) into its three channel files (``frame["channels"]``:
+    {channel: path}), each with MASK and UNCERT. Returns the luminance and
+    its mask (to catalogue stars on), each channel's sky level and noise
+    (the catalogue's meta: register subtracts each channel's own sky) and a
+    line of history."""
+    method = frame.get("demosaic", "bilinear")
+    pattern = result.header["BAYERPAT"]
+    planes = bayer.demosaic(
+        np.asarray(result.data, dtype=np.float32),
+        pattern,
+        method,
+        mask=result.mask,
+        variance=result.variance,
+    )
+    channels = {}
+    for channel in bayer.CHANNELS:
+        data = planes.data[channel]
+        sigma = None if planes.variance is None else np.sqrt(planes.variance[channel])
+        header = channel_header(result.header, channel, method)
+        write_image(
+            frame["channels"][channel],
+            data,
+            header,
+            mask=planes.mask[channel],
+            uncertainty=sigma,
+        )
+        sky = background(data[planes.mask[channel] == 0])
+        channels[channel] = {"sky": sky.level, "noise": sky.noise}
+    mask = planes.mask["R"] | planes.mask["G"] | planes.mask["B"]
+    shape = planes.data["R"].shape
+    said = (
+        f"demosaiced ({method}, {pattern}) into R, G, B of {shape[1]}x{shape[0]} pixels; "
+        "stars catalogued on their luminance (the mean of the three)"
+    )
+    return bayer.luminance(planes), mask, channels, said

@@ -41,6 +41,8 @@ import numpy as np
 from astropy.io import fits
 
 FILTERS = ("V", "R")
+#: The filter of a colour camera's frames (a UV/IR cut, as on most).
+COLOUR_FILTER = "L"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ class Camera:
     # False: an even response (no vignetting, dust or pixel response), so a
     # night stacked without a flat can be checked against the stars' truth
     flat_field: bool = True
+    # a colour sensor's Bayer pattern at raw pixel (0, 0), e.g. "GRBG"
+    # (written as BAYERPAT); None: a mono sensor, as on the demo camera
+    bayer: str | None = None
 
     @property
     def raw_shape(self):
@@ -231,6 +236,34 @@ def mount_nights():
     ]
 
 
+def colour_camera():
+    """The small colour camera of colour_nights(): 256 x 256 pixels behind
+    a GRBG Bayer mosaic (row 0: G R, row 1: B G), the demo's gain and read
+    noise."""
+    return Camera(ny=256, nx=256, overscan=8, bayer="GRBG")
+
+
+def colour_nights():
+    """One night of a colour camera (colour_camera()) for the colour tests
+    (issue 15): 3 biases, 3 darks and 5 flats through the camera's UV/IR
+    cut ('L', a warm lamp: blue pixels see half the light of green), 16
+    lights of 30 s dithered by up to 3 px (a channel collects a quarter or
+    half of a star's light: the stack needs the photons of many frames). Stars have colours (truth
+    'colour': each star's R, G and B flux)."""
+    return [
+        NightSpec(
+            "2025-05-01",
+            "nina",
+            "2025-05-02T01:00:00",
+            (0.0, 0.0),
+            n_bias=3,
+            darks={30.0: 3},
+            flats={COLOUR_FILTER: (2.0, 5)},
+            lights={(COLOUR_FILTER, 30.0): 16},
+        )
+    ]
+
+
 def noise_camera():
     """The small camera of noise_nights(): 256 x 256 pixels, the demo's
     gain and read noise, one dead column segment and one hot column (the
@@ -366,9 +399,63 @@ class Sky:
         self.stars["V"] = base
         self.stars["R"] = base * colour
         self.sky_rate = {"V": 4.0, "R": 7.0}  # e-/s/pixel
+        self.colour = self._colour(c) if c.bayer else None
         self.trap = self._bad_columns(c)
         if not c.flat_field:  # after every draw: the other cameras' bytes stay
             self.flats = {name: np.ones_like(flat) for name, flat in self.flats.items()}
+
+    def _colour(self, c):
+        """A colour sensor (issue 15): each star's flux in R, G and B (e-/s
+        at the sensor, before its response), the sky per channel, the
+        channels' response (QE x dye, in the flat 'L' so that lights and
+        flats see it) and the flat lamp's colour (in flats only). Draws from
+        generators of its own: a mono camera's bytes do not change."""
+        from .bayer import colour_masks
+
+        rng = _rng(self.seed, "colour")
+        base = self.stars["V"]
+        # a colour index per star: red stars brighter in R, fainter in B
+        index = rng.normal(0.0, 1.0, base.size)
+        stars = {
+            "R": base * np.exp(0.3 * index),
+            "G": base.copy(),
+            "B": base * np.exp(-0.3 * index),
+        }
+        response = {"R": 0.75, "G": 1.0, "B": 0.6}
+        lamp = {"R": 1.15, "G": 1.0, "B": 0.55}  # a warm flat panel
+        sky_rate = {"R": 5.0, "G": 6.0, "B": 3.5}
+        sites = colour_masks(c.bayer, (c.ny, c.nx))
+        y, x = np.mgrid[0 : c.ny, 0 : c.nx]
+        r2 = ((x - c.nx / 2) ** 2 + (y - c.ny / 2) ** 2) / ((c.nx / 2) ** 2 + (c.ny / 2) ** 2)
+        frng = _rng(self.seed, "filter", COLOUR_FILTER)
+        prnu = 1.0 + frng.normal(0, 0.01, (c.ny, c.nx))
+        flat = prnu * (1.0 - 0.12 * r2) * self._donuts(frng, x, y, 3)
+        flat *= sum(np.where(sites[ch], response[ch], 0.0) for ch in response)
+        self.flats[COLOUR_FILTER] = (flat / np.median(flat)).astype(np.float32)
+        # for star_free and sky_sigma: the brightest channel, the mean sky
+        self.stars[COLOUR_FILTER] = np.max([stars[ch] * response[ch] for ch in stars], axis=0)
+        self.sky_rate[COLOUR_FILTER] = float(np.mean(list(sky_rate.values())))
+        return {
+            "pattern": c.bayer,
+            "stars": stars,
+            "response": response,
+            "lamp": lamp,
+            "sky_rate": sky_rate,
+            "sites": sites,
+            "lamp_mosaic": sum(np.where(sites[ch], lamp[ch], 0.0) for ch in lamp),
+        }
+
+    def colour_light(self, xs, ys, exposure, transparency, fwhm):
+        """Electrons a colour sensor's pixels collect before the flat: each
+        pixel the star and sky light of its own colour."""
+        c, colour = self.camera, self.colour
+        image = np.zeros((c.ny, c.nx))
+        for channel, sites in colour["sites"].items():
+            fluxes = colour["stars"][channel] * exposure * transparency
+            light = render_stars((c.ny, c.nx), xs, ys, fluxes, fwhm)
+            light += colour["sky_rate"][channel] * exposure
+            image[sites] = light[sites]
+        return image
 
     def _bad_columns(self, c):
         """Put the camera's bad columns into the dark current and the flats
@@ -601,12 +688,22 @@ def expose(
         level = flat_level * rng.uniform(0.85, 1.1)
         # an observer exposes a flat to the same level per read pixel
         electrons += level * c.gain * sky.flats[filt] / binning**2
+        if sky.colour is not None:  # the lamp's colour, through each pixel's dye
+            electrons *= sky.colour["lamp_mosaic"]
         truth["level_adu"] = level
     elif kind == "light":
         xs, ys = _unbinned_positions(c, sky.stars["x"], sky.stars["y"], pointing, rotation)
-        stars = render_stars((c.ny, c.nx), xs, ys, sky.stars[filt] * exposure * transparency, fwhm)
         sky_e = sky.sky_rate[filt] * exposure
-        electrons += (stars + sky_e) * sky.flats[filt]
+        if sky.colour is not None:
+            electrons += sky.colour_light(xs, ys, exposure, transparency, fwhm) * sky.flats[filt]
+            truth["sky_adu_channels"] = {
+                ch: rate * exposure / c.gain for ch, rate in sky.colour["sky_rate"].items()
+            }
+        else:
+            stars = render_stars(
+                (c.ny, c.nx), xs, ys, sky.stars[filt] * exposure * transparency, fwhm
+            )
+            electrons += (stars + sky_e) * sky.flats[filt]
         truth.update(
             sky_adu=sky_e * binning**2 / c.gain,
             transparency=transparency,
@@ -654,6 +751,11 @@ def _header(spec, kind, exposure, filt, start, index, camera, pier_side=None):
         h["SET-TEMP"] = (set_temp, "cooler set point (C)")
     for key, value in spec.cards.items():
         h[key] = value
+    if camera.bayer:  # as N.I.N.A. writes a colour camera's pattern
+        h["INSTRUME"] = "Simulated colour camera"
+        h["BAYERPAT"] = (camera.bayer, "Bayer color pattern")
+        h["XBAYROFF"] = (0, "X offset of Bayer array")
+        h["YBAYROFF"] = (0, "Y offset of Bayer array")
     h["TELESCOP"] = "ccdreduce simulator"
     h["SITELAT"] = 41.988
     h["SITELONG"] = -70.97
@@ -787,6 +889,8 @@ def simulate(out_dir, nights=None, camera=None, seed=2025):
     out_dir = Path(out_dir)
     camera = camera or Camera()
     nights = nights if nights is not None else demo_nights()
+    if camera.bayer and any(spec.binning != 1 for spec in nights):
+        raise ValueError("a colour camera is not simulated binned (binning mixes its colours)")
     sky = Sky(camera, seed)
     raw_dir = out_dir / "raw"
     frames = []
@@ -800,8 +904,11 @@ def simulate(out_dir, nights=None, camera=None, seed=2025):
     fits.writeto(truth_dir / "hot_pixels.fits", sky.hot.astype(np.uint8), overwrite=True)
     for name, flat in sky.flats.items():
         fits.writeto(truth_dir / f"flat_{name}.fits", flat, overwrite=True)
+    camera_truth = asdict(c)
+    if c.bayer is None:  # a mono camera's truth as before colour existed
+        del camera_truth["bayer"]
     truth = {
-        "camera": asdict(c),
+        "camera": camera_truth,
         "trim_section": c.trim_section,
         "overscan_section": c.overscan_section,
         "seed": seed,
@@ -814,6 +921,17 @@ def simulate(out_dir, nights=None, camera=None, seed=2025):
         "sky_rate": sky.sky_rate,
         "frames": frames,
     }
+    if sky.colour is not None:
+        colour = sky.colour
+        truth["colour"] = {
+            "pattern": colour["pattern"],
+            "filter": COLOUR_FILTER,
+            # e-/s at the sensor per channel, before the channel's response
+            "stars": {ch: np.asarray(v).tolist() for ch, v in colour["stars"].items()},
+            "response": colour["response"],
+            "lamp": colour["lamp"],
+            "sky_rate": colour["sky_rate"],
+        }
     (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
 

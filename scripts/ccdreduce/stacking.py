@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bayer
 from .combine import weights_mode
 from .errors import ConfigProblem, Problem
 from .layout import reference_lock, split_frame_id
@@ -34,12 +35,65 @@ def group_name(frame, group_by):
     return "/".join(GROUP_KEYS[key](frame) for key in group_by)
 
 
+#: A colour frame's demosaiced channels, each stacked on its own.
+CHANNELS = bayer.CHANNELS
+
+
 def stack_groups(plan, group_by):
-    """{group name: [light frames]} for every calibrated science frame."""
-    groups = {}
+    """{group name: [light frames]} for every calibrated science frame. A
+    colour frame (Frame.bayer) joins three stacks, one a channel:
+    '<group>/R', '<group>/G', '<group>/B'. Raises ConfigProblem when a
+    group would hold mono and colour frames (its stack and its colour
+    preview would share names)."""
+    groups, colour, mono = {}, set(), set()
     for (_, _), (frame, _) in sorted(plan.lights.items()):
-        groups.setdefault(group_name(frame, group_by), []).append(frame)
+        name = group_name(frame, group_by)
+        if getattr(frame, "bayer", None):
+            colour.add(name)
+            for channel in CHANNELS:
+                groups.setdefault(f"{name}/{channel}", []).append(frame)
+        else:
+            mono.add(name)
+            groups.setdefault(name, []).append(frame)
+    if both := sorted(colour & mono):
+        raise ConfigProblem(
+            f"stack {both[0]!r} would hold frames of a colour (Bayer) sensor and of a mono one",
+            "list one camera's frames under exclude, or give them their own OBJECT or "
+            "FILTER with header_overrides",
+        )
     return groups
+
+
+def colour_groups(stacks):
+    """The colour groups among ``stacks``: names whose R, G and B stacks exist."""
+    return sorted(
+        name.removesuffix("/G")
+        for name in stacks
+        if name.endswith("/G")
+        and all(f"{name.removesuffix('/G')}/{c}" in stacks for c in CHANNELS)
+        and getattr(stacks[name][0], "bayer", None)
+    )
+
+
+def channel_of(frame, group):
+    """The channel ('R', 'G', 'B') a colour frame is stacked in by ``group``;
+    None for a mono frame."""
+    if not getattr(frame, "bayer", None):
+        return None
+    channel = group.rsplit("/", 1)[-1]
+    if channel not in CHANNELS:
+        raise ValueError(f"{group!r} is not a colour channel's stack")
+    return channel
+
+
+def pinned(pins, group, colour=()):
+    """The pinned reference of ``group`` (config stacking.reference): its
+    own, else its colour group's (of ``colour``, colour_groups): a pin of
+    'M42/none' holds for 'M42/none/R', 'M42/none/G' and 'M42/none/B'."""
+    if group in pins:
+        return pins[group]
+    parent, _, channel = group.rpartition("/")
+    return pins.get(parent) if channel in CHANNELS and parent in colour else None
 
 
 # --- the reference frame ---------------------------------------------------
