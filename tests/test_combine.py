@@ -197,7 +197,7 @@ def test_a_stack_entry_with_only_its_method_gets_the_stacking_defaults_not_the_m
     stack = config["stacking"]["combine"]
     assert CombineSpec.from_config(stack["sigclip"], "stack").params() == {
         "sigma_lower": 3,
-        "sigma_upper": 3,
+        "sigma_upper": 5,
         "maxiters": 10,
         "cenfunc": "median",
         "stdfunc": "mad_std",

@@ -75,7 +75,7 @@ def test_1_minmax_of_six_frames_says_what_it_rejected(tree):
 def test_1_a_stack_entry_with_only_its_method_takes_the_stacking_defaults(tree):
     """`sigclip: {method: sigclip}` used to be 5/5 sigma, one pass, MAD: the
     masters' recipe, filled in by the schema's shared definition. A stack's
-    defaults: 3/3 sigma, up to 10 passes, about the median, MAD width never
+    defaults: 3/5 sigma, up to 10 passes, about the median, MAD width never
     below the inputs' noise (issue 14), noise-weighted."""
     settings = tree["folder"] / "bare.yaml"
     settings.write_text(
@@ -87,7 +87,7 @@ def test_1_a_stack_entry_with_only_its_method_takes_the_stacking_defaults(tree):
     text = history(target)
     for expected in (
         "stack_sigclip: sigma_lower = 3",
-        "stack_sigclip: sigma_upper = 3",
+        "stack_sigclip: sigma_upper = 5",
         "stack_sigclip: maxiters = 10",
         "stack_sigclip: cenfunc = median",
         "stack_sigclip: stdfunc = mad_std",

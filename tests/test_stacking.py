@@ -126,6 +126,23 @@ def test_average_stack_keeps_star_fluxes_within_half_a_percent(stack, truth):
     assert 0.96 < np.nanmedian(ratio) < 1.01  # the aperture holds ~98 % of the light
 
 
+def test_the_sigma_clipped_stack_keeps_the_star_flux_of_the_average(stack, truth):
+    """Rejection must not eat star light: the seeing makes the stars' wings
+    and cores differ between frames, skewed high, and a 3-sigma upper bound
+    (the default before 3/5) clipped them pass after pass: 1.3-2.4 % of the
+    flux lost (worst star 2.8 %). Measured with 3/5: 0.2 % (R 0.18 %, V
+    0.22 %), worst star 0.49 %."""
+    images = {
+        m: fits.getdata(stack["folder"] / f"{m}.fits").astype(np.float64)
+        for m in ("average", "sigclip")
+    }
+    x, y, _ = truth_in_stack(truth, stack["reference"], stack["filter"], min_adu=50000)
+    assert len(x) >= 8
+    flux = {m: scaling.aperture_fluxes(image, x, y, radius=10.0) for m, image in images.items()}
+    ratio = flux["sigclip"] / flux["average"]
+    assert abs(np.median(ratio) - 1) < 0.004 and np.max(np.abs(ratio - 1)) < 0.008, ratio
+
+
 def test_cosmic_rays_are_gone_from_every_rejecting_stack_but_not_the_average(stack, truth):
     table = stack["table"][stack["table"]["used"]]
     images = {m: fits.getdata(stack["folder"] / f"{m}.fits").astype(np.float64) for m in METHODS}

@@ -69,14 +69,21 @@ WEIGHTS = ("none", "noise", "seeing")
 #: config entry leaves out takes these. Masters follow the observatory's
 #: recipe (5/5 sigma about the median, MAD width, one pass; minmax 1/1;
 #: unweighted; their inputs carry no sigma, so no noise floor). Stacks reject
-#: harder, with more frames (3/3 sigma, up to 10 passes; minmax 3/3), about
+#: harder, with more frames (3/5 sigma, up to 10 passes; minmax 3/3), about
 #: the median with the MAD as width and never narrower than the inputs' own
 #: noise (noise_floor): with the width measured from the same N values as
 #: the std, one outlier's z-score cannot exceed (N-1)/sqrt(N), 2.04 for N = 6,
 #: so a std-width clip keeps cosmic rays where few frames overlap; the MAD
 #: about the median is not inflated by the outlier, and the floor stops a
-#: small-N MAD from cutting good values. Stacks are weighted by the frames'
-#: noise (METHOD_DEFAULTS: not min-max, medians never).
+#: small-N MAD from cutting good values. The upper bound is wider (5 sigma)
+#: than the lower (3): a star's wings and core differ from frame to frame
+#: with the seeing, and that spread is skewed high (a broad frame's wings, a
+#: sharp frame's core; nights of other seeing even make it two-humped), so a
+#: 3-sigma upper bound, pass after pass, ate star light: the demo's sigclip
+#: stacks held 1.3-2.4 % less star flux than their averages (worst star
+#: 2.8 %); with 3/5, 0.2 % (worst 0.5 %). Cosmic rays, satellites and hot
+#: pixels stand far above 5 sigma. Stacks are weighted by
+#: the frames' noise (METHOD_DEFAULTS: not min-max, medians never).
 DEFAULTS = {
     "master": {
         "method": "sigclip",
@@ -93,7 +100,7 @@ DEFAULTS = {
     "stack": {
         "method": None,  # a stack entry names its method
         "sigma_lower": 3,
-        "sigma_upper": 3,
+        "sigma_upper": 5,
         "maxiters": 10,
         "cenfunc": "median",
         "stdfunc": "mad_std",
