@@ -22,6 +22,8 @@ def recipe(**kwargs):
         "overscan": False,
         "notes": [],
         "uncorrected": [],
+        "pedestal": False,
+        "state": "calibrated",  # as policy.Recipe.as_dict gives it
     }
     return base | kwargs
 

@@ -66,3 +66,17 @@ def test_lacosmic_finds_the_hits_and_spares_the_stars(light):
     assert len(hits) > 30
     assert np.mean(found) > 0.9
     assert sum(hurt) <= 0.02 * len(hurt) + 1
+
+
+def test_a_colour_mosaic_is_not_searched_for_cosmic_rays():
+    """On a mosaic LA Cosmic compares a pixel with other colours and marked
+    the cores of red stars; the frame is left to the stacks' rejection."""
+    from astropy.io import fits
+
+    header = fits.Header({"BAYERPAT": "GRBG"})
+    data = np.full((64, 64), 100.0, np.float32)
+    data[::2, 1::2] = 20.0  # the R sites of a blue sky
+    frame = WorkFrame("x.fits", data, header, np.zeros(data.shape, np.uint8))
+    said = science.mark_cosmic_rays(frame, {"method": "lacosmic"})
+    assert said.startswith("cosmic rays not searched: a colour mosaic")
+    assert not frame.mask.any()

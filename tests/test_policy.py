@@ -562,3 +562,52 @@ def test_another_cameras_flats_are_named_when_they_are_the_only_ones(tmp_path):
         "camera 'Cam B'): flats 'R' of night 2025-03-01 are of another camera or shape "
         "(48x40 pixels, binning 1x1, camera 'Cam A')"
     ) in str(err.value)
+
+
+# --- found in review: seeding, set-point chains, Bayer patterns, lights-only cameras ---
+
+
+def test_biases_without_a_gain_do_not_merge_two_gain_settings(tmp_path):
+    """A bias lacking GAIN agrees with every GAIN; seeded first, it pulled
+    GAIN 120 and GAIN 200 darks into one master."""
+    folder = write_night(tmp_path, "n1", "2025-03-01T20:00:00", bias=4, n=4)
+    for i in range(3):
+        write_raw(folder / f"g200_dark_{i}.fits", "Dark Frame", 30.0, GAIN=200)
+        write_raw(folder / f"g200_light_{i}.fits", "Light Frame", 30.0, level=1200, filt="R")
+    stamp(sorted(folder.glob("g200_*.fits")), GAIN=200)
+    stamp([p for p in folder.glob("*.fits") if p.name.startswith(("dark", "light"))], GAIN=120)
+    plan = plan_with(tmp_path)
+    darks = [ref.name for ref in plan.masters if ref.kind == "dark"]
+    assert len(darks) == 2, darks
+    for (_, stem), (frame, recipe) in plan.lights.items():
+        dark = plan.masters[recipe.dark]
+        assert {f.camera for f in dark.frames} == {frame.camera}, (stem, recipe.dark)
+
+
+def test_set_points_cluster_no_wider_than_the_tolerance():
+    assert policy._temperature_clusters([-10, -8.5, -7, -5.5], 2.0) == [[-10, -8.5], [-7, -5.5]]
+    assert policy._temperature_clusters([-20, -19.5, -10], 2.0) == [[-20, -19.5], [-10]]
+
+
+def test_a_flat_of_another_bayer_pattern_is_not_used_and_said(tmp_path):
+    """Same camera, flats written bottom-up: pixel (0, 0) is another colour,
+    and dividing by them would divide each pixel by another colour's response."""
+    folder = write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    stamp(sorted(folder.glob("[fl]*.fits")), BAYERPAT="GRBG")  # biases, darks: none
+    stamp(sorted(folder.glob("flat_*.fits")), XBAYROFF=1)
+    with pytest.raises(CalibrationMissing, match="have Bayer pattern RGGB at pixel .0, 0.,"):
+        plan_with(tmp_path)
+    stamp(sorted(folder.glob("flat_*.fits")), XBAYROFF=0)
+    _, recipe = light(plan_with(tmp_path), "n1", "light_R_30s_0")
+    assert recipe.flat is not None
+
+
+def test_a_lights_only_camera_beside_a_calibrated_one_is_stacked_when_uncalibrated(tmp_path):
+    folder = write_night(tmp_path, "n1", "2025-03-01T20:00:00")
+    for i in range(3):
+        write_raw(folder / f"smart_{i}.fits", "Light Frame", 10.0, (20, 24), 900, "R")
+    stamp(sorted(folder.glob("smart_*.fits")), INSTRUME="Smart")
+    assert len(plan_with(tmp_path, on_missing="skip").lights) == 3  # the CCD's only
+    plan = plan_with(tmp_path, on_missing="uncalibrated")
+    _, recipe = light(plan, "n1", "smart_0")
+    assert recipe.state == "uncalibrated" and recipe.pedestal

@@ -61,6 +61,13 @@ def pattern(header, shape=None):
     return _shift(text, dy, dx)
 
 
+def is_mosaic(header):
+    """Whether a header says its pixels are a colour mosaic (a BAYERPAT or
+    COLORTYP other than none/mono), valid pattern or not."""
+    value = header.get("BAYERPAT", header.get("COLORTYP"))
+    return value is not None and str(value).strip().upper() not in ("", "NONE", "MONO")
+
+
 def pattern_after_trim(bayer, y0, x0):
     """The pattern at the first pixel of a section starting at (y0, x0)."""
     return _shift(bayer, y0, x0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import noise
+from . import bayer, noise
 from .errors import FrameProblem
 from .fitsfile import (
     MASK_BAD_FLAT,
@@ -246,7 +246,7 @@ def _count_sky_under_pedestal(frame):
     same everywhere; zero when the model was fitted to this sky)."""
     if frame.variance is None:
         return
-    level, measured = noise.sky_statistics(frame.data)
+    level, measured = noise.sky_statistics(frame.data, mosaic=bayer.is_mosaic(frame.header))
     predicted = float(frame.noise.variance(np.float32(level)))
     extra = measured**2 - predicted
     if extra > 0.01 * predicted:  # not a model fitted to this very sky

@@ -79,6 +79,13 @@ def _normalise(value):
     """Compare type values without case or padding; 2.0 and '2' are alike."""
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, str):  # '2.0' written as text is the number 2
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number is not None and math.isfinite(number):
+            value = number
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return re.sub(r"\s+", " ", str(value)).strip().lower()

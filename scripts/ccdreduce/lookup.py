@@ -107,6 +107,7 @@ class MasterLookup:
             frame.telescope,
             getattr(frame, "camera", ()),
             getattr(frame, "temperature", None) if kind == "dark" else None,
+            getattr(frame, "bayer", None),
         )
         if question not in self._answers:
             self._answers[question] = self._nearest(*question)
@@ -117,14 +118,14 @@ class MasterLookup:
         del self.masters[ref]
         self._by_kind, self._answers = None, {}
 
-    def _nearest(self, night, kind, geometry, key, telescope, camera, temperature):
+    def _nearest(self, night, kind, geometry, key, telescope, camera, temperature, bayer):
         have = {
             other: [
                 ref
                 for ref in refs
                 if (key is None or ref.key == key)
                 and self._serves(ref, other, night, telescope)
-                and self._fits(self.masters[ref], camera, temperature) is None
+                and self._fits(self.masters[ref], camera, temperature, bayer) is None
             ]
             for other, refs in self._index().get((kind, geometry), {}).items()
         }
@@ -140,11 +141,19 @@ class MasterLookup:
             return True
         return self.masters[ref].telescope in (None, telescope)
 
-    def _fits(self, master, camera, temperature):
-        """None when the master's camera settings and (a dark's) set point fit
-        the frame's, else what differs: 'camera' or 'temperature'."""
+    def _fits(self, master, camera, temperature, bayer=None):
+        """None when the master's camera settings, Bayer pattern and (a
+        dark's) set point fit the frame's, else what differs: 'camera',
+        'bayer' or 'temperature'. Patterns differ only when both are known: a
+        program that writes ROWORDER bottom-up (or other offsets) stores
+        another colour at pixel (0, 0), and dividing by such a flat divides
+        each pixel by another colour's response; a bias or dark written
+        without BAYERPAT is not held against a colour frame."""
         if not same_camera(camera, getattr(master, "camera", ())):
             return "camera"
+        theirs = getattr(master, "bayer", None)
+        if bayer and theirs and bayer != theirs:
+            return "bayer"
         if temperature is None or self.temperature_tolerance is None:
             return None
         theirs = getattr(master, "temperature", None)
@@ -200,9 +209,16 @@ class MasterLookup:
                 master,
                 getattr(frame, "camera", ()),
                 getattr(frame, "temperature", None) if kind == "dark" else None,
+                getattr(frame, "bayer", None),
             )
             if differs == "camera":
                 misses.append(f"{what} of {where} are of other camera settings ({master.describe})")
+            elif differs == "bayer":
+                misses.append(
+                    f"{what} of {where} have Bayer pattern {master.bayer} at pixel (0, 0), "
+                    f"the frame {frame.bayer} (another ROWORDER or XBAYROFF/YBAYROFF: "
+                    "correct it with header_overrides)"
+                )
             elif differs == "temperature":
                 misses.append(
                     f"{what} at {temperature_words(master.temperature)} ({where}) not used "

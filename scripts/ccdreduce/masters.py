@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import noise
+from . import bayer, noise
 from .calibrate import load_raw, run_stages
 from .combine import CombineSpec, combine
 from .errors import FrameProblem
@@ -79,7 +79,7 @@ def _bias_read_noise(recipe, masters):
     return None
 
 
-def noise_cards(kind, cube, levels, inputs, masters):
+def noise_cards(kind, cube, levels, inputs, masters, header=None):
     """Header cards the master's inputs measure, and log notes: the bias's
     read noise (ADU), the flat's gain (and the read noise in e-)."""
     if kind == "bias" or (kind == "dark" and inputs[0][1].get("dark_includes_bias")):
@@ -95,7 +95,8 @@ def noise_cards(kind, cube, levels, inputs, masters):
         return {}, []
     rn = _bias_read_noise(inputs[0][1], masters)
     flats = [cube[i] * np.float32(levels[i]) for i in range(len(cube))]
-    gain = noise.gain_from_flats(flats, levels, rn)
+    mosaic = header is not None and bayer.is_mosaic(header)
+    gain = noise.gain_from_flats(flats, levels, rn, mosaic=mosaic)
     if gain is None:
         return {}, ["no two flats of similar level: no gain measured"]
     cards = {"GAIN": (round(gain, 5), "e-/ADU, measured from the flats")}
@@ -152,7 +153,7 @@ def build_master(kind, inputs, settings, spec, masters):
     log.info("combining %d frames with %s %s", len(inputs), spec.method, spec.params())
     for note in spec.notes(len(inputs)):
         log.info(note)
-    cards, notes = noise_cards(kind, cube, levels, inputs, masters)
+    cards, notes = noise_cards(kind, cube, levels, inputs, masters, header)
     image, sigma = combine_with_sigma(cube, spec)  # a master carries no coverage map
     if kind in NORMALISED:
         norm = np.float32(finite_median(image))

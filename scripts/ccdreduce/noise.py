@@ -159,7 +159,29 @@ def from_sky(level, noise, gain=None, read_noise=None):
     return gain, read_noise
 
 
-def sky_statistics(data):
+def colour_planes(data, mosaic):
+    """The frame as arrays of one colour each: a Bayer mosaic's four 2x2
+    sub-grids (there a pixel's neighbours are other colours, and their
+    difference is colour, not noise), or the frame itself."""
+    if not mosaic:
+        return [data]
+    return [data[dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+
+
+def sky_statistics(data, mosaic=False):
+    """(level, noise) of a frame's sky (sky_statistics_of_one_colour); of a
+    Bayer mosaic the mean over its four colour sub-grids of their levels and
+    of their variances (Poisson noise grows with the level: the two means
+    belong together). Measured across colours, a sky of R 300, G 500, B 400
+    ADU read 114 ADU of noise against 20.5."""
+    if not mosaic:
+        return sky_statistics_of_one_colour(data)
+    stats = [sky_statistics_of_one_colour(plane) for plane in colour_planes(data, True)]
+    level = float(np.mean([level for level, _ in stats]))
+    return level, math.sqrt(float(np.mean([noise**2 for _, noise in stats])))
+
+
+def sky_statistics_of_one_colour(data):
     """(level, pixel-to-pixel noise) of a frame's sky in ADU: the median of
     the pixels away from stars, and the clipped std of their neighbour
     differences / sqrt 2 (vignetting and gradients cancel; cosmic rays are
@@ -277,19 +299,25 @@ def flat_pairs(levels):
     return pairs
 
 
-def gain_from_flats(flats, levels, read_noise_adu=None):
+def gain_from_flats(flats, levels, read_noise_adu=None, mosaic=False):
     """Gain in e-/ADU from bias- and dark-subtracted flats (arrays in ADU,
     their median ``levels``), read noise in ADU from the biases (None: taken
-    as 0, a flat's Poisson noise dwarfs it). The median over pairs; None
-    with fewer than one pair."""
+    as 0, a flat's Poisson noise dwarfs it). The median over pairs (and, of
+    a Bayer mosaic, over its four colour sub-grids, each at its own level:
+    one level for all colours read the gain 5 % high); None with fewer than
+    one pair."""
     rn2 = (read_noise_adu or 0.0) ** 2
     gains = []
     for i, j in flat_pairs(levels):
-        f1 = central(flats[i]).astype(np.float64)
-        f2 = central(flats[j]).astype(np.float64)
-        m1, m2 = float(np.nanmedian(f1)), float(np.nanmedian(f2))
-        ratio = m1 / m2
-        excess = _robust_var(f1 - f2 * ratio) - (1 + ratio**2) * rn2
-        if excess > 0:
-            gains.append(m1 * (1 + ratio) / excess)
+        for f1, f2 in zip(
+            colour_planes(central(flats[i]), mosaic),
+            colour_planes(central(flats[j]), mosaic),
+            strict=True,
+        ):
+            f1, f2 = f1.astype(np.float64), f2.astype(np.float64)
+            m1, m2 = float(np.nanmedian(f1)), float(np.nanmedian(f2))
+            ratio = m1 / m2
+            excess = _robust_var(f1 - f2 * ratio) - (1 + ratio**2) * rn2
+            if excess > 0:
+                gains.append(m1 * (1 + ratio) / excess)
     return float(np.median(gains)) if gains else None

@@ -180,6 +180,12 @@ class Master:
         return tuple(next((v[i] for v in values if v[i] != ""), "") for i in range(len(values[0])))
 
     @property
+    def bayer(self):
+        """The Bayer pattern most of its frames have at pixel (0, 0), or None."""
+        named = Counter(f.bayer for f in self.frames if getattr(f, "bayer", None))
+        return named.most_common(1)[0][0] if named else None
+
+    @property
     def temperature(self):
         """The median set point of its frames (deg C), or None."""
         known = [f.temperature for f in self.frames if f.temperature is not None]
@@ -255,13 +261,21 @@ def _camera_groups(frames):
     an odd frame is left out of its master (_exclude_odd_geometry)."""
     counts = Counter(f.camera for f in frames)
     groups = []
-    for camera, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+    # fully named cameras seed the groups: a value lacking a key (biases
+    # without GAIN) agrees with every GAIN, and seeding with it would put
+    # GAIN 120 and GAIN 200 frames into one master
+    order = sorted(counts.items(), key=lambda kv: (sum(v == "" for v in kv[0]), -kv[1], kv[0]))
+    for camera, _ in order:
         if not any(same_camera(c, camera) for c in groups):
             groups.append(camera)
-    member = {
+    seeded = {
         f.relpath: next(i for i, c in enumerate(groups) if same_camera(c, f.camera)) for f in frames
     }
-    return member, groups
+    # then the group with the most frames first: the night's main camera
+    sizes = Counter(seeded.values())
+    order = sorted(range(len(groups)), key=lambda i: (-sizes[i], i))
+    index = {old: new for new, old in enumerate(order)}
+    return {path: index[i] for path, i in seeded.items()}, [groups[i] for i in order]
 
 
 def _camera_tag(keys, camera, main):
@@ -276,10 +290,12 @@ def _camera_tag(keys, camera, main):
 
 
 def _temperature_clusters(values, tolerance):
-    """Set points split where neighbours are more than ``tolerance`` apart."""
+    """Set points in clusters no wider than ``tolerance`` (measured from a
+    cluster's lowest, as exposure groups are: -10, -8.5, -7, -5.5 with 2 C
+    are two masters, not one chained across 4.5 C)."""
     clusters = []
     for value in sorted(values):
-        if clusters and value - clusters[-1][-1] <= tolerance:
+        if clusters and value - clusters[-1][0] <= tolerance:
             clusters[-1].append(value)
         else:
             clusters.append([value])
@@ -630,10 +646,16 @@ class _Planner:
         lights = {}
         for name, night in self.nights.items():
             science = [f for f in night.frames if f.usable and f.kind == "light"]
-            usual = Counter(f.geometry() for f in science).most_common(1)
+            shapes = Counter(f.geometry() for f in science)
+            usual = shapes.most_common(1)
             for frame in science:
-                # an odd frame is not calibrated with less: it is left out
-                odd = self._odd(frame, usual[0][0])
+                # an odd frame is not calibrated with less: it is left out;
+                # but under on_missing: uncalibrated, several lights of one
+                # shape are a camera (a smart telescope beside a CCD), not a
+                # test exposure, and are calibrated with what there is
+                odd = self._odd(frame, usual[0][0]) and not (
+                    self.on_missing == "uncalibrated" and shapes[frame.geometry()] > 1
+                )
                 try:
                     lights[(name, frame.stem)] = (frame, self.recipe(frame, strict=odd))
                 except CalibrationMissing as exc:

@@ -51,7 +51,8 @@ def noise_model(frame, recipe, night):
         # pedestal), on a copy
         work = WorkFrame(frame.path, frame.data.copy(), frame.header.copy(), frame.mask.copy())
         return noise.sky_statistics(
-            run_stages(work, recipe, night.masters, night.settings, "pedestal").data
+            run_stages(work, recipe, night.masters, night.settings, "pedestal").data,
+            mosaic=bayer.is_mosaic(frame.header),
         )
 
     model, notes = noise.resolve(
@@ -90,6 +91,13 @@ def mark_cosmic_rays(result, settings):
     settings = dict(settings or {})
     if settings.pop("method", "none") == "none":
         return None
+    if result.header is not None and bayer.is_mosaic(result.header):
+        # LA Cosmic compares a pixel with its neighbours, on a mosaic other
+        # colours: measured, it marked 184 pixels inside 27 of 30 red stars
+        return (
+            "cosmic rays not searched: a colour mosaic (LA Cosmic would take "
+            "colour edges for hits); the stacks' rejection removes them"
+        )
     import astroscrappy  # only for those who ask for it
     from scipy import ndimage
 
@@ -117,7 +125,7 @@ def calibrate_and_catalogue(frame, night):
     frame and catalogue go), write both; ``night`` is its NightSettings. Returns its log lines:
     (information, warnings)."""
     recipe = frame["recipe"]
-    state = recipe.get("state", "partially calibrated" if recipe["uncorrected"] else "calibrated")
+    state = recipe["state"]  # policy.Recipe.state, the one rule
     lines = [f"{frame['raw']}: policy: {'; '.join(recipe['notes'])}"]
     warnings = []
     result = load_raw(frame["path"], night.settings)
