@@ -106,15 +106,7 @@ rule combine_stack:
         table=layout.stack(RESULTS, "{group}", "frames.ecsv"),
         registered=registered_dirs,
     output:
-        stack=layout.stack(RESULTS, "{group}", "{method}.fits"),
-        # drawn by this job from the image it holds: no start-up of its own
-        preview=report(
-            layout.stack(RESULTS, "{group}", "{method}.png"),
-            caption="../report/stack_preview.rst",
-            category="Stacks",
-            subcategory="{group}",
-            labels={"stack": "{group}", "file": "{method}"},
-        ),
+        layout.stack(RESULTS, "{group}", "{method}.fits"),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits")),
     benchmark:
@@ -136,6 +128,33 @@ rule combine_stack:
         frames=group_frame_info,
     script:
         "../scripts/combine_stack.py"
+
+
+rule stack_preview:
+    input:
+        layout.stack(RESULTS, "{group}", "{method}.fits"),
+    output:
+        report(
+            layout.stack(RESULTS, "{group}", "{method}.png"),
+            caption="../report/stack_preview.rst",
+            category="Stacks",
+            subcategory="{group}",
+            labels={"stack": "{group}", "file": "{method}"},
+        ),
+    log:
+        layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits"), "preview"),
+    benchmark:
+        layout.benchmark(
+            RESULTS, layout.stack(None, "{group}", "{method}.fits"), "preview"
+        )
+    wildcard_constraints:
+        method="|".join(STACKING["methods"]),
+    conda:
+        "../envs/reduce.yaml"
+    params:
+        code=code("preview.py"),
+    script:
+        "../scripts/preview.py"
 
 
 rule stack_stats:
@@ -170,7 +189,7 @@ rule stack_stats:
 
 
 # a colour group's <method>.png is its colour preview, not a stack's own
-ruleorder: colour_preview > combine_stack
+ruleorder: colour_preview > stack_preview
 
 
 rule colour_preview:

@@ -1,7 +1,5 @@
 """Rule combine_stack: one combined image of a stack (average, median,
-min-max or sigma clipping) and its PNG preview (drawn here, from the image
-in memory: a job of its own cost a Python start-up per stack and method),
-with its UNCERT (propagated by the combine from
+min-max or sigma clipping), with its UNCERT (propagated by the combine from
 the registered frames' UNCERT), MASK (no valid input) and COVERAGE (frames
 per pixel) extensions, so CCDData.read gives unit, mask and uncertainty."""
 
@@ -12,7 +10,6 @@ from ccdreduce import provenance, runlog, stacking
 from ccdreduce.combine import CombineSpec, combine_files
 from ccdreduce.fitsfile import read_header
 from ccdreduce.layout import frame_id
-from ccdreduce.preview import save_preview, stack_title
 
 log = runlog.start(snakemake)
 group, method, memory_mb = (
@@ -69,11 +66,8 @@ log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
     *(group, len(used), header.get("DATE-BEG", "?"), header.get("DATE-END", "?"), header["TOTEXP"]),
 )
-stacking.write_stack(snakemake.output.stack, image, coverage, sigma, header)
-# the preview of the pixels as written (float32)
-title = stack_title(snakemake.wildcards.group, method, header)
-save_preview(np.asarray(image, dtype=np.float32), snakemake.output.preview, title)
+stacking.write_stack(snakemake.output[0], image, coverage, sigma, header)
 log.info(
     "wrote %s (median %.3f, coverage %d-%d)",
-    *(snakemake.output.stack, float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),
+    *(snakemake.output[0], float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),
 )

@@ -39,7 +39,8 @@ def test_dry_run_lists_every_job_before_anything_runs(demo_run, truth):
         "register": len({(f["night"], f["filter"]) for f in lights}),
         "choose_reference": len(stacks),
         "scale_frames": len(stacks),
-        "combine_stack": len(stacks) * methods,  # each with its preview
+        "combine_stack": len(stacks) * methods,
+        "stack_preview": len(stacks) * methods,
         "stack_stats": len(stacks),
         "all": 1,
     }

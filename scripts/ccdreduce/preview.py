@@ -3,19 +3,6 @@
 import numpy as np
 
 
-def stack_title(group, method, header):
-    """A stack preview's title: its group and method, frames, exposure and
-    when its light was collected (on TT)."""
-    title = f"{group} / {method}"
-    if header.get("NCOMBINE"):
-        title += f" ({header['NCOMBINE']} frames, {header.get('TOTEXP', 0):g} s"
-        if "DATE-BEG" in header:  # when the light was collected, on TT
-            start, end = (header[key][:16].replace("T", " ") for key in ("DATE-BEG", "DATE-END"))
-            title += f", {start} to {end} TT"
-        title += ")"
-    return title
-
-
 def save_preview(image, path, title, mask=None):
     import matplotlib
 
