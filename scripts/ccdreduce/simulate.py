@@ -884,6 +884,12 @@ def simulate_night(sky, spec, raw_dir):
     return records
 
 
+def write_truth(truth_dir, truth):
+    """truth_dir/truth.json: what a simulation put into its frames."""
+    Path(truth_dir).mkdir(parents=True, exist_ok=True)
+    (Path(truth_dir) / "truth.json").write_text(json.dumps(truth, indent=1))
+
+
 def simulate(out_dir, nights=None, camera=None, seed=2025):
     """Write raw nights to out_dir/raw and the truth to out_dir/truth."""
     out_dir = Path(out_dir)
@@ -932,7 +938,7 @@ def simulate(out_dir, nights=None, camera=None, seed=2025):
             "lamp": colour["lamp"],
             "sky_rate": colour["sky_rate"],
         }
-    (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
+    write_truth(truth_dir, truth)
     return truth
 
 
@@ -1064,7 +1070,5 @@ def simulate_matching(out_dir, seed=2025):
         "seed": seed,
         "frames": frames,
     }
-    truth_dir = out_dir / "truth"
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    (truth_dir / "truth.json").write_text(json.dumps(truth, indent=1))
+    write_truth(out_dir / "truth", truth)
     return truth
