@@ -44,7 +44,16 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "report")
+WORKFLOW_FILES = (
+    "Snakefile",
+    "config.yaml",
+    "profiles",
+    "rules",
+    "scripts",
+    "schemas",
+    "envs",
+    "report",
+)
 
 
 # --- the archives ---------------------------------------------------------------
@@ -126,26 +135,26 @@ def make_archive(folder, case):
 # --- the workflow ---------------------------------------------------------------
 
 
-def copy_workflow(folder):
-    """A copy of the workflow beside the archive, so Snakemake's records
-    (.snakemake/) stay with it."""
-    target = folder / "workflow"
+def copy_workflow(folder, source=ROOT, name="workflow"):
+    """A copy of the workflow (of ``source``: this checkout, or another one
+    to compare with) beside the archive, so Snakemake's records (.snakemake/)
+    stay with it."""
+    target = folder / name
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
-        copy(ROOT / name, target / name)
+    for item in WORKFLOW_FILES:
+        if (source / item).exists():
+            copy = shutil.copytree if (source / item).is_dir() else shutil.copy
+            copy(source / item, target / item)
     return target
 
 
-def run_workflow(folder, overrides, env):
+def run_workflow(folder, overrides, env, name="workflow"):
     shutil.rmtree(folder / "results", ignore_errors=True)
-    shutil.rmtree(folder / "workflow" / ".snakemake", ignore_errors=True)
+    shutil.rmtree(folder / name / ".snakemake", ignore_errors=True)
     command = [SNAKEMAKE, "--cores", "2", "--quiet", "all", "--config", *overrides]
     started = time.perf_counter()
-    result = subprocess.run(
-        command, cwd=folder / "workflow", capture_output=True, text=True, env=env
-    )
+    result = subprocess.run(command, cwd=folder / name, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - started
     if result.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
@@ -328,16 +337,28 @@ def run_plain(folder, overrides, env):
 # --- the report -----------------------------------------------------------------
 
 
-def measure(case, base, reps, env):
+def measure(case, base, reps, env, compare=None):
     folder = base / case
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     overrides, frames = make_archive(folder, case)
     copy_workflow(folder)
-    ours, theirs = [], []
-    for _ in range(reps):  # alternating, so both see the same machine load
+    if compare:
+        copy_workflow(folder, compare, "compared")
+    ours, theirs, compared = [], [], []
+    for _ in range(reps):  # alternating, so all see the same machine load
+        if compare:
+            compared.append(run_workflow(folder, overrides, env, "compared"))
+            before = job_figures(folder / "results")
         ours.append(run_workflow(folder, overrides, env))
         theirs.append(run_plain(folder, overrides, env))
+    if compare:
+        print(
+            f"{case:9s} compared workflow ({compare}): {statistics.median(compared):6.1f} s; "
+            f"{before[0]} jobs, job time {before[1]:.1f} s of which work {before[2]:.1f} s, "
+            f"median overhead {before[3]:.2f} s/job",
+            flush=True,
+        )
     jobs, job_seconds, work, overhead = job_figures(folder / "results")
     figures = {
         "case": case,
@@ -367,6 +388,9 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--folder", type=Path, default=Path("/tmp/end_to_end"))
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--compare", type=Path, help="another checkout of the workflow, timed in the same runs"
+    )
     args = parser.parse_args()
     from dry_run import ENV, quick_scontrol
 
@@ -375,7 +399,7 @@ def main():
     cases = []
     for case in args.cases:
         cases += [f"nights{n}" for n in (1, 2, 4, 8)] if case == "scaling" else [case]
-    results = [measure(case, args.folder, args.reps, ENV) for case in cases]
+    results = [measure(case, args.folder, args.reps, ENV, args.compare) for case in cases]
     scaling = [r for r in results if r["case"].startswith("nights")]
     if len(scaling) > 1:
         from_two = [r["workflow_s_per_frame"] for r in scaling if r["case"] != "nights1"]

@@ -13,8 +13,6 @@ rule master_bias:
         layout.log(RESULTS, layout.master(None, "{night}", "bias")),
     benchmark:
         layout.benchmark(RESULTS, layout.master(None, "{night}", "bias"))
-    conda:
-        "../envs/reduce.yaml"
     resources:
         mem_mb=job_memory("master", "bias"),
         runtime=job_runtime("master", "bias"),
@@ -25,12 +23,12 @@ rule master_bias:
         frames=master_frames("bias"),
         times=config["times"],
         combine=MASTER_COMBINE["bias"],
-    script:
-        "../scripts/make_master.py"
+    run:
+        run_script("make_master.py", locals())
 
 
 # master_dark and master_flat are master_bias for another kind of master:
-# what differs is named below, the rest (script, settings, conda) is shared.
+# what differs is named below, the rest (script, settings) is shared.
 use rule master_bias as master_dark with:
     input:
         unpack(master_input("dark")),
@@ -125,8 +123,6 @@ rule calibrate:
         layout.log(RESULTS, layout.calibrated_dir(None, "{night}")),
     benchmark:
         layout.benchmark(RESULTS, layout.calibrated_dir(None, "{night}"))
-    conda:
-        "../envs/reduce.yaml"
     threads: CALIBRATE_THREADS
     resources:
         mem_mb=job_memory("calibrate"),
@@ -140,8 +136,8 @@ rule calibrate:
         noise=NOISE_SETTINGS,
         bad_pixels=config["calibration"]["bad_pixels"],
         cosmic_rays=config["calibration"]["cosmic_rays"],
-    script:
-        "../scripts/calibrate_night.py"
+    run:
+        run_script("calibrate_night.py", locals())
 
 
 rule frame_table:
@@ -164,12 +160,10 @@ rule frame_table:
         layout.log(RESULTS, layout.calib(None, "{night}", "frames.ecsv")),
     benchmark:
         layout.benchmark(RESULTS, layout.calib(None, "{night}", "frames.ecsv"))
-    conda:
-        "../envs/reduce.yaml"
     params:
         code=code("frame_table.py"),
         rows=night_table,
         log_rows=night_log_rows,
         times=config["times"],
-    script:
-        "../scripts/frame_table.py"
+    run:
+        run_script("frame_table.py", locals())

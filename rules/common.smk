@@ -26,6 +26,7 @@ from ccdreduce import (
     policy,
     stacking,
     stalelock,
+    workers,
 )  # noqa: E402
 from ccdreduce.combine import check_combine_config, complete_entries  # noqa: E402
 from ccdreduce.config import (  # noqa: E402
@@ -123,10 +124,21 @@ wildcard_constraints:
 
 
 def code(script):
-    """Fingerprint of the package modules a rule's script runs, given as a
-    param so that editing one reruns the rules that use it (Snakemake tracks
-    only the script file itself)."""
+    """Fingerprint of a rule's script and the package modules it runs, given
+    as a param so that editing one reruns the rules that use it (Snakemake
+    does not track what a run block calls)."""
     return codedeps.fingerprint(SCRIPTS_DIR / script)
+
+
+def run_script(script, job):
+    """A rule's run block: its script (in scripts/) run in a warm worker
+    process that keeps its imports from one job to the next (ccdreduce.workers:
+    a fresh Python per job cost ~1.1 s, more than most jobs' work). ``job`` is
+    the run block's ``locals()``: input, output, params, wildcards, threads,
+    resources, log and rule, as Snakemake gives them to a run block."""
+    names = ("input", "output", "params", "wildcards", "threads", "resources", "log")
+    job = workers.Job(*(job[name] for name in names), config, job["rule"])
+    workers.run(SCRIPTS_DIR / script, job)
 
 
 def master_preview(kind, key="", camera=""):

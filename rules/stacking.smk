@@ -12,15 +12,13 @@ rule choose_reference:
         layout.log(RESULTS, layout.stack(None, "{group}", "reference.json")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "reference.json"))
-    conda:
-        "../envs/reduce.yaml"
     params:
         code=code("choose_reference.py"),
         frames=group_frame_info,
         pinned=lambda wc: pinned_reference(wc.group),
         settings=STACKING["registration"],
-    script:
-        "../scripts/choose_reference.py"
+    run:
+        run_script("choose_reference.py", locals())
 
 
 rule register:
@@ -36,8 +34,6 @@ rule register:
         layout.log(RESULTS, layout.registered_dir(None, "{night}", "{group}")),
     benchmark:
         layout.benchmark(RESULTS, layout.registered_dir(None, "{night}", "{group}"))
-    conda:
-        "../envs/reduce.yaml"
     resources:
         mem_mb=job_memory("register"),
         runtime=job_runtime("register"),
@@ -58,8 +54,8 @@ rule register:
             "sky": STACKING["sky"],
             "background_box": STACKING["background_box"],
         },
-    script:
-        "../scripts/register_night.py"
+    run:
+        run_script("register_night.py", locals())
 
 
 rule scale_frames:
@@ -86,8 +82,6 @@ rule scale_frames:
         layout.log(RESULTS, layout.stack(None, "{group}", "frames.ecsv")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "frames.ecsv"))
-    conda:
-        "../envs/reduce.yaml"
     resources:
         mem_mb=job_memory("stack"),
         runtime=job_runtime("stack"),
@@ -97,8 +91,8 @@ rule scale_frames:
         frames=group_frame_info,
         scaling=STACKING["scaling"],
         select=STACKING["select"],
-    script:
-        "../scripts/scale_frames.py"
+    run:
+        run_script("scale_frames.py", locals())
 
 
 rule combine_stack:
@@ -113,8 +107,6 @@ rule combine_stack:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "{method}.fits"))
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
-    conda:
-        "../envs/reduce.yaml"
     threads: 2
     resources:
         # the combine reads by row bands within stacking.memory_mb
@@ -126,8 +118,8 @@ rule combine_stack:
         combine=lambda wc: STACK_COMBINE[wc.method],
         memory_mb=STACKING["memory_mb"],
         frames=group_frame_info,
-    script:
-        "../scripts/combine_stack.py"
+    run:
+        run_script("combine_stack.py", locals())
 
 
 rule stack_preview:
@@ -149,12 +141,10 @@ rule stack_preview:
         )
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
-    conda:
-        "../envs/reduce.yaml"
     params:
         code=code("preview.py"),
-    script:
-        "../scripts/preview.py"
+    run:
+        run_script("preview.py", locals())
 
 
 rule stack_stats:
@@ -177,15 +167,13 @@ rule stack_stats:
         layout.log(RESULTS, layout.stack(None, "{group}", "stats.ecsv")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "stats.ecsv"))
-    conda:
-        "../envs/reduce.yaml"
     params:
         code=code("stack_stats.py"),
         group=lambda wc: wc.group,
         methods=STACKING["methods"],
         frames=group_frame_info,
-    script:
-        "../scripts/stack_stats.py"
+    run:
+        run_script("stack_stats.py", locals())
 
 
 # a colour group's <method>.png is its colour preview, not a stack's own
@@ -216,9 +204,7 @@ rule colour_preview:
         # only the colour groups: every other <method>.png is a stack's preview
         group=COLOUR_GROUP_PATTERN,
         method="|".join(STACKING["methods"]),
-    conda:
-        "../envs/reduce.yaml"
     params:
         code=code("colour_preview.py"),
-    script:
-        "../scripts/colour_preview.py"
+    run:
+        run_script("colour_preview.py", locals())

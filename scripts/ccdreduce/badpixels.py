@@ -237,16 +237,14 @@ def night_map(recipes, masters, settings=None):
 def save_preview(bpm, path, title, size=700):
     """A PNG of the map, black where bad; each bad pixel made visible by
     taking the maximum over blocks when the map is larger than ``size``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .preview import image_figure, save_figure
 
     bad = np.asarray(bpm) > 0
     step = max(1, int(np.ceil(max(bad.shape) / size)))
     ny, nx = (bad.shape[0] // step) * step, (bad.shape[1] // step) * step
     shown = bad[:ny, :nx].reshape(ny // step, step, nx // step, step).any(axis=(1, 3))
-    fig, ax = plt.subplots(figsize=(7.0, 7.0 * ny / nx + 0.6), dpi=100)
+    title = f"{title}\n{int(bad.sum())} bad pixels ({bad.mean():.3%})"
+    fig, ax, _ = image_figure(ny, nx, title)
     ax.imshow(
         ~shown,
         origin="lower",
@@ -256,12 +254,7 @@ def save_preview(bpm, path, title, size=700):
         interpolation="nearest",
         extent=(0, nx, 0, ny),
     )
-    ax.set_title(f"{title}\n{int(bad.sum())} bad pixels ({bad.mean():.3%})", fontsize=9)
-    ax.set_xlabel("x (FITS axis 1)")
-    ax.set_ylabel("y (FITS axis 2)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def header_cards():

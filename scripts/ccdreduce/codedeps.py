@@ -1,9 +1,10 @@
 """Which modules of this package a rule's script runs, so that Snakemake can
 rerun the rule when one of them changes.
 
-Snakemake tracks a `script:` file's own code but not the modules it imports;
-rules therefore carry a fingerprint of those modules as a parameter
-(`params.code`), and Snakemake's params trigger reruns them when it changes.
+Rules run their scripts from a `run:` block (ccdreduce.workers), so Snakemake
+tracks neither the script nor the modules it imports; rules therefore carry a
+fingerprint of the script and those modules as a parameter (`params.code`),
+and Snakemake's params trigger reruns them when it changes.
 The modules are found by reading the imports, transitively, with no module
 executed. (A parameter, not input files: ten more inputs per job cost a dry
 run of a large archive several seconds.)
@@ -51,8 +52,8 @@ def modules_of(script):
 
 @cache
 def fingerprint(script):
-    """A short hash of the package modules ``script`` runs (names and text)."""
+    """A short hash of ``script`` and the package modules it runs (names and text)."""
     digest = hashlib.sha256()
-    for path in modules_of(script):
+    for path in (script, *modules_of(script)):
         digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
     return digest.hexdigest()[:16]

@@ -52,21 +52,13 @@ def save_colour_preview(channels, path, title):
     """A PNG of three channel images ({"R": ..., "G": ..., "B": ...}): sky
     subtracted, white-balanced (colour_balance), one common stretch
     (colour_stretch). Returns the balance, {channel: (sky, factor)}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .preview import image_figure, save_figure
 
     balanced, balance, noise = colour_balance(channels)
     rgb = colour_stretch(balanced, noise)
-    ny, nx = rgb.shape[:2]
-    fig, ax = plt.subplots(figsize=(7.0, 7.0 * ny / nx + 0.6), dpi=100)
-    ax.imshow(rgb, origin="lower", interpolation="nearest")
     factors = ", ".join(f"{c} x{1 / balance[c][1]:.3f}" for c in ("R", "G", "B"))
-    ax.set_title(f"{title}\nsky subtracted, balanced {factors}, asinh stretch", fontsize=9)
-    ax.set_xlabel("x (FITS axis 1)")
-    ax.set_ylabel("y (FITS axis 2)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    title = f"{title}\nsky subtracted, balanced {factors}, asinh stretch"
+    fig, ax, _ = image_figure(*rgb.shape[:2], title)
+    ax.imshow(rgb, origin="lower", interpolation="nearest")
+    save_figure(fig, path)
     return balance

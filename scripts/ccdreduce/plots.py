@@ -6,10 +6,7 @@ from .layout import frame_id
 
 
 def frames_plot(table, path, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .preview import figure, save_figure
 
     n = len(table)
     index = np.arange(n)
@@ -17,7 +14,8 @@ def frames_plot(table, path, title):
     labels = [
         frame_id(night, stem) for night, stem in zip(table["night"], table["stem"], strict=True)
     ]
-    fig, axes = plt.subplots(4, 1, figsize=(max(7.0, 0.35 * n + 2), 10.5), sharex=True)
+    fig = figure(max(7.0, 0.35 * n + 2), 10.5)
+    axes = fig.subplots(4, 1, sharex=True)
     panels = (
         (("dx_measured", "dx"), ("dy_measured", "dy")),
         (("rotation_deg", None),),
@@ -64,5 +62,4 @@ def frames_plot(table, path, title):
     axes[-1].set_xticks(index, labels, rotation=90, fontsize=7)
     axes[0].set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

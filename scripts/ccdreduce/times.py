@@ -83,6 +83,10 @@ def use_iers(source="bundled"):
     """
     if source not in IERS_SOURCES:
         raise ValueError(f"times.iers = {source!r}: use one of {', '.join(IERS_SOURCES)}")
+    if source == "bundled" and _earth.get("source") == "bundled":
+        # read once per process (0.6 s of parsing): a worker runs many jobs
+        iers.earth_orientation_table.set(_earth["table"])
+        return None
     table, note = None, None
     if source == "download":
         try:
@@ -95,6 +99,7 @@ def use_iers(source="bundled"):
         table = iers.IERS_A.open(iers.IERS_A_FILE)
     iers.earth_orientation_table.set(table)
     _earth["table"] = table
+    _earth["source"] = "bundled" if note or source == "bundled" else source
     return note
 
 

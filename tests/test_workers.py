@@ -1,0 +1,152 @@
+"""Warm worker processes (ccdreduce.workers): rule scripts run in a Python
+that keeps its imports between jobs, one job at a time, each job's log its
+own, failures reported, a dead worker replaced."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ccdreduce import workers
+
+SCRIPT = """
+import os, time
+from ccdreduce import runlog
+
+log = runlog.start(snakemake)
+log.info("job %s in pid %d", snakemake.wildcards.name, os.getpid())
+if snakemake.params.action == "fail":
+    raise ValueError(f"bad input in {snakemake.input.frame}: no EXPTIME. Fix: add it")
+if snakemake.params.action == "die":
+    os.kill(os.getpid(), 9)
+if snakemake.params.action == "exit0":
+    raise SystemExit(0)
+if snakemake.params.action == "sleep":
+    with open(snakemake.output.result, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)
+with open(snakemake.output.result, "w") as out:
+    out.write(f"{os.getpid()} {snakemake.params.values['x'] * 2} {snakemake.threads}")
+"""
+
+
+class FakeNamedlist(list):
+    """The part of Snakemake's Namedlist that Named.of reads."""
+
+    def __init__(self, names):
+        super().__init__(names.values())
+        self._names = {name: (i, None) for i, name in enumerate(names)}
+
+
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "job.py"
+    path.write_text(textwrap.dedent(SCRIPT))
+    return path
+
+
+def job(tmp_path, name, action="write"):
+    return workers.Job(
+        FakeNamedlist({"frame": str(tmp_path / "raw.fits")}),
+        FakeNamedlist({"result": str(tmp_path / f"{name}.txt")}),
+        FakeNamedlist({"action": action, "values": {"x": 21}}),
+        FakeNamedlist({"name": name}),
+        2,
+        FakeNamedlist({"mem_mb": 1000}),
+        FakeNamedlist({"log": str(tmp_path / f"{name}.log")}),
+        {"results_dir": str(tmp_path)},
+        "test_rule",
+    )
+
+
+def test_a_job_reads_like_snakemakes_object_and_pickles():
+    named = workers.Named.of(FakeNamedlist({"master": "calib/bias.fits", "preview": "b.png"}))
+    assert named.master == "calib/bias.fits" and named[1] == "b.png"
+    assert list(named.keys()) == ["master", "preview"] and named.get("nothing") is None
+    copy = pickle.loads(pickle.dumps(named))
+    assert copy.preview == "b.png" and list(copy) == ["calib/bias.fits", "b.png"]
+    with pytest.raises(AttributeError):
+        named.missing  # noqa: B018
+
+
+def test_jobs_run_in_one_warm_worker_each_with_its_own_log(script, tmp_path):
+    pool = workers.Pool()
+    try:
+        pool.run(script, job(tmp_path, "a"))
+        pool.run(script, job(tmp_path, "b"))
+    finally:
+        pool.close()
+    pid_a, value, threads = (tmp_path / "a.txt").read_text().split()
+    pid_b = (tmp_path / "b.txt").read_text().split()[0]
+    assert pid_a == pid_b != str(os.getpid())  # the same worker, not this process
+    assert (value, threads) == ("42", "2")
+    log_a, log_b = (tmp_path / "a.log").read_text(), (tmp_path / "b.log").read_text()
+    assert "job a in pid" in log_a and "job b" not in log_a
+    assert "job b in pid" in log_b and "job a" not in log_b
+
+
+def test_a_failing_script_fails_its_job_with_the_error_and_its_log_has_the_traceback(
+    script, tmp_path
+):
+    pool = workers.Pool()
+    try:
+        with pytest.raises(workers.JobFailed, match="no EXPTIME. Fix: add it"):
+            pool.run(script, job(tmp_path, "bad", action="fail"))
+        pool.run(script, job(tmp_path, "after"))  # the worker serves the next job
+        pool.run(script, job(tmp_path, "exit", action="exit0"))  # sys.exit(0) is success
+    finally:
+        pool.close()
+    log = (tmp_path / "bad.log").read_text()
+    assert "Traceback" in log and "ValueError: bad input in" in log
+    assert (tmp_path / "after.txt").exists()
+
+
+def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(script, tmp_path):
+    pool = workers.Pool()
+    try:
+        pool.run(script, job(tmp_path, "first"))
+        with pytest.raises(workers.JobFailed, match=f"ended \\(exit code -{signal.SIGKILL}"):
+            pool.run(script, job(tmp_path, "killed", action="die"))
+        pool.run(script, job(tmp_path, "second"))
+    finally:
+        pool.close()
+    first = (tmp_path / "first.txt").read_text().split()[0]
+    second = (tmp_path / "second.txt").read_text().split()[0]
+    assert first != second
+
+
+def test_a_worker_ends_when_snakemake_is_killed_even_in_the_middle_of_a_job(script, tmp_path):
+    # a process standing in for Snakemake, sending a job that runs for a minute
+    code = (
+        "import pickle, sys; sys.path.insert(0, sys.argv[1]); from ccdreduce import workers; "
+        "workers.run(sys.argv[2], pickle.load(open(sys.argv[3], 'rb')))"
+    )
+    (tmp_path / "job.pickle").write_bytes(pickle.dumps(job(tmp_path, "long", action="sleep")))
+    scripts = workers.SCRIPTS
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, scripts, script, tmp_path / "job.pickle"]
+    )
+    result = tmp_path / "long.txt"
+    deadline = time.monotonic() + 60
+    while not (result.exists() and result.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(result.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived Snakemake"
+
+
+def _alive(pid):
+    try:
+        status = open(f"/proc/{pid}/stat").read().split()[2]
+    except FileNotFoundError:
+        return False
+    return status != "Z"  # a zombie has ended, its parent gone before reaping it
