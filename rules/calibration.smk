@@ -123,7 +123,7 @@ rule calibrate:
         layout.log(RESULTS, layout.calibrated_dir(None, "{night}")),
     benchmark:
         layout.benchmark(RESULTS, layout.calibrated_dir(None, "{night}"))
-    threads: CALIBRATE_THREADS
+    threads: job_threads("calibrate")
     resources:
         mem_mb=job_memory("calibrate"),
         runtime=job_runtime("calibrate"),

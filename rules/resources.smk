@@ -14,7 +14,30 @@ COSTS = {
     "register": (400, 30, 2, 0.05),
     "stack": (400, 8, 5, 0.03),
 }
-CALIBRATE_THREADS = 2
+#: Frames from which a calibrate or combine job takes two threads: there
+#: numpy on whole frames (which lets go of the GIL) is most of the work and
+#: two threads nearly halve it. On smaller frames the work is mostly Python
+#: (catalogues, headers, times), where two threads of one job take turns,
+#: while two one-thread jobs in two worker processes run side by side:
+#: benchmarks/end_to_end.py, demo and two nights, ~20 % less wall time.
+TWO_THREADS_FROM_MEGAPIXELS = 4.0
+
+
+def _frames_of(wildcards, kind):
+    if kind == "calibrate":
+        return [frame for frame, _ in _lights(wildcards)]
+    if kind == "register":
+        return [f for f in group_frames(wildcards) if f.night == wildcards.night]
+    return group_frames(wildcards)
+
+
+def job_threads(kind):
+    def threads(wildcards):
+        frames = _frames_of(wildcards, kind)
+        large = frames and _megapixels(frames[:1]) >= TWO_THREADS_FROM_MEGAPIXELS
+        return 2 if large else 1
+
+    return threads
 
 
 def _frames_of_job(wildcards, kind, master_kind):
@@ -23,12 +46,10 @@ def _frames_of_job(wildcards, kind, master_kind):
         frames = _master(wildcards, master_kind).frames
         return frames, frames
     if kind == "calibrate":
-        frames = [frame for frame, _ in _lights(wildcards)]
-        return frames[:CALIBRATE_THREADS], frames[::CALIBRATE_THREADS]
-    if kind == "register":
-        frames = [f for f in group_frames(wildcards) if f.night == wildcards.night]
-    else:
-        frames = group_frames(wildcards)
+        frames = _frames_of(wildcards, kind)
+        threads = job_threads(kind)(wildcards)
+        return frames[:threads], frames[::threads]
+    frames = _frames_of(wildcards, kind)
     return frames[:1], frames
 
 

@@ -107,7 +107,7 @@ rule combine_stack:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "{method}.fits"))
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
-    threads: 2
+    threads: job_threads("stack")
     resources:
         # the combine reads by row bands within stacking.memory_mb
         mem_mb=STACKING["memory_mb"] + 512,

@@ -77,7 +77,7 @@ def test_a_run_killed_during_a_combine_is_completed_by_the_next(tree, signal_num
     run = start(tree)
     try:
         assert wait_for(lambda: combine_started(tree)), "no combine started"
-        time.sleep(0.3)  # inside the combine job
+        time.sleep(0.05)  # inside the combine job (a combine takes ~0.1 s here)
         os.killpg(run.pid, signal_number)
         run.communicate(timeout=60)
     finally:
@@ -101,13 +101,18 @@ def test_a_run_killed_during_a_combine_is_completed_by_the_next(tree, signal_num
 
 
 def test_a_second_run_at_the_same_time_refuses_and_nothing_is_corrupted(tree):
-    # the first run redoes everything (tens of seconds on one core), so the
-    # second surely starts while the first holds the lock
+    # the first run redoes everything; it is stopped (SIGSTOP, its workers
+    # too) while it holds the lock, so the second surely starts meanwhile,
+    # however fast the first would otherwise be
     first = start(tree, "--forceall")
     locks = REPO / ".snakemake" / "locks"
     try:
         assert wait_for(lambda: locks.is_dir() and any(locks.glob("*.lock"))), "no lock taken"
-        second = run_snakemake(*tree["config"], check=False)
+        os.killpg(first.pid, signal.SIGSTOP)
+        try:
+            second = run_snakemake(*tree["config"], check=False)
+        finally:
+            os.killpg(first.pid, signal.SIGCONT)
         output = second.stdout + second.stderr
         assert second.returncode != 0
         assert "LockException" in output and "cannot be locked" in output, output[-2000:]

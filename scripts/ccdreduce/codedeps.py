@@ -18,8 +18,10 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent
 
 
+@cache
 def _imports(path):
-    """Package modules imported by one file, as module names."""
+    """Package modules imported by one file, as module names (each file
+    parsed once per process: ten rule scripts share most modules)."""
     found = set()
     for node in ast.walk(ast.parse(Path(path).read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom):
