@@ -408,3 +408,20 @@ onsuccess:
 
 onerror:
     end_scheduler_timers()
+
+
+def warn_without_threads():
+    """Rules run their scripts from run blocks (run_script); without
+    --force-use-threads Snakemake runs each run block in a whole new
+    Snakemake process (parse, inventory, plan: seconds a job)."""
+    if workflow.is_main_process and not workflow.use_threads:
+        logger.warning(
+            "ccdreduce: --force-use-threads is not set (this workflow's "
+            "profiles/default sets it): every job will start a whole Snakemake "
+            "of its own, seconds each. Fix: add --force-use-threads, or "
+            "force-use-threads: true in the profile you run with."
+        )
+
+
+onstart:
+    warn_without_threads()

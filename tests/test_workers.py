@@ -150,3 +150,59 @@ def _alive(pid):
     except FileNotFoundError:
         return False
     return status != "Z"  # a zombie has ended, its parent gone before reaping it
+
+
+class OnlyHere:
+    """A param of a class the worker cannot import (it lives in this test)."""
+
+
+def test_a_job_the_worker_cannot_read_fails_alone(script, tmp_path):
+    pool = workers.Pool()
+    strange = job(tmp_path, "strange")
+    strange.params = workers.Named([OnlyHere()], {"thing": (0, None)})
+    try:
+        with pytest.raises(workers.JobFailed, match="could not be read by the worker"):
+            pool.run(script, strange)
+        pool.run(script, job(tmp_path, "after"))  # the same worker serves on
+    finally:
+        pool.close()
+    assert (tmp_path / "after.txt").exists()
+
+
+def test_an_error_whose_message_fails_is_still_reported(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        "class Odd(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise Odd()\n"
+    )
+    pool = workers.Pool()
+    try:
+        with pytest.raises(workers.JobFailed, match="Odd"):
+            pool.run(broken, job(tmp_path, "odd"))
+    finally:
+        pool.close()
+
+
+def test_a_worker_killed_while_idle_fails_no_job(script, tmp_path):
+    pool = workers.Pool()
+    try:
+        pool.run(script, job(tmp_path, "first"))
+        first = int((tmp_path / "first.txt").read_text().split()[0])
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)
+        pool.run(script, job(tmp_path, "second"))  # on a new worker
+    finally:
+        pool.close()
+    assert int((tmp_path / "second.txt").read_text().split()[0]) != first
+
+
+def test_workers_run_numpys_blas_on_one_thread(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os\nopen(snakemake.output.result, 'w').write(os.environ['OMP_NUM_THREADS'])\n"
+    )
+    pool = workers.Pool()
+    try:
+        pool.run(probe, job(tmp_path, "probe"))
+    finally:
+        pool.close()
+    assert (tmp_path / "probe.txt").read_text() == "1"

@@ -26,6 +26,7 @@ runs as a `script:` too, and the tests import the package, not the scripts.
 import atexit
 import logging
 import os
+import pickle
 import runpy
 import socket
 import subprocess
@@ -37,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parents[1]
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class Named(list):
@@ -112,7 +114,15 @@ def _failed(job, exc):
         if job.log:
             with open(job.log[0], "a") as file:
                 file.write(text)
-    return f"{type(exc).__name__}: {exc}"
+    return _one_line(exc)
+
+
+def _one_line(exc):
+    """``Type: message``, even for an exception whose str() fails."""
+    try:
+        return "".join(traceback.format_exception_only(exc)).strip()
+    except Exception:  # noqa: BLE001 - a broken __str__ must not end the worker
+        return f"{type(exc).__name__} (its message could not be written)"
 
 
 def _close_logging():
@@ -140,9 +150,14 @@ def serve(fd):
     connection = Connection(fd)
     while True:
         try:
-            script, job = connection.recv()
+            message = connection.recv_bytes()
         except (EOFError, OSError, KeyboardInterrupt):  # Snakemake ended, or Ctrl-C
             return
+        try:
+            script, job = pickle.loads(message)
+        except Exception as exc:  # noqa: BLE001 - e.g. a param of a class not importable here
+            connection.send(f"the job could not be read by the worker: {_one_line(exc)}")
+            continue
         connection.send(run_script(script, job))
 
 
@@ -160,17 +175,20 @@ class _Worker:
             "import sys; sys.path.insert(0, sys.argv[1]); "
             "from ccdreduce.workers import serve; serve(int(sys.argv[2]))"
         )
+        # numpy's BLAS with one thread, as Snakemake sets it for a 1-thread
+        # job: jobs of two threads use them through their own thread pools
+        env = dict(os.environ, **dict.fromkeys(BLAS_THREADS, "1"))
         self.process = subprocess.Popen(
             [sys.executable, "-c", code, str(SCRIPTS), str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
+            env=env,
         )
         theirs.close()
         self.connection = Connection(mine.detach())
 
-    def run(self, script, job):
-        self.connection.send((str(script), job))
-        return self.connection.recv()
+    def alive(self):
+        return self.process.poll() is None
 
     def close(self):
         self.connection.close()
@@ -183,24 +201,40 @@ class Pool:
         self._idle, self._lock = [], threading.Lock()
         atexit.register(self.close)
 
+    def _take(self):
+        """An idle worker that is still alive (one killed while idle is
+        dropped, so that no job fails for it), else a new one."""
+        while True:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                return _Worker()
+            if worker.alive():
+                return worker
+            worker.close()
+
     def run(self, script, job):
-        with self._lock:
-            worker = self._idle.pop() if self._idle else None
-        worker = worker or _Worker()
+        name = Path(script).name
         try:
-            error = worker.run(script, job)
+            message = pickle.dumps((str(script), job))
+        except Exception as exc:  # noqa: BLE001 - a param that cannot be sent
+            raise JobFailed(f"{name} (rule {job.rule}): its job cannot be sent: {exc}") from None
+        worker = self._take()
+        try:
+            worker.connection.send_bytes(message)
+            error = worker.connection.recv()
         except (EOFError, OSError):
             worker.close()
             code = worker.process.wait()
             raise JobFailed(
-                f"the Python process running {Path(script).name} for rule {job.rule} ended "
+                f"the Python process running {name} for rule {job.rule} ended "
                 f"(exit code {code}: killed, or out of memory?); its log: "
                 f"{', '.join(job.log) or 'none'}"
             ) from None
         with self._lock:
             self._idle.append(worker)
         if error is not None:
-            raise JobFailed(f"{Path(script).name} (rule {job.rule}) failed: {error}")
+            raise JobFailed(f"{name} (rule {job.rule}) failed: {error}")
 
     def close(self):
         with self._lock:
