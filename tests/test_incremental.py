@@ -201,3 +201,21 @@ def test_6_editing_a_science_module_reruns_the_rules_that_use_it(tree):
     ), outputs
     assert not any(is_master(p) or is_master(p.replace(".png", ".fits")) for p in outputs)
     assert dry(tree) == []  # back to the original: nothing to do
+
+
+def test_6b_editing_a_rule_script_reruns_that_rule_and_what_follows(tree):
+    # rules call their scripts from run: blocks, which Snakemake does not
+    # track: the script is part of params.code
+    from ccdreduce import codedeps
+
+    script = codedeps.PACKAGE.parent / "combine_stack.py"
+    original = script.read_text()
+    try:
+        script.write_text(original + "\n# edited\n")
+        outputs = dry(tree)
+    finally:
+        script.write_text(original)
+    assert any(p.endswith("/average.fits") for p in outputs)
+    assert all("/stacks/" in p for p in outputs), outputs
+    assert not any(p.endswith(("/frames.ecsv", "reference.json")) for p in outputs)
+    assert dry(tree) == []
