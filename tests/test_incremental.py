@@ -180,16 +180,20 @@ def test_4_min_flat_reruns_calibrated_frames_but_not_masters(tree):
     assert sum("/calibrated/" in p for p in outputs) == 3  # one job per night
 
 
+def dry_after_editing(tree, path):
+    """The dry run's outputs with a comment added to ``path`` (then removed)."""
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# edited\n")
+        return dry(tree)
+    finally:
+        path.write_text(original)
+
+
 def test_6_editing_a_science_module_reruns_the_rules_that_use_it(tree):
     from ccdreduce import codedeps
 
-    module = codedeps.PACKAGE / "stars.py"
-    original = module.read_text()
-    try:
-        module.write_text(original + "\n# edited\n")
-        outputs = dry(tree)
-    finally:
-        module.write_text(original)
+    outputs = dry_after_editing(tree, codedeps.PACKAGE / "stars.py")
     # stars.py runs in the calibrate job (the catalogue), so calibrated frames,
     # registration, stacks and the nights' tables rerun; the masters do not use it
     assert any("/catalogs/" in p for p in outputs)
@@ -208,13 +212,7 @@ def test_6b_editing_a_rule_script_reruns_that_rule_and_what_follows(tree):
     # track: the script is part of params.code
     from ccdreduce import codedeps
 
-    script = codedeps.PACKAGE.parent / "combine_stack.py"
-    original = script.read_text()
-    try:
-        script.write_text(original + "\n# edited\n")
-        outputs = dry(tree)
-    finally:
-        script.write_text(original)
+    outputs = dry_after_editing(tree, codedeps.PACKAGE.parent / "combine_stack.py")
     assert any(p.endswith("/average.fits") for p in outputs)
     assert all("/stacks/" in p for p in outputs), outputs
     assert not any(p.endswith(("/frames.ecsv", "reference.json")) for p in outputs)

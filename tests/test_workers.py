@@ -44,6 +44,13 @@ class FakeNamedlist(list):
 
 
 @pytest.fixture
+def pool():
+    pool = workers.Pool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
 def script(tmp_path):
     path = tmp_path / "job.py"
     path.write_text(textwrap.dedent(SCRIPT))
@@ -74,13 +81,9 @@ def test_a_job_reads_like_snakemakes_object_and_pickles():
         named.missing  # noqa: B018
 
 
-def test_jobs_run_in_one_warm_worker_each_with_its_own_log(script, tmp_path):
-    pool = workers.Pool()
-    try:
-        pool.run(script, job(tmp_path, "a"))
-        pool.run(script, job(tmp_path, "b"))
-    finally:
-        pool.close()
+def test_jobs_run_in_one_warm_worker_each_with_its_own_log(pool, script, tmp_path):
+    pool.run(script, job(tmp_path, "a"))
+    pool.run(script, job(tmp_path, "b"))
     pid_a, value, threads = (tmp_path / "a.txt").read_text().split()
     pid_b = (tmp_path / "b.txt").read_text().split()[0]
     assert pid_a == pid_b != str(os.getpid())  # the same worker, not this process
@@ -91,30 +94,22 @@ def test_jobs_run_in_one_warm_worker_each_with_its_own_log(script, tmp_path):
 
 
 def test_a_failing_script_fails_its_job_with_the_error_and_its_log_has_the_traceback(
-    script, tmp_path
+    pool, script, tmp_path
 ):
-    pool = workers.Pool()
-    try:
-        with pytest.raises(workers.JobFailed, match="no EXPTIME. Fix: add it"):
-            pool.run(script, job(tmp_path, "bad", action="fail"))
-        pool.run(script, job(tmp_path, "after"))  # the worker serves the next job
-        pool.run(script, job(tmp_path, "exit", action="exit0"))  # sys.exit(0) is success
-    finally:
-        pool.close()
+    with pytest.raises(workers.JobFailed, match="no EXPTIME. Fix: add it"):
+        pool.run(script, job(tmp_path, "bad", action="fail"))
+    pool.run(script, job(tmp_path, "after"))  # the worker serves the next job
+    pool.run(script, job(tmp_path, "exit", action="exit0"))  # sys.exit(0) is success
     log = (tmp_path / "bad.log").read_text()
     assert "Traceback" in log and "ValueError: bad input in" in log
     assert (tmp_path / "after.txt").exists()
 
 
-def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(script, tmp_path):
-    pool = workers.Pool()
-    try:
-        pool.run(script, job(tmp_path, "first"))
-        with pytest.raises(workers.JobFailed, match=f"ended \\(exit code -{signal.SIGKILL}"):
-            pool.run(script, job(tmp_path, "killed", action="die"))
-        pool.run(script, job(tmp_path, "second"))
-    finally:
-        pool.close()
+def test_a_worker_that_dies_fails_its_job_and_the_next_job_gets_a_new_one(pool, script, tmp_path):
+    pool.run(script, job(tmp_path, "first"))
+    with pytest.raises(workers.JobFailed, match=f"ended \\(exit code -{signal.SIGKILL}"):
+        pool.run(script, job(tmp_path, "killed", action="die"))
+    pool.run(script, job(tmp_path, "second"))
     first = (tmp_path / "first.txt").read_text().split()[0]
     second = (tmp_path / "second.txt").read_text().split()[0]
     assert first != second
@@ -156,53 +151,37 @@ class OnlyHere:
     """A param of a class the worker cannot import (it lives in this test)."""
 
 
-def test_a_job_the_worker_cannot_read_fails_alone(script, tmp_path):
-    pool = workers.Pool()
+def test_a_job_the_worker_cannot_read_fails_alone(pool, script, tmp_path):
     strange = job(tmp_path, "strange")
     strange.params = workers.Named([OnlyHere()], {"thing": (0, None)})
-    try:
-        with pytest.raises(workers.JobFailed, match="could not be read by the worker"):
-            pool.run(script, strange)
-        pool.run(script, job(tmp_path, "after"))  # the same worker serves on
-    finally:
-        pool.close()
+    with pytest.raises(workers.JobFailed, match="could not be read by the worker"):
+        pool.run(script, strange)
+    pool.run(script, job(tmp_path, "after"))  # the same worker serves on
     assert (tmp_path / "after.txt").exists()
 
 
-def test_an_error_whose_message_fails_is_still_reported(tmp_path):
+def test_an_error_whose_message_fails_is_still_reported(pool, tmp_path):
     broken = tmp_path / "broken.py"
     broken.write_text(
         "class Odd(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise Odd()\n"
     )
-    pool = workers.Pool()
-    try:
-        with pytest.raises(workers.JobFailed, match="Odd"):
-            pool.run(broken, job(tmp_path, "odd"))
-    finally:
-        pool.close()
+    with pytest.raises(workers.JobFailed, match="Odd"):
+        pool.run(broken, job(tmp_path, "odd"))
 
 
-def test_a_worker_killed_while_idle_fails_no_job(script, tmp_path):
-    pool = workers.Pool()
-    try:
-        pool.run(script, job(tmp_path, "first"))
-        first = int((tmp_path / "first.txt").read_text().split()[0])
-        os.kill(first, signal.SIGKILL)
-        time.sleep(0.2)
-        pool.run(script, job(tmp_path, "second"))  # on a new worker
-    finally:
-        pool.close()
+def test_a_worker_killed_while_idle_fails_no_job(pool, script, tmp_path):
+    pool.run(script, job(tmp_path, "first"))
+    first = int((tmp_path / "first.txt").read_text().split()[0])
+    os.kill(first, signal.SIGKILL)
+    time.sleep(0.2)
+    pool.run(script, job(tmp_path, "second"))  # on a new worker
     assert int((tmp_path / "second.txt").read_text().split()[0]) != first
 
 
-def test_workers_run_numpys_blas_on_one_thread(tmp_path):
+def test_workers_run_numpys_blas_on_one_thread(pool, tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import os\nopen(snakemake.output.result, 'w').write(os.environ['OMP_NUM_THREADS'])\n"
     )
-    pool = workers.Pool()
-    try:
-        pool.run(probe, job(tmp_path, "probe"))
-    finally:
-        pool.close()
+    pool.run(probe, job(tmp_path, "probe"))
     assert (tmp_path / "probe.txt").read_text() == "1"
