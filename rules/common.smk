@@ -137,9 +137,7 @@ def run_script(script, job):
     a fresh Python per job cost ~1.1 s, more than most jobs' work). ``job`` is
     the run block's ``locals()``: input, output, params, wildcards, threads,
     resources, log and rule, as Snakemake gives them to a run block."""
-    names = ("input", "output", "params", "wildcards", "threads", "resources", "log")
-    job = workers.Job(*(job[name] for name in names), config, job["rule"])
-    workers.run(SCRIPTS_DIR / script, job)
+    workers.run(SCRIPTS_DIR / script, workers.Job.of_run_block(job, config))
 
 
 def master_preview(kind, key="", camera=""):

@@ -31,11 +31,14 @@ def _frames_of(wildcards, kind):
     return group_frames(wildcards)
 
 
+def _threads_for(frames):
+    large = frames and _megapixels(frames[:1]) >= TWO_THREADS_FROM_MEGAPIXELS
+    return 2 if large else 1
+
+
 def job_threads(kind):
     def threads(wildcards):
-        frames = _frames_of(wildcards, kind)
-        large = frames and _megapixels(frames[:1]) >= TWO_THREADS_FROM_MEGAPIXELS
-        return 2 if large else 1
+        return _threads_for(_frames_of(wildcards, kind))
 
     return threads
 
@@ -45,11 +48,10 @@ def _frames_of_job(wildcards, kind, master_kind):
     if kind == "master":
         frames = _master(wildcards, master_kind).frames
         return frames, frames
-    if kind == "calibrate":
-        frames = _frames_of(wildcards, kind)
-        threads = job_threads(kind)(wildcards)
-        return frames[:threads], frames[::threads]
     frames = _frames_of(wildcards, kind)
+    if kind == "calibrate":  # one frame in memory per thread
+        threads = _threads_for(frames)
+        return frames[:threads], frames[::threads]
     return frames[:1], frames
 
 

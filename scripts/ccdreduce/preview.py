@@ -59,7 +59,7 @@ def binned(image, factor):
         return np.nanmean(blocks, axis=(1, 3))
 
 
-def save_preview(image, path, title, mask=None):
+def save_preview(image, path, title):
     from astropy.visualization import ZScaleInterval
 
     ny, nx = image.shape

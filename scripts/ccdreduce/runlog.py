@@ -15,10 +15,11 @@ def start(smk):
         handlers=handlers,
         force=True,
     )
-    log = logging.getLogger("ccdreduce")
+    sys.excepthook = lambda kind, value, traceback: log_crash(value)
+    return logging.getLogger("ccdreduce")
 
-    def crash(kind, value, traceback):
-        log.error("%s: %s", kind.__name__, value, exc_info=(kind, value, traceback))
 
-    sys.excepthook = crash
-    return log
+def log_crash(exc):
+    """A job's exception with its traceback, in the job's log and on stderr
+    (a script run by Snakemake, or by a warm worker: ccdreduce.workers)."""
+    logging.getLogger("ccdreduce").error("%s: %s", type(exc).__name__, exc, exc_info=exc)

@@ -37,6 +37,8 @@ import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from . import runlog
+
 SCRIPTS = Path(__file__).resolve().parents[1]
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -82,6 +84,13 @@ class Job:
         self.resources = Named.of(resources)
         self.threads, self.config, self.rule = threads, config, rule
 
+    @classmethod
+    def of_run_block(cls, names, config):
+        """From a run block's ``locals()`` (Snakemake passes a run block
+        input, output, params, wildcards, threads, resources, log, rule)."""
+        fields = ("input", "output", "params", "wildcards", "threads", "resources", "log")
+        return cls(*(names[field] for field in fields), config, names["rule"])
+
 
 # --- inside a worker ----------------------------------------------------------
 
@@ -105,11 +114,10 @@ def run_script(script, job):
 def _failed(job, exc):
     """Log the traceback where the script's log goes (its file and stderr),
     as a crashed script did; the one-line error for Snakemake."""
-    text = "".join(traceback.format_exception(exc))
-    root = logging.getLogger()
-    if root.handlers:
-        logging.getLogger("ccdreduce").error("%s: %s\n%s", type(exc).__name__, exc, text)
+    if logging.getLogger().handlers:
+        runlog.log_crash(exc)
     else:  # before the script set up its log
+        text = "".join(traceback.format_exception(exc))
         sys.stderr.write(text)
         if job.log:
             with open(job.log[0], "a") as file:
