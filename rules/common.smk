@@ -2,6 +2,8 @@
 # every input function. Nothing here touches pixels; header reading is cached
 # in <results_dir>/.cache so that re-parsing an unchanged archive is cheap.
 
+import atexit
+import gc
 import re
 import sys
 import threading
@@ -17,6 +19,18 @@ from snakemake.utils import validate
 SCRIPTS_DIR = Path(workflow.current_basedir).parent / "scripts"
 sys.path.insert(0, str(SCRIPTS_DIR))
 
+from ccdreduce import workers  # noqa: E402
+
+# Before the first job can run, Snakemake imports itself, parses this
+# workflow, reads the night's headers and plans (~2 s): the workers' imports
+# are made meanwhile, on the other core (ccdreduce.workers.start).
+if workflow.is_main_process and workers.runs_jobs_here(sys.argv):
+    workers.start()
+# Python's own exit examines every object Snakemake and astropy made for
+# cycles to collect (~0.4 s, after the run's last line): nothing left needs
+# it, so the exit skips that search (exit handlers all still run).
+atexit.register(gc.freeze)
+
 from ccdreduce import (
     codedeps,
     errors,
@@ -27,7 +41,6 @@ from ccdreduce import (
     policy,
     stacking,
     stalelock,
-    workers,
 )  # noqa: E402
 from ccdreduce.combine import check_combine_config, complete_entries  # noqa: E402
 from ccdreduce.config import (  # noqa: E402

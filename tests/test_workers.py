@@ -185,3 +185,68 @@ def test_workers_run_numpys_blas_on_one_thread(pool, tmp_path):
     )
     pool.run(probe, job(tmp_path, "probe"))
     assert (tmp_path / "probe.txt").read_text() == "1"
+
+
+@pytest.mark.parametrize(
+    ("argv", "runs"),
+    [
+        (["/x/.venv/bin/snakemake", "--cores", "2"], True),
+        (["/x/.venv/bin/snakemake", "--cores", "2", "all", "--config", "a=1"], True),
+        (["/usr/lib/python3/site-packages/snakemake/__main__.py", "-c2"], True),
+        (["/x/.venv/bin/snakemake", "-n"], False),
+        (["/x/.venv/bin/snakemake", "-np", "--cores", "2"], False),
+        (["/x/.venv/bin/snakemake", "--lint"], False),
+        (["/x/.venv/bin/snakemake", "--report", "report.html"], False),
+        (["/x/.venv/bin/snakemake", "--unlock"], False),
+        (["/x/.venv/bin/snakemake", "--profile", "profiles/slurm"], False),
+        (["/x/.venv/bin/snakemake", "--executor", "slurm", "-j", "4"], False),
+        (["/x/.venv/bin/pytest", "tests"], False),  # Snakemake's API from a program
+    ],
+)
+def test_workers_start_early_only_for_a_run_that_runs_jobs_here(argv, runs, quick_scontrol):
+    assert workers.runs_jobs_here(argv) is runs
+
+
+@pytest.fixture
+def quick_scontrol(tmp_path, monkeypatch):
+    """Snakemake's parser imports the SLURM plugin, which asks `scontrol`: with
+    slurm-client installed and no controller that waits ~9 s; a stand-in
+    that fails at once makes the plugin take its defaults."""
+    stand_in = tmp_path / "bin" / "scontrol"
+    stand_in.parent.mkdir()
+    stand_in.write_text("#!/bin/sh\nexit 1\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stand_in.parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_early_started_workers_come_with_the_jobs_imports_made(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, sys\n"
+        "from ccdreduce import times\n"
+        "ready = all(m in sys.modules for m in ('photutils.aperture', 'matplotlib.figure',"
+        " 'ccdreduce.scaling', 'ccdreduce.register'))\n"
+        "iers = times._earth.get('source')\n"
+        "open(snakemake.output.result, 'w').write(f'{ready} {iers} {os.getppid()}')\n"
+    )
+    pool = workers.Pool()
+    try:
+        server = pool.start(preload=True)
+        pool.run(probe, job(tmp_path, "probe"))
+        ready, iers, parent = (tmp_path / "probe.txt").read_text().split()
+        # forked from the process that made the imports and read the IERS table
+        assert (ready, iers, int(parent)) == ("True", "bundled", server.process.pid)
+    finally:
+        pool.close()
+
+
+def test_jobs_run_on_when_the_process_workers_are_forked_from_was_killed(pool, script, tmp_path):
+    pool.run(script, job(tmp_path, "first"))
+    server = pool.start()
+    server.process.kill()
+    server.process.wait()
+    first = int((tmp_path / "first.txt").read_text().split()[0])
+    os.kill(first, signal.SIGKILL)  # its worker ends with it; either way a new one serves
+    time.sleep(0.2)
+    pool.run(script, job(tmp_path, "second"))
+    assert (tmp_path / "second.txt").exists()
