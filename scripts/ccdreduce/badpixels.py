@@ -237,24 +237,14 @@ def night_map(recipes, masters, settings=None):
 def save_preview(bpm, path, title, size=700):
     """A PNG of the map, black where bad; each bad pixel made visible by
     taking the maximum over blocks when the map is larger than ``size``."""
-    from .preview import image_figure, save_figure
+    from .preview import image_png
 
     bad = np.asarray(bpm) > 0
     step = max(1, int(np.ceil(max(bad.shape) / size)))
     ny, nx = (bad.shape[0] // step) * step, (bad.shape[1] // step) * step
     shown = bad[:ny, :nx].reshape(ny // step, step, nx // step, step).any(axis=(1, 3))
     title = f"{title}\n{int(bad.sum())} bad pixels ({bad.mean():.3%})"
-    fig, ax, _ = image_figure(ny, nx, title)
-    ax.imshow(
-        ~shown,
-        origin="lower",
-        cmap="gray",
-        vmin=0,
-        vmax=1,
-        interpolation="nearest",
-        extent=(0, nx, 0, ny),
-    )
-    save_figure(fig, path)
+    image_png(np.where(shown, 0, 255).astype(np.uint8), path, title, (nx, ny))
 
 
 def header_cards():

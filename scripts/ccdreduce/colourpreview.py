@@ -52,13 +52,12 @@ def save_colour_preview(channels, path, title):
     """A PNG of three channel images ({"R": ..., "G": ..., "B": ...}): sky
     subtracted, white-balanced (colour_balance), one common stretch
     (colour_stretch). Returns the balance, {channel: (sky, factor)}."""
-    from .preview import image_figure, save_figure
+    from .preview import image_png
 
     balanced, balance, noise = colour_balance(channels)
     rgb = colour_stretch(balanced, noise)
     factors = ", ".join(f"{c} x{1 / balance[c][1]:.3f}" for c in ("R", "G", "B"))
     title = f"{title}\nsky subtracted, balanced {factors}, asinh stretch"
-    fig, ax, _ = image_figure(*rgb.shape[:2], title)
-    ax.imshow(rgb, origin="lower", interpolation="nearest")
-    save_figure(fig, path)
+    pixels = (rgb * 255 + 0.5).astype(np.uint8)
+    image_png(pixels, path, title, (rgb.shape[1], rgb.shape[0]))
     return balance

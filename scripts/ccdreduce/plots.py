@@ -14,7 +14,8 @@ def frames_plot(table, path, title):
     labels = [
         frame_id(night, stem) for night, stem in zip(table["night"], table["stem"], strict=True)
     ]
-    fig = figure(max(7.0, 0.35 * n + 2), 10.5)
+    width, height = max(7.0, 0.35 * n + 2), 10.5
+    fig = figure(width, height)
     axes = fig.subplots(4, 1, sharex=True)
     panels = (
         (("dx_measured", "dx"), ("dy_measured", "dy")),
@@ -61,5 +62,14 @@ def frames_plot(table, path, title):
         ax.legend(fontsize=7, loc="best")
     axes[-1].set_xticks(index, labels, rotation=90, fontsize=7)
     axes[0].set_title(title, fontsize=9)
-    fig.tight_layout()
+    # fixed margins in inches, the bottom one for the longest frame name
+    # (7 pt, turned): tight_layout drew the whole figure once more to find them
+    longest = max((len(label) for label in labels), default=0)
+    fig.subplots_adjust(
+        left=0.9 / width,
+        right=1 - 0.2 / width,
+        top=1 - 0.35 / height,
+        bottom=(0.25 + longest * 7 * 0.62 / 72) / height,
+        hspace=0.08,
+    )
     save_figure(fig, path)
