@@ -358,3 +358,24 @@ def test_a_master_spans_its_frames_without_a_total_exposure_and_names_noted_file
     assert times.card_value(cards, "DATE-END") == Time("2025-03-02T01:03:00", scale="utc").tt.isot
     _, _, frame_notes = times.master_cards(frames, "start", night="2025-03-01")
     assert len(frame_notes) >= 1 and frame_notes[0].startswith("n/dark3.fit: ")
+
+
+def test_the_bundled_iers_table_is_parsed_once_per_machine_and_read_back_the_same(
+    tmp_path, monkeypatch
+):
+    from astropy.utils import iers
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    parsed = iers.IERS_A.open(iers.IERS_A_FILE)
+    first = times.bundled_table()  # parsed, and kept
+    (kept,) = (tmp_path / "ccdreduce").glob("iers_a-*.pickle")
+    again = times.bundled_table()  # read back
+    when = Time(["2025-03-02T01:00:00", "2026-11-28T00:00:00"], scale="utc")
+    for table in (first, again):
+        assert np.array_equal(table.ut1_utc(when).value, parsed.ut1_utc(when).value)
+        assert np.array_equal(table.pm_xy(when)[0].value, parsed.pm_xy(when)[0].value)
+    assert len(again) == len(parsed) and again.meta["data_path"] == parsed.meta["data_path"]
+    kept.write_bytes(b"not a pickle")  # spoilt: parsed again and kept anew
+    spoilt = times.bundled_table()
+    assert np.array_equal(spoilt.ut1_utc(when).value, parsed.ut1_utc(when).value)
+    assert kept.read_bytes() != b"not a pickle"

@@ -20,7 +20,11 @@ the wall clock except :func:`now`, for the camera-clock check.
 
 import contextlib
 import functools
+import hashlib
+import os
+import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -94,13 +98,44 @@ def use_iers(source="bundled"):
         except Exception as exc:  # no network, server down: the bundled tables serve
             note = f"times.iers = download failed ({exc}); the bundled IERS tables serve"
     if table is None:
-        # the file named, not None: IERS_A.read prefers a finals2000A.all
-        # lying in the working directory
-        table = iers.IERS_A.open(iers.IERS_A_FILE)
+        table = bundled_table()
     iers.earth_orientation_table.set(table)
     _earth["table"] = table
     _earth["source"] = "bundled" if note or source == "bundled" else source
     return note
+
+
+def bundled_table():
+    """astropy-iers-data's IERS-A table. Parsing its text takes ~0.4 s, in
+    every process that calibrates; the parsed table is therefore kept in the
+    user's cache folder (XDG_CACHE_HOME, else ~/.cache), under a name made
+    from astropy's version and the file's path, size and time, and read
+    from there (~5 ms) while those stay the same. Without a usable cache the
+    text is parsed, as before."""
+    # the file named, not None: IERS_A.read prefers a finals2000A.all lying
+    # in the working directory
+    source = Path(iers.IERS_A_FILE)
+    cached = _cache_path(source)
+    with contextlib.suppress(Exception):  # none yet, or unreadable: parse
+        table = pickle.loads(cached.read_bytes())
+        if isinstance(table, iers.IERS_A):
+            return table
+    table = iers.IERS_A.open(str(source))
+    with contextlib.suppress(Exception):  # e.g. a read-only home: parsed each time
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+        partial.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
+        partial.replace(cached)
+    return table
+
+
+def _cache_path(source):
+    import astropy
+
+    stat = source.stat()
+    key = f"{astropy.__version__} {source} {stat.st_size} {stat.st_mtime_ns}"
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccdreduce"
+    return folder / f"iers_a-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
 
 
 def earth_orientation():
