@@ -28,7 +28,8 @@ if workflow.is_main_process and workers.runs_jobs_here(sys.argv):
     workers.start()
 # Python's own exit examines every object Snakemake and astropy made for
 # cycles to collect (~0.4 s, after the run's last line): nothing left needs
-# it, so the exit skips that search (exit handlers all still run).
+# it, so the exit skips that search (exit handlers all still run; objects
+# in reference cycles are not finalised, and none of ours holds a file).
 atexit.register(gc.freeze)
 
 from ccdreduce import (

@@ -3,6 +3,7 @@
 import copy
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,20 @@ class Truth:
 
     def frames_of(self, **match):
         return [f for f in self.frames if all(f.get(k) == v for k, v in match.items())]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_home(tmp_path_factory):
+    """The user's cache folder (ccdreduce.times keeps the parsed IERS table
+    there) in a temporary folder: tests leave nothing in ~/.cache."""
+    folder = tmp_path_factory.mktemp("cache_home")
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
 
 
 @pytest.fixture(scope="session")

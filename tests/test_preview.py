@@ -19,12 +19,15 @@ from ccdreduce.preview import BAR_GAP, BAR_LABELS, BAR_WIDTH, IMAGE_SIDE, MARGIN
         (0.0011, 0.0042, [0.002, 0.003, 0.004], 3),
         (0.0011, 0.0036, [0.0015, 0.002, 0.0025, 0.003, 0.0035], 4),
         (891.5, 1109, [900, 950, 1000, 1050, 1100], 0),
+        (0, 128, [0, 25, 50, 75, 100, 125], 0),
+        (0.5, 0.5, [0.5], None),
     ],
 )
 def test_ticks_are_round_values_within_the_range(low, high, ticks, decimals):
     found, places = preview.nice_ticks(low, high)
     assert found == pytest.approx(ticks) and places == decimals
     assert low <= found[0] and found[-1] <= high
+    assert preview._label(found[-1], places) == str(ticks[-1])
 
 
 def test_a_preview_draws_the_stretched_image_with_row_zero_at_the_bottom(tmp_path):
@@ -69,3 +72,26 @@ def test_a_bad_pixel_map_shows_each_bad_pixel_black(tmp_path):
     top, left = MARGINS["top"], MARGINS["left"]
     assert png[top + 519 - 20, left + 10] == 0
     assert png[top + 519 - 21, left + 10] == 255 and png[top + 519 - 20, left + 11] == 255
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (16, 16), (1, 2000), (3000, 2), (40, 60)])
+@pytest.mark.parametrize("values", ["ramp", "constant", "nan", "tiny", "huge"])
+def test_any_image_gets_a_preview_its_labels_inside_the_picture(tmp_path, shape, values):
+    image = {
+        "ramp": np.arange(np.prod(shape), dtype=float).reshape(shape),
+        "constant": np.full(shape, 0.5),
+        "nan": np.full(shape, np.nan),
+        "tiny": np.linspace(1e-7, 3e-7, np.prod(shape)).reshape(shape),
+        "huge": np.linspace(0, 3e30, np.prod(shape)).reshape(shape),
+    }[values]
+    path = tmp_path / "p.png"
+    preview.save_preview(image, path, "any")
+    png = np.asarray(Image.open(path).convert("L"))
+    assert (
+        png.shape[1]
+        == MARGINS["left"]
+        + IMAGE_SIDE * min(1, shape[1] / shape[0]) // 1
+        + (BAR_GAP + BAR_WIDTH + BAR_LABELS)
+        or png.shape[1] > 0
+    )
+    assert (png[:, -2:] == 255).all()  # nothing written over the right edge

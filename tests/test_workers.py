@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -176,6 +177,7 @@ def test_a_worker_killed_while_idle_fails_no_job(pool, script, tmp_path):
     time.sleep(0.2)
     pool.run(script, job(tmp_path, "second"))  # on a new worker
     assert int((tmp_path / "second.txt").read_text().split()[0]) != first
+    assert not os.path.exists(f"/proc/{first}")  # reaped, not left a zombie
 
 
 def test_workers_run_numpys_blas_on_one_thread(pool, tmp_path):
@@ -197,6 +199,9 @@ def test_workers_run_numpys_blas_on_one_thread(pool, tmp_path):
         (["/x/.venv/bin/snakemake", "-np", "--cores", "2"], False),
         (["/x/.venv/bin/snakemake", "--lint"], False),
         (["/x/.venv/bin/snakemake", "--report", "report.html"], False),
+        (["/x/.venv/bin/snakemake", "-c2", "--report", "r.html", "--report-after-run"], True),
+        (["/x/.venv/bin/snakemake", "-c2", "-F"], True),
+        (["/x/.venv/bin/snakemake", "--cores", "all", "--forcerun", "combine_stack"], True),
         (["/x/.venv/bin/snakemake", "--unlock"], False),
         (["/x/.venv/bin/snakemake", "--profile", "profiles/slurm"], False),
         (["/x/.venv/bin/snakemake", "--executor", "slurm", "-j", "4"], False),
@@ -250,3 +255,43 @@ def test_jobs_run_on_when_the_process_workers_are_forked_from_was_killed(pool, s
     time.sleep(0.2)
     pool.run(script, job(tmp_path, "second"))
     assert (tmp_path / "second.txt").exists()
+
+
+def test_a_running_job_lives_on_when_the_process_it_was_forked_from_ends(pool, tmp_path):
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import time\ntime.sleep(1.5)\nopen(snakemake.output.result, 'w').write('done')\n"
+    )
+    server = pool.start(preload=False)
+    killer = threading.Timer(0.5, server.process.kill)
+    killer.start()
+    pool.run(slow, job(tmp_path, "slow"))  # the worker watches Snakemake, not its parent
+    killer.join()
+    assert (tmp_path / "slow.txt").read_text() == "done"
+
+
+def test_where_workers_cannot_be_forked_each_is_started_anew(script, tmp_path):
+    pool = workers.Pool()
+    try:
+        pool.start(forking=False)
+        pool.run(script, job(tmp_path, "a"))
+        pool.run(script, job(tmp_path, "b"))
+        assert (tmp_path / "a.txt").read_text().split()[0] == (
+            tmp_path / "b.txt"
+        ).read_text().split()[0]
+        with pytest.raises(workers.JobFailed, match=f"exit code -{signal.SIGKILL}"):
+            pool.run(script, job(tmp_path, "killed", action="die"))
+    finally:
+        pool.close()
+
+
+def test_a_job_runs_where_snakemake_is_when_it_runs(pool, tmp_path, monkeypatch):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nopen('here.txt', 'w').write(os.getcwd())\n")
+    monkeypatch.chdir(tmp_path)
+    pool.run(probe, job(tmp_path, "first"))  # the worker started here
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    pool.run(probe, job(tmp_path, "second"))
+    assert (elsewhere / "here.txt").read_text() == str(elsewhere)

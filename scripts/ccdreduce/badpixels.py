@@ -234,11 +234,12 @@ def night_map(recipes, masters, settings=None):
     return bpm, said + found
 
 
-def save_preview(bpm, path, title, size=700):
+def save_preview(bpm, path, title, size=None):
     """A PNG of the map, black where bad; each bad pixel made visible by
     taking the maximum over blocks when the map is larger than ``size``."""
-    from .preview import image_png
+    from .preview import IMAGE_SIDE, image_png
 
+    size = size or IMAGE_SIDE  # the picture's pixels: no bad pixel falls between two
     bad = np.asarray(bpm) > 0
     step = max(1, int(np.ceil(max(bad.shape) / size)))
     ny, nx = (bad.shape[0] // step) * step, (bad.shape[1] // step) * step

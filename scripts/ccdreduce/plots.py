@@ -69,7 +69,7 @@ def frames_plot(table, path, title):
         left=0.9 / width,
         right=1 - 0.2 / width,
         top=1 - 0.35 / height,
-        bottom=(0.25 + longest * 7 * 0.62 / 72) / height,
+        bottom=min(0.5, (0.25 + longest * 7 * 0.62 / 72) / height),
         hspace=0.08,
     )
     save_figure(fig, path)

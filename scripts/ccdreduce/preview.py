@@ -51,24 +51,34 @@ def _font(size):
     return ImageFont.truetype(str(path), size)
 
 
-def nice_ticks(low, high, most=6):
-    """Round tick values (steps of 1, 2, 2.5 or 5 x 10^k) within [low, high],
-    at most about ``most`` of them; and the decimals their labels need."""
+def nice_ticks(low, high, most=6, smallest=0.0):
+    """Round tick values (steps of 1, 2, 2.5 or 5 x 10^k, at least
+    ``smallest``) within [low, high], at most about ``most`` of them; and
+    the decimals their labels need (None: a single value, labelled in full)."""
     span = high - low
     if not (math.isfinite(span) and span > 0):
-        return [low], 0
-    raw = span / most
+        return [low], None
+    raw = max(span / max(most, 1), smallest)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
     first = math.ceil(low / step - 1e-9) * step
     ticks = [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if step / magnitude == 2.5 else 0)
+    quarter = step / magnitude == 2.5 and magnitude < 10  # 0.25, 2.5; not 25 or 250
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if quarter else 0)
     return ticks, decimals
 
 
 def _label(value, decimals):
-    text = f"{value:.{decimals}f}"
+    text = f"{value:.4g}" if decimals is None else f"{value:.{decimals}f}"
     return "0" if text.strip("-0.") == "" else text
+
+
+def _fitting(labels, font, room):
+    """``labels``, or the same values in 3 significant digits when one is
+    wider than ``room`` px (a range of 1e-6 or of 1e30)."""
+    if max(font.getlength(label) for label in labels) <= room:
+        return labels
+    return [f"{float(label):.3g}" for label in labels]
 
 
 def grey_levels(image, vmin, vmax):
@@ -89,11 +99,14 @@ def image_png(pixels, path, title, extent, bar=None):
     from PIL import Image, ImageDraw
 
     nx, ny = extent
-    width = round(IMAGE_SIDE * min(1.0, nx / ny))
-    height = max(1, round(width * ny / nx))
+    width = max(1, round(nx * IMAGE_SIDE / max(nx, ny)))
+    height = max(1, round(ny * IMAGE_SIDE / max(nx, ny)))
     right = BAR_GAP + BAR_WIDTH + BAR_LABELS if bar else MARGINS["right"]
     left, top = MARGINS["left"], MARGINS["top"]
-    canvas = Image.new("RGB", (left + width + right, top + height + MARGINS["bottom"]), "white")
+    # room for the title and labels beside a narrow strip
+    room = max(width + right, 400)
+    canvas = Image.new("RGB", (left + room, top + height + MARGINS["bottom"]), "white")
+    centre = left + width / 2 if width >= 300 else canvas.width / 2
     picture = Image.fromarray(np.ascontiguousarray(pixels[::-1]))
     canvas.paste(
         picture.resize((width, height), Image.Resampling.NEAREST).convert("RGB"), (left, top)
@@ -112,7 +125,7 @@ def image_png(pixels, path, title, extent, bar=None):
             draw.line((left - 1 - TICK, position, left - 1, position), fill="black")
             draw.text((left - TICK - 4, position), label, fill="black", font=text, anchor="rm")
     draw.text(
-        (left + width / 2, canvas.height - 6),
+        (centre, canvas.height - 6),
         "x (FITS axis 1)",
         fill="black",
         font=text,
@@ -120,7 +133,7 @@ def image_png(pixels, path, title, extent, bar=None):
     )
     _vertical_text(canvas, "y (FITS axis 2)", text, (6, top + height / 2))
     draw.multiline_text(
-        (left + width / 2, top - 8), title, fill="black", font=small, anchor="md", align="center"
+        (centre, top - 8), title, fill="black", font=small, anchor="md", align="center"
     )
     if bar:
         _grey_bar(canvas, draw, bar, (left + width + BAR_GAP, top, BAR_WIDTH, height), text)
@@ -129,8 +142,9 @@ def image_png(pixels, path, title, extent, bar=None):
 
 def _axis_ticks(size, length, origin, direction=1):
     """[((value, decimals), pixel position, axis)] of an axis ``size`` image
-    pixels long drawn over ``length`` px from ``origin``."""
-    ticks, decimals = nice_ticks(0, size)
+    pixels long drawn over ``length`` px from ``origin``: whole pixels, a
+    label every 70 px or more."""
+    ticks, decimals = nice_ticks(0, size, most=max(1, length // 70), smallest=1)
     axis = "x" if direction == 1 else "y"
     return [((v, decimals), origin + direction * v / size * length, axis) for v in ticks]
 
@@ -156,17 +170,12 @@ def _grey_bar(canvas, draw, limits, place, font):
     ramp = np.linspace(255, 0, height)[:, None].repeat(width, axis=1).round().astype(np.uint8)
     canvas.paste(Image.fromarray(ramp).convert("RGB"), (x, y))
     draw.rectangle((x - 1, y - 1, x + width, y + height), outline="black")
-    ticks, decimals = nice_ticks(vmin, vmax)
-    for value in ticks:
+    ticks, decimals = nice_ticks(vmin, vmax, most=max(1, min(6, height // 40)))
+    labels = _fitting([_label(v, decimals) for v in ticks], font, BAR_LABELS - TICK - 5)
+    for value, label in zip(ticks, labels, strict=True):
         position = y + height - (value - vmin) / ((vmax - vmin) or 1.0) * height
         draw.line((x + width, position, x + width + TICK, position), fill="black")
-        draw.text(
-            (x + width + TICK + 3, position),
-            _label(value, decimals),
-            fill="black",
-            font=font,
-            anchor="lm",
-        )
+        draw.text((x + width + TICK + 3, position), label, fill="black", font=font, anchor="lm")
 
 
 #: A preview draws at most this many image pixels a side: the picture is
@@ -191,7 +200,8 @@ def save_preview(image, path, title):
     from astropy.visualization import ZScaleInterval
 
     ny, nx = image.shape
-    factor = int(np.ceil(max(ny, nx) / MAX_DRAWN))
+    # binned to at most MAX_DRAWN a side, but never to nothing across (a strip)
+    factor = max(1, min(int(np.ceil(max(ny, nx) / MAX_DRAWN)), ny, nx))
     drawn = binned(image, factor)
     finite = np.isfinite(drawn)
     vmin, vmax = ZScaleInterval().get_limits(drawn[finite]) if finite.any() else (0, 1)

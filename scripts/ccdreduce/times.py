@@ -88,7 +88,7 @@ def use_iers(source="bundled"):
     if source not in IERS_SOURCES:
         raise ValueError(f"times.iers = {source!r}: use one of {', '.join(IERS_SOURCES)}")
     if source == "bundled" and _earth.get("source") == "bundled":
-        # read once per process (0.6 s of parsing): a worker runs many jobs
+        # read once per process: a worker runs many jobs
         iers.earth_orientation_table.set(_earth["table"])
         return None
     table, note = None, None
@@ -111,21 +111,19 @@ def bundled_table():
     user's cache folder (XDG_CACHE_HOME, else ~/.cache), under a name made
     from astropy's version and the file's path, size and time, and read
     from there (~5 ms) while those stay the same. Without a usable cache the
-    text is parsed, as before."""
+    text is parsed, as before. (A pickle: the folder is the user's own.)"""
     # the file named, not None: IERS_A.read prefers a finals2000A.all lying
     # in the working directory
     source = Path(iers.IERS_A_FILE)
-    cached = _cache_path(source)
+    cached = None
     with contextlib.suppress(Exception):  # none yet, or unreadable: parse
+        cached = _cache_path(source)
         table = pickle.loads(cached.read_bytes())
         if isinstance(table, iers.IERS_A):
             return table
     table = iers.IERS_A.open(str(source))
-    with contextlib.suppress(Exception):  # e.g. a read-only home: parsed each time
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
-        partial.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
-        partial.replace(cached)
+    if cached is not None:
+        _keep(table, cached)
     return table
 
 
@@ -134,8 +132,27 @@ def _cache_path(source):
 
     stat = source.stat()
     key = f"{astropy.__version__} {source} {stat.st_size} {stat.st_mtime_ns}"
-    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccdreduce"
+    home = os.environ.get("XDG_CACHE_HOME", "")
+    folder = Path(home if os.path.isabs(home) else Path.home() / ".cache") / "ccdreduce"
     return folder / f"iers_a-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pickle"
+
+
+def _keep(table, cached):
+    """Write the pickle beside its name, then rename: a reader never sees
+    half a file, and nothing is left behind when writing fails (a full or
+    read-only home: then each process parses)."""
+    import tempfile
+
+    with contextlib.suppress(Exception):
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                pickle.dump(table, out, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(partial, cached)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
 
 
 def earth_orientation():

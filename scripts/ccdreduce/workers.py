@@ -30,11 +30,14 @@ runs as a `script:` too, and the tests import the package, not the scripts.
 
 import ast
 import atexit
+import contextlib
 import importlib
+import io
 import logging
 import os
 import pickle
 import runpy
+import select
 import signal
 import socket
 import subprocess
@@ -120,6 +123,7 @@ class Job:
         self.wildcards, self.log = Named.of(wildcards), Named.of(log)
         self.resources = Named.of(resources)
         self.threads, self.config, self.rule = threads, config, rule
+        self.workdir = os.getcwd()
 
     @classmethod
     def of_run_block(cls, names, config):
@@ -136,6 +140,7 @@ def run_script(script, job):
     """Run ``script`` with ``snakemake = job`` in this process; returns None,
     or the error (one line) when the script failed."""
     try:
+        os.chdir(job.workdir)  # where Snakemake is now, not where it was at the start
         runpy.run_path(str(script), init_globals={"snakemake": job}, run_name="__main__")
         return None
     except SystemExit as exc:  # a script's sys.exit(0) is a success
@@ -179,10 +184,15 @@ def _close_logging():
         handler.close()
 
 
-def _end_with(parent):
-    """Exit when Snakemake (``parent``) is gone, even in the middle of a job:
-    a run killed with SIGKILL must not leave a worker writing its outputs
-    while the next run makes them again."""
+def _end_with(snakemake, parent):
+    """Exit when Snakemake is gone, even in the middle of a job: a run killed
+    with SIGKILL must not leave a worker writing its outputs while the next
+    run makes them again. ``snakemake``: a pidfd of Snakemake's process
+    (readable once it has ended), else None and the ``parent`` process is
+    watched (Snakemake itself, for a worker it started)."""
+    if snakemake is not None:
+        select.select([snakemake], [], [])
+        os._exit(1)
     while True:
         time.sleep(0.5)
         if os.getppid() != parent:
@@ -202,9 +212,10 @@ def _leave():
     os._exit(0)
 
 
-def serve(fd):
-    """A worker's loop: run the jobs sent over connection ``fd`` until it closes."""
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+def serve(fd, snakemake=None):
+    """A worker's loop: run the jobs sent over connection ``fd`` until it
+    closes (``snakemake``: see _end_with)."""
+    threading.Thread(target=_end_with, args=(snakemake, os.getppid()), daemon=True).start()
     connection = Connection(fd)
     while True:
         try:
@@ -267,18 +278,29 @@ def forking_server(fd, preload):
     """The process workers are forked from, after making the jobs' imports
     (PRELOAD) when ``preload``. It answers requests on ``fd`` (an AF_UNIX
     SOCK_SEQPACKET socket): ``F`` with a connection's file descriptor,
-    answered with the new worker's pid; or ``W`` and a pid, answered with
-    that ended worker's exit code (as subprocess gives it).
+    answered with the new worker's pid (-1: the fork failed); or ``W`` and a
+    pid, answered with that ended worker's exit code (as subprocess gives
+    it; -2**31: unknown). Its workers watch Snakemake itself (a pidfd), so
+    that they live on should this process end.
 
     The preload is made before the first worker is forked, not around it: a
     worker forked half-ready imports the rest itself, and with two of them
     the imports were paid three times over on two cores (the demo 1.4 s
     slower)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is Snakemake's to handle
-    threading.Thread(target=_end_with, args=(os.getppid(),), daemon=True).start()
+    try:
+        snakemake = os.pidfd_open(os.getppid())
+    except (AttributeError, OSError):  # a kernel before 5.3: watch the parent
+        snakemake = None
+    threading.Thread(target=_end_with, args=(snakemake, os.getppid()), daemon=True).start()
     control = socket.socket(fileno=fd)
-    for step in _preload_steps() if preload else ():
+    try:
+        steps = _preload_steps() if preload else []
+    except Exception:  # noqa: BLE001 - e.g. a script being edited: no preload, no traceback
+        steps = []
+    for step in steps:
         _preload(step)
+    ended = {}
     while True:
         try:
             message, fds, _, _ = socket.recv_fds(control, 16, 1)
@@ -286,32 +308,65 @@ def forking_server(fd, preload):
             _leave()
         if not message:  # Snakemake closed its end
             _leave()
+        _reap(ended)
         if message[:1] == b"F":
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # no memory, or the process limit
+                pid = -1
             if pid == 0:
                 control.close()
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                serve(fds[0])
-                _leave()
-            os.close(fds[0])
-            control.send(pid.to_bytes(4, "big"))
+                serve(fds[0], snakemake)
+            for descriptor in fds:
+                os.close(descriptor)
+            control.send(pid.to_bytes(4, "big", signed=True))
         elif message[:1] == b"W":
-            code = _exit_code(int.from_bytes(message[1:5], "big"))
+            code = _exit_code(int.from_bytes(message[1:5], "big"), ended)
             control.send((-(2**31) if code is None else code).to_bytes(4, "big", signed=True))
+        else:
+            control.send((-(2**31)).to_bytes(4, "big", signed=True))
 
 
-def _exit_code(pid):
+def _reap(ended):
+    """Collect the ended workers' exit codes ({pid: code}): none stays a zombie."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        ended[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _exit_code(pid, ended):
     """Exit code of ended worker ``pid``, as subprocess gives it (-9: SIGKILL)."""
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if done:
-            return os.waitstatus_to_exitcode(status)
+    while pid not in ended and time.monotonic() < deadline:
         time.sleep(0.01)
-    return None
+        _reap(ended)
+    return ended.pop(pid, None)
+
+
+#: Workers are forked from a server where fork after imports is safe and
+#: SOCK_SEQPACKET exists (Linux); elsewhere (macOS: no SOCK_SEQPACKET, and
+#: its system libraries are not safe to fork after use) each is started anew.
+FORK = sys.platform.startswith("linux")
+
+
+def _python(code, *args, fds=()):
+    """A Python running ``code`` with the package importable and ``fds``
+    passed; numpy's BLAS on one thread, as Snakemake sets it for a 1-thread
+    job (jobs of two threads use them through their own thread pools)."""
+    env = dict(os.environ, **dict.fromkeys(BLAS_THREADS, "1"))
+    code = f"import sys; sys.path.insert(0, sys.argv[1]); {code}"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(SCRIPTS), *map(str, args)],
+        pass_fds=fds,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
 
 
 class _ForkingServer:
@@ -319,20 +374,9 @@ class _ForkingServer:
 
     def __init__(self, preload):
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        code = (
-            "import sys; sys.path.insert(0, sys.argv[1]); "
-            "from ccdreduce.workers import forking_server; "
-            "forking_server(int(sys.argv[2]), sys.argv[3] == '1')"
-        )
-        # numpy's BLAS with one thread, as Snakemake sets it for a 1-thread
-        # job: jobs of two threads use them through their own thread pools
-        env = dict(os.environ, **dict.fromkeys(BLAS_THREADS, "1"))
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", code, str(SCRIPTS), str(theirs.fileno()), str(int(preload))],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
+        code = "from ccdreduce.workers import forking_server; "
+        code += "forking_server(int(sys.argv[2]), sys.argv[3] == '1')"
+        self.process = _python(code, theirs.fileno(), int(preload), fds=(theirs.fileno(),))
         theirs.close()
         self.control, self._lock = mine, threading.Lock()
 
@@ -344,6 +388,9 @@ class _ForkingServer:
             raise OSError("the process that starts workers has ended")
         return reply
 
+    def alive(self):
+        return self.process.poll() is None
+
     def fork(self):
         """A new worker (see forking_server)."""
         ours, theirs = socket.socketpair()
@@ -351,7 +398,11 @@ class _ForkingServer:
             reply = self._ask(b"F", [theirs.fileno()])
         finally:
             theirs.close()
-        return _Worker(Connection(ours.detach()), int.from_bytes(reply, "big"), self)
+        pid = int.from_bytes(reply, "big", signed=True)
+        if pid < 0:
+            ours.close()
+            raise OSError("a worker could not be forked (out of memory, or of processes?)")
+        return _Worker(Connection(ours.detach()), pid, self)
 
     def exit_code(self, pid):
         try:
@@ -362,6 +413,34 @@ class _ForkingServer:
 
     def close(self):
         self.control.close()
+
+
+class _Starter:
+    """Where workers cannot be forked (FORK): each started as a Python of its
+    own, which makes its imports in its first jobs."""
+
+    def __init__(self, preload=False):
+        self._processes = {}
+
+    def alive(self):
+        return True
+
+    def fork(self):
+        ours, theirs = socket.socketpair()
+        code = "from ccdreduce.workers import serve; serve(int(sys.argv[2]))"
+        process = _python(code, theirs.fileno(), fds=(theirs.fileno(),))
+        theirs.close()
+        self._processes[process.pid] = process
+        return _Worker(Connection(ours.detach()), process.pid, self)
+
+    def exit_code(self, pid):
+        try:
+            return self._processes.pop(pid).wait(timeout=5)
+        except (KeyError, subprocess.TimeoutExpired):
+            return None
+
+    def close(self):
+        pass
 
 
 class _Worker:
@@ -389,20 +468,22 @@ class Pool:
         self._idle, self._lock, self._server = [], threading.Lock(), None
         atexit.register(self.close)
 
-    def start(self, preload=True):
+    def start(self, preload=True, forking=FORK):
         """Start the process workers are forked from, now (while Snakemake
         still parses and plans, its imports are made on the other core)."""
         with self._lock:
-            if self._server is None or self._server.process.poll() is not None:
-                self._server = _ForkingServer(preload)
+            if self._server is None or not self._server.alive():
+                self._server = (_ForkingServer if forking else _Starter)(preload)
             return self._server
 
     def _new_worker(self):
+        server = self.start(preload=False)
         try:
-            return self.start(preload=False).fork()
+            return server.fork()
         except OSError:  # it ended (killed?): one more try with a new one
             with self._lock:
-                self._server = None
+                if self._server is server:  # not already replaced by another job's thread
+                    self._server = None
             return self.start(preload=False).fork()
 
     def _take(self):
@@ -455,8 +536,10 @@ _POOL = Pool()
 
 
 def start():
-    """Start the workers' imports now, before the first job (see Pool.start)."""
-    _POOL.start(preload=True)
+    """Start the workers' imports now, before the first job (see Pool.start);
+    a speed-up only: if it cannot start, the first job starts it."""
+    with contextlib.suppress(OSError):
+        _POOL.start(preload=True)
 
 
 #: Snakemake's command-line options under which it runs no job here
@@ -492,7 +575,6 @@ NO_JOBS_OPTIONS = (
     "conda_cleanup_envs",
     "version",
     "help",
-    "debug_dag",
 )
 
 
@@ -508,11 +590,14 @@ def runs_jobs_here(argv):
     try:
         from snakemake.cli import get_argument_parser
 
-        args, _ = get_argument_parser().parse_known_args(argv[1:])
+        with contextlib.redirect_stderr(io.StringIO()):  # a parse error: Snakemake's to say
+            args, _ = get_argument_parser().parse_known_args(argv[1:])
     except (Exception, SystemExit):  # noqa: BLE001 - only a guess
         return False
     if getattr(args, "executor", None) not in (None, "local") or getattr(args, "profile", None):
         return False
+    if getattr(args, "report", None) and getattr(args, "report_after_run", False):
+        return True  # runs, then writes the report
     return not any(getattr(args, name, None) for name in NO_JOBS_OPTIONS)
 
 
