@@ -234,14 +234,14 @@ def night_map(recipes, masters, settings=None):
     return bpm, said + found
 
 
-def save_preview(bpm, path, title, size=None):
+def save_preview(bpm, path, title):
     """A PNG of the map, black where bad; each bad pixel made visible by
-    taking the maximum over blocks when the map is larger than ``size``."""
+    taking the maximum over blocks when the map is larger than the picture
+    (IMAGE_SIDE px: no bad pixel falls between two of its pixels)."""
     from .preview import IMAGE_SIDE, image_png
 
-    size = size or IMAGE_SIDE  # the picture's pixels: no bad pixel falls between two
     bad = np.asarray(bpm) > 0
-    step = max(1, int(np.ceil(max(bad.shape) / size)))
+    step = max(1, int(np.ceil(max(bad.shape) / IMAGE_SIDE)))
     ny, nx = (bad.shape[0] // step) * step, (bad.shape[1] // step) * step
     shown = bad[:ny, :nx].reshape(ny // step, step, nx // step, step).any(axis=(1, 3))
     title = f"{title}\n{int(bad.sum())} bad pixels ({bad.mean():.3%})"

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent
 
 
 @cache
-def _imports(path):
+def package_imports(path):
     """Package modules imported by one file, as module names (each file
     parsed once per process: ten rule scripts share most modules)."""
     found = set()
@@ -43,12 +43,12 @@ def _imports(path):
 @cache
 def modules_of(script):
     """Sorted paths of the package modules ``script`` runs (with __init__)."""
-    todo, seen = list(_imports(script)), {"__init__"}
+    todo, seen = list(package_imports(script)), {"__init__"}
     while todo:
         name = todo.pop()
         if name not in seen:
             seen.add(name)
-            todo.extend(_imports(PACKAGE / f"{name}.py"))
+            todo.extend(package_imports(PACKAGE / f"{name}.py"))
     return tuple(sorted(str(PACKAGE / f"{name}.py") for name in seen))
 
 

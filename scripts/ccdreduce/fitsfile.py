@@ -12,13 +12,13 @@ and pay for astropy only when they open a file through it.
 
 import contextlib
 import gzip
-import os
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .errors import FrameProblem, say
 
 #: Cards that describe how the raw file stored its pixels or where its HDU
@@ -271,21 +271,13 @@ def write_image(path, data, header, mask=None, extensions=None, uncertainty=None
     for name, array in (extensions or {}).items():
         hdus.append(fits.ImageHDU(array, name=name))
     # written beside the target, then renamed: a killed job never leaves a
-    # half-written FITS under the product's name. What a killed job did
-    # leave (its .tmp) goes now.
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with warnings.catch_warnings():
-            # Camera cards (MaxIm's "/Software serial number") that fill all 80
-            # columns lose the end of their comment when astropy re-formats them.
-            warnings.filterwarnings("ignore", "Card is too long", VerifyWarning)
-            fits.HDUList(hdus).writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # half-written FITS under the product's name, and what a killed job did
+    # leave goes now
+    with atomic.written_beside(path, clear_stale=True) as tmp, warnings.catch_warnings():
+        # Camera cards (MaxIm's "/Software serial number") that fill all 80
+        # columns lose the end of their comment when astropy re-formats them.
+        warnings.filterwarnings("ignore", "Card is too long", VerifyWarning)
+        fits.HDUList(hdus).writeto(tmp, overwrite=True)
 
 
 def image_fields(path, size, wanted, fix):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import bayer, dateobs, fitsfile
+from . import atomic, bayer, dateobs, fitsfile
 from .errors import ConfigProblem, say
 from .headers import (
     SITE_TARGET_KEYWORDS,
@@ -243,15 +243,14 @@ class HeaderCache:
             del self.entries[relpath]
         if not self.cache_file or not (self.changed or stale):
             return
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(
-            json.dumps(
-                {"version": CACHE_VERSION, "keywords": self.wanted, "files": self.entries},
-                sort_keys=True,
+        # atomic: parallel parses never see half a file
+        with atomic.written_beside(self.cache_file) as tmp:
+            tmp.write_text(
+                json.dumps(
+                    {"version": CACHE_VERSION, "keywords": self.wanted, "files": self.entries},
+                    sort_keys=True,
+                )
             )
-        )
-        os.replace(tmp, self.cache_file)  # atomic: parallel parses never see half a file
 
 
 def _matches(relpath, patterns):

@@ -34,7 +34,7 @@ from astropy.utils import iers
 from astropy.utils.exceptions import AstropyWarning
 from erfa import ErfaWarning
 
-from . import dateobs
+from . import atomic, dateobs
 from .errors import Problem, say
 from .inventory import parse_night_name
 
@@ -138,21 +138,10 @@ def _cache_path(source):
 
 
 def _keep(table, cached):
-    """Write the pickle beside its name, then rename: a reader never sees
-    half a file, and nothing is left behind when writing fails (a full or
-    read-only home: then each process parses)."""
-    import tempfile
-
-    with contextlib.suppress(Exception):
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=cached.parent, prefix=f".{cached.name}.")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                pickle.dump(table, out, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(partial, cached)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(partial)
+    """Write the pickle whole or not at all (a full or read-only home: then
+    each process parses)."""
+    with contextlib.suppress(Exception), atomic.written_beside(cached) as partial:
+        partial.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def earth_orientation():

@@ -18,8 +18,9 @@ started once, which keeps its imports for the next job.
   warnings and matplotlib state are its worker's alone.
 - Snakemake runs at most ``--cores`` jobs at once, so the pool grows to at
   most that many workers; they end when Snakemake ends (their connection
-  closes), when it is killed (they watch their parent, which watches
-  Snakemake) or with it (same process group: Ctrl-C, ``kill -- -PGID``).
+  closes), when it is killed (they watch Snakemake's process, also should
+  the process they were forked from end first) or with it (same process
+  group: Ctrl-C, ``kill -- -PGID``).
 - A job that fails raises here with the script's error (its traceback is in
   the job's log, as before); a worker that dies (killed, out of memory)
   fails its job, and the next job gets a new worker.
@@ -28,7 +29,6 @@ The scripts stay flat procedures over ``snakemake.input`` etc.: the same file
 runs as a `script:` too, and the tests import the package, not the scripts.
 """
 
-import ast
 import atexit
 import contextlib
 import importlib
@@ -49,9 +49,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from . import runlog
+from .codedeps import package_imports
 
 SCRIPTS = Path(__file__).resolve().parents[1]
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+UNKNOWN = -(2**31)  # an exit code the forking server does not know
 #: What the process workers are forked from makes ready: the rule scripts'
 #: imports, what each imports inside functions (not seen in the script's own
 #: imports), and IERS, the bundled Earth-orientation table
@@ -237,22 +239,12 @@ class JobFailed(Exception):
     """A rule script failed (its log says more); raised in Snakemake's process."""
 
 
-def _imported_by(script):
-    """The package modules a rule script imports (read, not run)."""
-    names = []
-    for node in ast.parse((SCRIPTS / script).read_text()).body:
-        if isinstance(node, ast.ImportFrom) and node.module == "ccdreduce":
-            names += [f"ccdreduce.{alias.name}" for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ccdreduce."):
-            names.append(node.module)
-    return names
-
-
 def _preload_steps():
     """PRELOAD as single steps: a module's name, or IERS."""
     steps = []
     for script, *extra in PRELOAD:
-        for step in (*_imported_by(script), *extra):
+        package = sorted(f"ccdreduce.{name}" for name in package_imports(SCRIPTS / script))
+        for step in (*package, *extra):
             if step not in steps:
                 steps.append(step)
     return steps
@@ -280,8 +272,9 @@ def forking_server(fd, preload):
     SOCK_SEQPACKET socket): ``F`` with a connection's file descriptor,
     answered with the new worker's pid (-1: the fork failed); or ``W`` and a
     pid, answered with that ended worker's exit code (as subprocess gives
-    it; -2**31: unknown). Its workers watch Snakemake itself (a pidfd), so
-    that they live on should this process end.
+    it; UNKNOWN if none). Numbers travel as 4 signed bytes. Its workers
+    watch Snakemake itself (a pidfd), so that they live on should this
+    process end.
 
     The preload is made before the first worker is forked, not around it: a
     worker forked half-ready imports the rest itself, and with two of them
@@ -320,12 +313,21 @@ def forking_server(fd, preload):
                 serve(fds[0], snakemake)
             for descriptor in fds:
                 os.close(descriptor)
-            control.send(pid.to_bytes(4, "big", signed=True))
+            control.send(_packed(pid))
         elif message[:1] == b"W":
-            code = _exit_code(int.from_bytes(message[1:5], "big"), ended)
-            control.send((-(2**31) if code is None else code).to_bytes(4, "big", signed=True))
+            control.send(_packed(_exit_code(_unpacked(message[1:5]), ended)))
         else:
-            control.send((-(2**31)).to_bytes(4, "big", signed=True))
+            control.send(_packed(None))
+
+
+def _packed(number):
+    """A pid or exit code as the 4 bytes the two sides exchange (None: unknown)."""
+    return (UNKNOWN if number is None else number).to_bytes(4, "big", signed=True)
+
+
+def _unpacked(data):
+    number = int.from_bytes(data, "big", signed=True)
+    return None if number == UNKNOWN else number
 
 
 def _reap(ended):
@@ -398,18 +400,17 @@ class _ForkingServer:
             reply = self._ask(b"F", [theirs.fileno()])
         finally:
             theirs.close()
-        pid = int.from_bytes(reply, "big", signed=True)
-        if pid < 0:
+        pid = _unpacked(reply)
+        if pid is None or pid < 0:
             ours.close()
             raise OSError("a worker could not be forked (out of memory, or of processes?)")
         return _Worker(Connection(ours.detach()), pid, self)
 
     def exit_code(self, pid):
         try:
-            code = int.from_bytes(self._ask(b"W" + pid.to_bytes(4, "big")), "big", signed=True)
+            return _unpacked(self._ask(b"W" + _packed(pid)))
         except OSError:
             return None
-        return None if code == -(2**31) else code
 
     def close(self):
         self.control.close()
