@@ -272,6 +272,7 @@ def calibrate_params(wildcards):
             "raw": frame.relpath,
             "exposure": frame.exposure,
             "date_obs": frame.date_obs,
+            "site_target": frame.site_target,
             "recipe": recipe.as_dict(),
             "overrides": frame.overrides,
         }

@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.coordinates import EarthLocation, SkyCoord
+from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 from astropy.io import fits
 from astropy.time import Time
 from conftest import REAL_NIGHT
@@ -379,3 +379,42 @@ def test_the_bundled_iers_table_is_parsed_once_per_machine_and_read_back_the_sam
     spoilt = times.bundled_table()
     assert np.array_equal(spoilt.ut1_utc(when).value, parsed.ut1_utc(when).value)
     assert kept.read_bytes() != b"not a pickle"
+
+
+def test_a_night_computed_together_gives_each_frame_its_own_site_target_and_times(
+    offline, monkeypatch
+):
+    fix_clock(monkeypatch, Time("2026-11-28T12:00:00", scale="utc"))
+    chile = {"SITELAT": -30.17, "SITELONG": -70.8, "SITEELEV": 2200.0}
+    massachusetts = {"SITELAT": 41.988, "SITELONG": -70.97, "SITEELEV": 30.0}
+    frames = [  # (date_obs, header, exposure, light)
+        ("2025-03-02T01:00:00", massachusetts | STAR, 60.0, True),
+        ("2025-03-02T03:00:00", chile | {"RA": 84.0, "DEC": -30.0}, 30.0, True),
+        ("2025-03-02", massachusetts | STAR, 60.0, True),  # no time of day
+        ("2025-03-02T01:05:00", massachusetts, 0.0, False),  # a bias: LST only
+        ("2025-03-02T01:10:00", massachusetts, 60.0, True),  # a light without its target
+        ("2025-03-02T02:00:00", massachusetts | STAR, 120.0, True),
+    ]
+    together = times.frames_cards(frames, night="2025-03-01")
+    assert together == [
+        times.frame_cards(d, h, e, light=light, night="2025-03-01") for d, h, e, light in frames
+    ]
+    # each light's airmass against astropy's AltAz at its own site, target and middle
+    for index, (ra, dec) in ((0, ("02h30m36.1s", "+42d15m11.9s")), (1, (84.0, -30.0))):
+        date_obs, header, exposure, _ = frames[index]
+        site = EarthLocation.from_geodetic(
+            header["SITELONG"] * u.deg, header["SITELAT"] * u.deg, header["SITEELEV"] * u.m
+        )
+        middle = Time(date_obs, scale="utc") + exposure / 2 * u.s
+        star = SkyCoord(ra, dec, unit=u.deg)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = star.transform_to(AltAz(obstime=middle, location=site)).secz
+        assert together[index][0]["AIRMASS"][0] == pytest.approx(float(expected), abs=1e-4)
+    assert together[0][0]["AIRMASS"][0] != together[5][0]["AIRMASS"][0]
+    assert "no time of day" in together[2][0]["TIMENOTE"] and "DATE-BEG" not in together[2][0]
+    assert "LST" in together[3][0] and "AIRMASS" not in together[3][0] and together[3][1] == []
+    assert together[4][1] == ["no BJD_TDB or airmass: target unknown"]
+    assert [cards["DATE-AVG"][0] for cards, _ in (together[0], together[5])] == [
+        Time(t, scale="utc").tt.isot for t in ("2025-03-02T01:00:30", "2025-03-02T02:01:00")
+    ]

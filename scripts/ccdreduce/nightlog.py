@@ -83,11 +83,10 @@ def rows(plan, night):
     ]
 
 
-def entry(frame, settings, night=None):
-    """One log row (a dict of COLUMNS) for a frame from :func:`rows`;
-    ``settings`` is config ``times`` (date_obs_is, site)."""
-    from astropy.time import Time  # only in the job: the parse needs rows() alone
-
+def entry(frame, timed=None, utc_start=""):
+    """One log row (a dict of COLUMNS) for a frame from :func:`rows`, with
+    ``timed``, its (cards, notes) from times.frames_cards (None: a frame
+    with a problem or no exposure time), and its start on UTC."""
     from . import times
 
     row = {name: "" for name in COLUMNS} | {
@@ -95,25 +94,17 @@ def entry(frame, settings, night=None):
     }
     row.update({k: frame[k] for k in ("file", "type", "filter", "object", "date_obs")})
     row["calibration"] = frame.get("calibration", "")
-    if frame["problem"] or frame["exposure"] is None:
+    if timed is None:
         row["note"] = frame["problem"] or "no exposure time"
         return row
     row["exposure"] = float(frame["exposure"])
-    cards, notes = times.frame_cards(
-        frame["date_obs"],
-        frame["site_target"],
-        frame["exposure"],
-        settings["date_obs_is"],
-        settings["site"],
-        light=frame["type"] == "light",
-        night=night,
-    )
+    cards, notes = timed
     row["note"] = "; ".join(notes)
     if "DATE-BEG" not in cards:
         return row
     span = times.span_of(cards)
     row.update(
-        utc_start=Time(span["date_beg_tt"], format="isot", scale="tt").utc.isot,
+        utc_start=utc_start,
         date_avg_tt=times.card_value(cards, "DATE-AVG"),
         mjd_avg_tt=span["mjd_avg_tt"],
         bjd_tdb=span["bjd_tdb"],
@@ -124,12 +115,36 @@ def entry(frame, settings, night=None):
     return row
 
 
+def _utc_starts(each):
+    """Each frame's exposure start on UTC ('' where unknown) from its
+    DATE-BEG on TT, for ``each`` (cards, notes): one conversion a night."""
+    from astropy.time import Time  # only in the job: the parse needs rows() alone
+
+    from . import times
+
+    begins = [str(times.card_value(cards, "DATE-BEG", "")) for cards, _ in each]
+    known = [begin for begin in begins if begin]
+    converted = iter(Time(known, format="isot", scale="tt").utc.isot if known else [])
+    return [str(next(converted)) if begin else "" for begin in begins]
+
+
 def build(frames, settings, night=None):
     """The night log of ``frames`` (from :func:`rows`) of ``night``, in time
-    order; ``settings`` is config ``times``."""
+    order; ``settings`` is config ``times``. The times of all its frames are
+    computed together (times.frames_cards)."""
     from astropy.table import Table
 
-    entries = [entry(frame, settings, night) for frame in frames]
+    from . import times
+
+    timed = [f for f in frames if not f["problem"] and f["exposure"] is not None]
+    each = times.frames_cards(
+        [(f["date_obs"], f["site_target"], f["exposure"], f["type"] == "light") for f in timed],
+        settings["date_obs_is"],
+        settings["site"],
+        night,
+    )
+    times_of = dict(zip(map(id, timed), zip(each, _utc_starts(each), strict=True), strict=True))
+    entries = [entry(frame, *times_of.get(id(frame), ())) for frame in frames]
     entries.sort(key=lambda r: (r["utc_start"] == "", r["utc_start"], r["file"]))
     table = Table(rows=[[r[n] for n in COLUMNS] for r in entries], names=COLUMNS)
     describe(table, SCHEMA)

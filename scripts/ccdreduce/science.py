@@ -119,11 +119,26 @@ def mark_cosmic_rays(result, settings):
     return f"{int(hits.sum())} cosmic-ray pixels marked (LA Cosmic, MASK {MASK_COSMIC_RAY})"
 
 
-def calibrate_and_catalogue(frame, night):
+def frame_times(frames, night):
+    """The time cards and notes of science ``frames`` (calibrate rule
+    params) of ``night`` (NightSettings), all computed together
+    (times.frames_cards): from the plan's stamp, exposure, site and target
+    (header values, overrides applied), like the night log's."""
+    return times.frames_cards(
+        [(f["date_obs"], f.get("site_target", {}), f["exposure"], True) for f in frames],
+        night.times["date_obs_is"],
+        night.times["site"],
+        night.night,
+    )
+
+
+def calibrate_and_catalogue(frame, night, timed=None):
     """Calibrate one science frame (a calibrate rule param: id, stem, path,
-    raw, exposure, date_obs, recipe, overrides, and where its calibrated
-    frame and catalogue go), write both; ``night`` is its NightSettings. Returns its log lines:
-    (information, warnings)."""
+    raw, exposure, date_obs, site_target, recipe, overrides, and where its
+    calibrated frame and catalogue go), write both; ``night`` is its
+    NightSettings, ``timed`` its (cards, notes) from :func:`frame_times`
+    (computed here when None). Returns its log lines: (information,
+    warnings)."""
     recipe = frame["recipe"]
     state = recipe["state"]  # policy.Recipe.state, the one rule
     lines = [f"{frame['raw']}: policy: {'; '.join(recipe['notes'])}"]
@@ -149,14 +164,7 @@ def calibrate_and_catalogue(frame, night):
     set_unit(result.header, "calibrated")
     lines += [f"{frame['raw']}: {line}" for line in result.history]
     # when the light was collected, on TT (and BJD_TDB where site and target are known)
-    cards, notes = times.frame_cards(
-        frame["date_obs"],
-        result.header,
-        frame["exposure"],
-        night.times["date_obs_is"],
-        night.times["site"],
-        night=night.night,
-    )
+    cards, notes = timed or frame_times([frame], night)[0]
     lines += [f"{frame['raw']}: {note}" for note in notes]
     provenance.stamp(
         result.header,

@@ -189,8 +189,9 @@ def parse_date_obs(value, keyword="DATE-OBS"):
 def exposure_span(stamp, exposure_s, stamp_is="start"):
     """(start, middle, end) of an exposure as UTC Times, from the stamp the
     camera wrote and the exposure time; arithmetic on the uniform TAI
-    scale underneath, so a leap second inside the exposure counts."""
-    length = TimeDelta(float(exposure_s), format="sec")
+    scale underneath, so a leap second inside the exposure counts. Stamps
+    and exposure times may be arrays, one per frame."""
+    length = TimeDelta(np.asarray(exposure_s, dtype=float), format="sec")
     start = {"start": stamp, "mid": stamp - length / 2, "end": stamp - length}[stamp_is]
     return start, start + length / 2, start + length
 
@@ -199,18 +200,31 @@ def time_cards(start, middle, end):
     """FITS cards for an exposure span, on TT: DATE-OBS is the start, as
     FITS 4.0 reads it (on TIMESYS), and MJD-OBS with it, so astropy.wcs
     finds nothing to fix."""
-    start_mjd = round(float(start.tt.mjd), 9)
-    return {
-        "TIMESYS": (TIMESYS, "scale of all time keywords (FITS 4.0 sec. 9)"),
-        "DATE-OBS": (start.tt.isot, "exposure start, TT; see UTC-OBS"),
-        "MJD-OBS": (start_mjd, "exposure start, MJD on TT"),
-        "DATE-BEG": (start.tt.isot, "exposure start, TT"),
-        "DATE-AVG": (middle.tt.isot, "mid-exposure, TT"),
-        "DATE-END": (end.tt.isot, "exposure end, TT"),
-        "MJD-BEG": (start_mjd, "exposure start, MJD on TT"),
-        "MJD-AVG": (round(float(middle.tt.mjd), 9), "mid-exposure, MJD on TT"),
-        "MJD-END": (round(float(end.tt.mjd), 9), "exposure end, MJD on TT"),
-    }
+    return _time_cards_each(*(t.reshape(1) for t in (start, middle, end)))[0]
+
+
+def _time_cards_each(start, middle, end):
+    """:func:`time_cards` of arrays of spans: a dict per frame."""
+    begins, middles, ends = start.tt, middle.tt, end.tt
+    cards = []
+    for begin, begin_mjd, avg, avg_mjd, finish, finish_mjd in zip(
+        begins.isot, begins.mjd, middles.isot, middles.mjd, ends.isot, ends.mjd, strict=True
+    ):
+        begin_mjd = round(float(begin_mjd), 9)
+        cards.append(
+            {
+                "TIMESYS": (TIMESYS, "scale of all time keywords (FITS 4.0 sec. 9)"),
+                "DATE-OBS": (str(begin), "exposure start, TT; see UTC-OBS"),
+                "MJD-OBS": (begin_mjd, "exposure start, MJD on TT"),
+                "DATE-BEG": (str(begin), "exposure start, TT"),
+                "DATE-AVG": (str(avg), "mid-exposure, TT"),
+                "DATE-END": (str(finish), "exposure end, TT"),
+                "MJD-BEG": (begin_mjd, "exposure start, MJD on TT"),
+                "MJD-AVG": (round(float(avg_mjd), 9), "mid-exposure, MJD on TT"),
+                "MJD-END": (round(float(finish_mjd), 9), "exposure end, MJD on TT"),
+            }
+        )
+    return cards
 
 
 def _angle(value, unit):
@@ -226,16 +240,25 @@ def site_of(header, configured=None):
     """EarthLocation from config (lat, lon east-positive, elevation m) or the
     header's SITELAT/SITELONG/SITEELEV; None when unknown."""
     if configured:
-        return EarthLocation.from_geodetic(
-            configured["longitude"] * u.deg,
-            configured["latitude"] * u.deg,
-            configured.get("elevation", 0.0) * u.m,
+        return _configured_site(
+            configured["longitude"], configured["latitude"], configured.get("elevation", 0.0)
         )
-    lat, lon = _angle(header.get("SITELAT"), u.deg), _angle(header.get("SITELONG"), u.deg)
+    return _header_site(header.get("SITELAT"), header.get("SITELONG"), header.get("SITEELEV"))
+
+
+# One EarthLocation or SkyCoord per value written (a night's frames share
+# them): made anew for every frame they cost ~1.5 ms of its ~4 ms.
+@functools.lru_cache(maxsize=64)
+def _configured_site(longitude, latitude, elevation):
+    return EarthLocation.from_geodetic(longitude * u.deg, latitude * u.deg, elevation * u.m)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_site(latitude, longitude, elevation):
+    lat, lon = _angle(latitude, u.deg), _angle(longitude, u.deg)
     if lat is None or lon is None:
         return None
-    elevation = float(header.get("SITEELEV", 0.0) or 0.0)
-    return EarthLocation.from_geodetic(lon, lat, elevation * u.m)
+    return EarthLocation.from_geodetic(lon, lat, float(elevation or 0.0) * u.m)
 
 
 def target_of(header):
@@ -246,9 +269,13 @@ def target_of(header):
         ra, dec = header.get(ra_key), header.get(dec_key)
         if ra is None or dec is None:
             continue
-        ra_unit = u.deg if isinstance(ra, (int, float)) else u.hourangle
-        return SkyCoord(_angle(ra, ra_unit), _angle(dec, u.deg))
+        return _target(ra, dec, isinstance(ra, (int, float)))
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _target(ra, dec, ra_in_degrees):
+    return SkyCoord(_angle(ra, u.deg if ra_in_degrees else u.hourangle), _angle(dec, u.deg))
 
 
 @functools.cache
@@ -259,15 +286,24 @@ def leap_seconds_expire():
 
 def leap_second_note(time):
     """None, or what follows when a date is past the leap-second table."""
+    return _leap_second_notes(time.reshape(1))[0]
+
+
+def _leap_second_notes(times):
+    """:func:`leap_second_note` of each of an array of times (a list)."""
     expires = leap_seconds_expire()
-    if time.utc > expires:
-        return say(
-            f"{time.utc.isot} is after the bundled leap-second table expires "
+    late = np.atleast_1d(times.utc > expires)
+    return [
+        say(
+            f"{times[index].utc.isot} is after the bundled leap-second table expires "
             f"({expires.isot[:10]}): TT assumes no leap second since, so a time on TT "
             "may be 1 s off if one was announced",
             "update astropy-iers-data",
         )
-    return None
+        if is_late
+        else None
+        for index, is_late in enumerate(late)
+    ]
 
 
 @contextlib.contextmanager
@@ -297,25 +333,41 @@ def ut1_quality(time):
     UT1-UTC is held at its nearest value and may be off by up to 0.9 s plus
     that value.
     """
+    return _ut1_quality_each(time.reshape(1))[0]
+
+
+def _ut1_quality_each(times):
+    """:func:`ut1_quality` of each of an array of times (a list)."""
     table = earth_orientation()
-    value, status = table.ut1_utc(time.utc, return_status=True)
-    value, status = float(value.to_value(u.s)), int(status)
-    if status in (iers.FROM_IERS_B, iers.FROM_IERS_A):
-        return 0.0, None
-    if status == iers.FROM_IERS_A_PREDICTION:
-        predicted_from = float(table.meta["predictive_mjd"])
-        days = max(float(time.utc.mjd) - predicted_from, 1.0)
-        return PREDICTION_ERROR_S * days**0.75, (
-            f"UT1-UTC predicted by the IERS {days:.0f} d after its last measurement "
-            f"({_mjd_date(predicted_from)})"
-        )
-    beyond = status == iers.TIME_BEYOND_IERS_RANGE
-    edge = table["MJD"][-1 if beyond else 0].to_value(u.d)
-    return UT1_UTC_BOUND_S + abs(value), (
-        f"{time.utc.isot[:10]} is {'after' if beyond else 'before'} the IERS table "
-        f"({'ends' if beyond else 'starts'} {_mjd_date(edge)}): UT1-UTC held at "
-        f"{value:+.3f} s"
-    )
+    values, status = table.ut1_utc(times.utc, return_status=True)
+    values, mjds = np.atleast_1d(values.to_value(u.s)), np.atleast_1d(times.utc.mjd)
+    qualities = []
+    for index, (value, state) in enumerate(zip(values, np.atleast_1d(status), strict=True)):
+        value, state = float(value), int(state)
+        if state in (iers.FROM_IERS_B, iers.FROM_IERS_A):
+            qualities.append((0.0, None))
+        elif state == iers.FROM_IERS_A_PREDICTION:
+            predicted_from = float(table.meta["predictive_mjd"])
+            days = max(float(mjds[index]) - predicted_from, 1.0)
+            qualities.append(
+                (
+                    PREDICTION_ERROR_S * days**0.75,
+                    f"UT1-UTC predicted by the IERS {days:.0f} d after its last measurement "
+                    f"({_mjd_date(predicted_from)})",
+                )
+            )
+        else:
+            beyond = state == iers.TIME_BEYOND_IERS_RANGE
+            edge = table["MJD"][-1 if beyond else 0].to_value(u.d)
+            qualities.append(
+                (
+                    UT1_UTC_BOUND_S + abs(value),
+                    f"{times[index].utc.isot[:10]} is {'after' if beyond else 'before'} the "
+                    f"IERS table ({'ends' if beyond else 'starts'} {_mjd_date(edge)}): "
+                    f"UT1-UTC held at {value:+.3f} s",
+                )
+            )
+    return qualities
 
 
 def _seconds(value):
@@ -338,48 +390,65 @@ def clock_notes(start, end, night=None):
     """Notes on a DATE-OBS that cannot be right: after the run's own clock,
     outside the plausible years, or days away from the night folder's date.
     The times are still computed from it as written."""
-    notes = []
-    written, clock = start.utc.isot, now()
-    ahead = (end - clock).to_value(u.s)
-    if ahead > CLOCK_SLACK_S:
-        notes.append(
-            say(
-                f"DATE-OBS {written} is {ahead / 86400:.1f} d after this run's clock "
-                f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local time "
-                "was written as UTC?",
-                "correct DATE-OBS with header_overrides",
-            )
-        )
-    first, last = PLAUSIBLE_YEARS
-    if not first <= int(start.utc.ymdhms.year) < last:
-        notes.append(
-            say(
-                f"DATE-OBS {written} is outside {first}-{last}: a camera clock that was "
-                "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)?",
-                "correct DATE-OBS with header_overrides",
-            )
-        )
+    return _clock_notes_each(start.reshape(1), end.reshape(1), night)[0]
+
+
+def _clock_notes_each(start, end, night=None):
+    """:func:`clock_notes` of arrays of spans: a list of notes per frame."""
+    clock = now()
+    utc = start.utc
+    written, years = utc.isot, utc.ymdhms.year
+    aheads = (end - clock).to_value(u.s)
     folder = parse_night_name(night) if night else None
-    if folder is not None:
-        days = start.utc.mjd - Time(folder, scale="utc").mjd
-        if abs(days) > NIGHT_SLACK_DAYS:
+    away = utc.mjd - Time(folder, scale="utc").mjd if folder is not None else None
+    first, last = PLAUSIBLE_YEARS
+    each = []
+    for index, (stamp, year, ahead) in enumerate(zip(written, years, aheads, strict=True)):
+        notes = []
+        if ahead > CLOCK_SLACK_S:
             notes.append(
                 say(
-                    f"DATE-OBS {written} is {abs(days):.0f} d "
+                    f"DATE-OBS {stamp} is {ahead / 86400:.1f} d after this run's clock "
+                    f"({clock.utc.isot[:19]}): the camera clock was set wrong, or local "
+                    "time was written as UTC?",
+                    "correct DATE-OBS with header_overrides",
+                )
+            )
+        if not first <= int(year) < last:
+            notes.append(
+                say(
+                    f"DATE-OBS {stamp} is outside {first}-{last}: a camera clock that was "
+                    "never set (1970-01-01, 1980-01-01 and 2000-01-01 are typical)?",
+                    "correct DATE-OBS with header_overrides",
+                )
+            )
+        days = None if away is None else away[index]
+        if days is not None and abs(days) > NIGHT_SLACK_DAYS:
+            notes.append(
+                say(
+                    f"DATE-OBS {stamp} is {abs(days):.0f} d "
                     f"{'after' if days > 0 else 'before'} the date of its night folder "
                     f"{night}: camera clock wrong?",
                     "correct DATE-OBS with header_overrides, or move the frame to its night",
                 )
             )
-    return notes
+        each.append(notes)
+    return each
 
 
 def lst_card(middle, location):
     """Local mean sidereal time at mid-exposure (needs only the site)."""
+    return {"LST": (_lst_each(middle.reshape(1), location)[0], LST_COMMENT)}
+
+
+LST_COMMENT = "local mean sidereal time at mid-exposure"
+
+
+def _lst_each(middle, location):
+    """:func:`lst_card`'s value for each of an array of times, one site."""
     with _quiet_astropy():
         lst = Time(middle, location=location).sidereal_time("mean")
-    text = str(lst.to_string(unit=u.hourangle, sep=":", precision=2, pad=True))
-    return {"LST": (text, "local mean sidereal time at mid-exposure")}
+    return [str(text) for text in lst.to_string(unit=u.hourangle, sep=":", precision=2, pad=True)]
 
 
 def target_cards(middle, location, target, ut1_error=0.0):
@@ -387,28 +456,37 @@ def target_cards(middle, location, target, ut1_error=0.0):
     (cards, notes, airmass error). With ``ut1_error`` (s), the airmass is
     also computed that much earlier and later (the sky turns with UT1), and
     the larger change is returned as its error; else the error is None."""
-    cards, notes = {}, []
+    return _target_cards_each(middle.reshape(1), location, target, [ut1_error])[0]
+
+
+def _target_cards_each(middle, location, target, ut1_errors):
+    """:func:`target_cards` for an array of times, one site and target."""
     with _quiet_astropy():
         when = Time(middle, location=location)
         bjd = when.tdb + when.light_travel_time(target, "barycentric")
-        offsets = [0.0, -ut1_error, ut1_error] if ut1_error else [0.0]
-        moments = when + TimeDelta(offsets, format="sec")
+        offsets = np.array([[0.0, -error, error] for error in ut1_errors])
+        moments = when[:, np.newaxis] + TimeDelta(offsets, format="sec")
         altaz = target.transform_to(AltAz(obstime=moments, location=location))
-    cards["BJD_TDB"] = (round(float(bjd.jd), 9), "barycentric JD of mid-exposure, TDB")
-    altitude = float(altaz.alt.deg[0])
-    airmass_error = None
-    if altitude > 0:
-        secz = np.asarray(altaz.secz, dtype=float)
-        cards["AIRMASS"] = (round(float(secz[0]), 4), "sec(z) at mid-exposure")
-        if ut1_error:
-            airmass_error = float(np.max(np.abs(secz[1:] - secz[0])))
-    else:
-        notes.append(
-            f"target below the horizon at mid-exposure (altitude {altitude:.1f} deg): no "
-            "airmass. Check the site (SITELONG east-positive), the target and DATE-OBS"
-        )
-    cards["ALTITUDE"] = (round(altitude, 4), "target altitude at mid-exposure, deg")
-    return cards, notes, airmass_error
+    altitudes = altaz.alt.deg[:, 0]
+    secz = np.asarray(altaz.secz, dtype=float)
+    each = []
+    for index, ut1_error in enumerate(ut1_errors):
+        cards, notes = {}, []
+        cards["BJD_TDB"] = (round(float(bjd.jd[index]), 9), "barycentric JD of mid-exposure, TDB")
+        altitude = float(altitudes[index])
+        airmass_error = None
+        if altitude > 0:
+            cards["AIRMASS"] = (round(float(secz[index, 0]), 4), "sec(z) at mid-exposure")
+            if ut1_error:
+                airmass_error = float(np.max(np.abs(secz[index, 1:] - secz[index, 0])))
+        else:
+            notes.append(
+                f"target below the horizon at mid-exposure (altitude {altitude:.1f} deg): no "
+                "airmass. Check the site (SITELONG east-positive), the target and DATE-OBS"
+            )
+        cards["ALTITUDE"] = (round(altitude, 4), "target altitude at mid-exposure, deg")
+        each.append((cards, notes, airmass_error))
+    return each
 
 
 def camera_stamp_card(date_obs, stamp_is="start"):
@@ -417,7 +495,6 @@ def camera_stamp_card(date_obs, stamp_is="start"):
     return {"UTC-OBS": (str(date_obs).strip(), f"camera's DATE-OBS, UTC, exposure {where}")}
 
 
-@_quiet_astropy()
 def frame_cards(
     date_obs, header, exposure_s, date_obs_is="start", site=None, light=True, night=None
 ):
@@ -430,38 +507,99 @@ def frame_cards(
     the site; BJD_TDB, altitude and airmass are for science frames (``light``)
     with the site and the target known. Every note is also in TIMENOTE.
     """
-    try:
-        stamp = parse_date_obs(date_obs)
-    except TimeProblem as exc:
-        note = f"times unknown: {exc}"
-        # an unusable DATE-OBS leaves the header (kept in UTC-OBS): no time
-        # keyword may look valid when it is not
-        cards = {"DATE-OBS": None, "MJD-OBS": None, "TIMENOTE": note}
-        if date_obs is not None and str(date_obs).strip():
-            cards |= camera_stamp_card(date_obs, date_obs_is)
-        return cards, [note]
-    start, middle, end = exposure_span(stamp, exposure_s, date_obs_is)
-    cards = camera_stamp_card(date_obs, date_obs_is) | time_cards(start, middle, end)
-    notes = clock_notes(start, end, night)
-    notes += [note for note in [leap_second_note(end)] if note]
-    location = site_of(header, site)
-    target = target_of(header) if light else None
-    ut1_error, what = ut1_quality(middle) if location is not None else (0.0, None)
-    airmass_error = None
-    if location is not None:
-        cards.update(lst_card(middle, location))
-    if location is not None and target is not None:
-        more, more_notes, airmass_error = target_cards(middle, location, target, ut1_error)
-        cards.update(more)
-        notes += more_notes
-    elif light:
-        missing = [n for n, v in (("site", location), ("target", target)) if v is None]
-        notes.append(f"no BJD_TDB or airmass: {' and '.join(missing)} unknown")
-    if what:
-        notes.append(ut1_note(what, ut1_error, airmass_error))
-    if notes:
-        cards["TIMENOTE"] = ("; ".join(notes), "what limits these times")
-    return cards, notes
+    return frames_cards([(date_obs, header, exposure_s, light)], date_obs_is, site, night)[0]
+
+
+@_quiet_astropy()
+def frames_cards(frames, date_obs_is="start", site=None, night=None):
+    """:func:`frame_cards` of many frames of one night: a list of (cards,
+    notes) in their order; ``frames`` are (date_obs, header, exposure_s,
+    light) tuples.
+
+    Each quantity is computed for all the frames in one astropy call (the
+    sky's for all frames of one site and target): frame by frame, astropy's
+    set-up of each call was most of the cost (~12 ms a light, ~4 ms a bias;
+    a night log of 41 frames 0.24 s), and the values are the same."""
+    results = [None] * len(frames)
+    usable, stamps = [], []
+    for index, (date_obs, *_) in enumerate(frames):
+        try:
+            stamps.append(parse_date_obs(date_obs))
+            usable.append(index)
+        except TimeProblem as exc:
+            results[index] = _times_unknown(date_obs, date_obs_is, exc)
+    if not usable:
+        return results
+    exposures = [frames[index][2] for index in usable]
+    start, middle, end = exposure_span(Time(stamps), exposures, date_obs_is)
+    spans = _time_cards_each(start, middle, end)
+    clock = _clock_notes_each(start, end, night)
+    leap = _leap_second_notes(end)
+    ut1 = _ut1_quality_each(middle)
+    places = [
+        (site_of(frames[index][1], site), target_of(frames[index][1]) if frames[index][3] else None)
+        for index in usable
+    ]
+    lst, sky = _sky_each(middle, places, ut1)
+    for position, index in enumerate(usable):
+        date_obs, _, _, light = frames[index]
+        cards = camera_stamp_card(date_obs, date_obs_is) | spans[position]
+        notes = clock[position] + [note for note in [leap[position]] if note]
+        location, target = places[position]
+        ut1_error, what = ut1[position] if location is not None else (0.0, None)
+        airmass_error = None
+        if location is not None:
+            cards["LST"] = (lst[position], LST_COMMENT)
+        if location is not None and target is not None:
+            more, more_notes, airmass_error = sky[position]
+            cards.update(more)
+            notes += more_notes
+        elif light:
+            missing = [n for n, v in (("site", location), ("target", target)) if v is None]
+            notes.append(f"no BJD_TDB or airmass: {' and '.join(missing)} unknown")
+        if what:
+            notes.append(ut1_note(what, ut1_error, airmass_error))
+        if notes:
+            cards["TIMENOTE"] = ("; ".join(notes), "what limits these times")
+        results[index] = (cards, notes)
+    return results
+
+
+def _sky_each(middle, places, ut1):
+    """LST (per site) and target cards (per site and target) of the frames
+    at ``places`` ((location, target) each): {position: value} for each."""
+    sites, targets = {}, {}
+    for position, (location, target) in enumerate(places):
+        if location is not None:
+            sites.setdefault(id(location), (location, []))[1].append(position)
+            if target is not None:
+                targets.setdefault((id(location), id(target)), (location, target, []))[2].append(
+                    position
+                )
+    lst, sky = {}, {}
+    for location, positions in sites.values():
+        lst.update(zip(positions, _lst_each(middle[positions], location), strict=True))
+    for location, target, positions in targets.values():
+        errors = [ut1[position][0] for position in positions]
+        sky.update(
+            zip(
+                positions,
+                _target_cards_each(middle[positions], location, target, errors),
+                strict=True,
+            )
+        )
+    return lst, sky
+
+
+def _times_unknown(date_obs, date_obs_is, problem):
+    """The cards of a frame without a usable stamp: TIMENOTE says why."""
+    note = f"times unknown: {problem}"
+    # an unusable DATE-OBS leaves the header (kept in UTC-OBS): no time
+    # keyword may look valid when it is not
+    cards = {"DATE-OBS": None, "MJD-OBS": None, "TIMENOTE": note}
+    if date_obs is not None and str(date_obs).strip():
+        cards |= camera_stamp_card(date_obs, date_obs_is)
+    return cards, [note]
 
 
 def master_cards(frames, stamp_is, night=None):
@@ -471,10 +609,12 @@ def master_cards(frames, stamp_is, night=None):
     date_obs and exposure. Returns (cards, notes, frame notes), a frame's
     note naming its raw file."""
     spans, frame_notes = [], []
-    for frame in frames:
-        cards, notes = frame_cards(
-            frame["date_obs"], {}, frame["exposure"], stamp_is, light=False, night=night
-        )
+    each = frames_cards(
+        [(frame["date_obs"], {}, frame["exposure"], False) for frame in frames],
+        stamp_is,
+        night=night,
+    )
+    for frame, (cards, notes) in zip(frames, each, strict=True):
         spans.append(span_of(cards))
         frame_notes += [f"{frame['raw']}: {note}" for note in notes]
     cards, notes = combined_cards(spans, [frame["exposure"] for frame in frames])
