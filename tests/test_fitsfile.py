@@ -218,3 +218,136 @@ def test_a_product_opens_with_ccddata_with_unit_mask_bits_and_uncertainty(tmp_pa
     header = fits.Header()
     write_image(tmp_path / "plain.fits", data, header)
     assert read_uncertainty(tmp_path / "plain.fits") is None
+
+
+#: Value fields in the forms cameras write them, and forms that are not plain.
+PLAIN_VALUES = [
+    "'R       '",
+    "'  lead'",
+    "'it''s'",
+    "''",
+    "'    '",
+    "'a/b' / slash inside",
+    "'x'/no space",
+    "2025-03-01",  # unquoted: not a FITS value
+    "T",
+    "                   F / comment",
+    "+5",
+    "-0",
+    "007",
+    "123456789012345678901",
+    "60/comment",
+    "5.",
+    ".5",
+    "-1.5E-03",
+    "1E3",
+    "-.5E2",
+    "30.000000000000004 / exposure",
+    "1.5e3",  # lower-case exponent
+    "2.5D2",  # Fortran exponent
+    "(1.0, 2.0)",  # complex
+    "",  # undefined
+    "'what?'",
+]
+
+
+@pytest.mark.parametrize("value", PLAIN_VALUES)
+def test_headers_read_without_astropy_give_astropys_values(tmp_path, value):
+    import os
+
+    from ccdreduce import fastfits
+    from ccdreduce.fitsfile import image_fields
+
+    cards = ["SIMPLE  =                    T", "BITPIX  =                   16"]
+    cards += ["NAXIS   =                    2", "NAXIS1  =                   30"]
+    cards += ["NAXIS2  =                   20", f"VALUE   = {value}", "COMMENT a note", "END"]
+    path = tmp_path / "camera.fits"
+    header = "".join(card.ljust(80) for card in cards)
+    path.write_bytes((header + " " * (-len(header) % 2880)).encode() + UINT16.byteswap().tobytes())
+    wanted = ["VALUE", "NAXIS1", "ABSENT"]
+    got = image_fields(str(path), os.path.getsize(path), wanted, fix="FIX")
+    with fits.open(path) as hdul:
+        try:
+            expected = {k: hdul[0].header[k] for k in ("VALUE", "NAXIS1") if k in hdul[0].header}
+        except fits.VerifyError:  # a value astropy cannot read: the file is left out
+            assert got["_problem"].startswith("not a readable FITS file")
+            with pytest.raises(fastfits.NotSimple):
+                fastfits.header_fields(str(path), wanted)
+            return
+    assert {k: got[k] for k in expected} == expected  # with or without astropy
+    assert [type(got[k]) for k in expected] == [type(v) for v in expected.values()]
+    assert got["_shape"] == [20, 30] and got["_hdu"] == 0 and "ABSENT" not in got
+    try:
+        fields, needed = fastfits.header_fields(str(path), wanted)
+    except fastfits.NotSimple:  # astropy read it
+        assert value in ("2025-03-01", "1.5e3", "2.5D2", "(1.0, 2.0)", "", "'what?'")
+    else:
+        assert fields == got and needed == 2880 + 20 * 30 * 2 == os.path.getsize(path)
+
+
+def test_headers_not_plain_are_left_to_astropy(tmp_path):
+    from ccdreduce import fastfits
+
+    def header_of(*cards, end="END"):
+        path = tmp_path / "odd.fits"
+        head = ["SIMPLE  =                    T", "BITPIX  =                   16"]
+        head += ["NAXIS   =                    2", "NAXIS1  =                   30"]
+        text = "".join(c.ljust(80) for c in [*head, "NAXIS2  =                   20", *cards, end])
+        path.write_bytes((text + " " * (-len(text) % 2880)).encode("latin-1") + bytes(1200))
+        return str(path)
+
+    for odd in (
+        header_of("FILTER  = 'first'", "FILTER  = 'second'"),  # given twice
+        header_of("OBJECT  = 'a long &'", "CONTINUE  'name'"),  # a long string
+        header_of("HIERARCH ESO DET DIT = 1.0"),
+        header_of("FILTER  = 'H\xe1'"),  # not ASCII
+        header_of("filter  = 'R'"),  # lower-case keyword
+        header_of("FILTER  = 'R'", end="END     junk"),
+    ):
+        with pytest.raises(fastfits.NotSimple):
+            fastfits.header_fields(odd, ["FILTER", "OBJECT"])
+    fields, _ = fastfits.header_fields(header_of("FILTER  = 'R'"), ["FILTER"])
+    assert fields["FILTER"] == "R"
+
+
+def test_image_fields_are_the_same_read_with_or_without_astropy(tmp_path, monkeypatch):
+    import os
+
+    from ccdreduce import fastfits
+    from ccdreduce.fitsfile import image_fields
+
+    header = fits.Header({"EXPOSURE": 30.0, "FILTER": "R", "DATE-OBS": "2025-03-03T01:04:05"})
+    header["XBINNING"], header["OBJCTRA"] = 1, "07 18 48.0"
+    files = {"plain": plain(tmp_path / "plain.fits", UINT16, **header)}
+    files["rice"] = tmp_path / "rice.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(UINT16, header=header)]).writeto(
+        files["rice"]
+    )
+    with fits.open(files["rice"]) as hdul:
+        rice_data_at = hdul[1].fileinfo()["datLoc"]
+    # cut short: in the data (the plain image's 1200 bytes, the table's), and in the header
+    for name, cut in (("plain", 2880 + 600), ("rice", rice_data_at), ("rice", 4000)):
+        short = tmp_path / f"{name}-{cut}{files[name].suffix}"
+        short.write_bytes(files[name].read_bytes()[:cut])
+        files[f"{name} cut at {cut}"] = short
+    wanted = ["EXPOSURE", "FILTER", "DATE-OBS", "XBINNING", "OBJCTRA", "NAXIS1", "NAXIS2"]
+
+    def fields():
+        return {n: image_fields(str(p), os.path.getsize(p), wanted, "FIX") for n, p in files.items()}
+
+    without = fields()
+    assert fastfits.header_fields(str(files["rice"]), wanted)[0] == without["rice"]
+    assert without["rice"]["_hdu"] == 1 and without["rice"]["NAXIS1"] == 30
+    assert without["plain cut at 3480"]["_problem"].startswith("file is truncated")
+    assert without[f"rice cut at {rice_data_at}"]["_problem"].startswith("file is truncated")
+    assert "_problem" in without["rice cut at 4000"]
+
+    def refuse(path, wanted):
+        raise fastfits.NotSimple("astropy, please")
+
+    monkeypatch.setattr(fastfits, "header_fields", refuse)
+    assert fields() == without
+    # a reserved keyword of the compressed table is the image's only through astropy
+    with pytest.raises(fastfits.NotSimple):
+        monkeypatch.undo()
+        fastfits.header_fields(str(files["rice"]), ["BZERO"])

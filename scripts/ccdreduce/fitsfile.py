@@ -290,6 +290,16 @@ def image_fields(path, size, wanted, fix):
     String values astropy garbled (non-ASCII bytes) are decoded from the
     header's own bytes.
     """
+    from . import fastfits
+
+    if not path.lower().endswith(".gz"):
+        try:
+            fields, needed = fastfits.header_fields(path, wanted)
+        except (fastfits.NotSimple, OSError):  # astropy reads it, and says what is wrong
+            pass
+        else:
+            return _truncated(size, needed, fix) or fields
+
     from astropy.io import fits
     from astropy.io.fits.verify import VerifyError
 
@@ -317,15 +327,7 @@ def image_fields(path, size, wanted, fix):
                     }
                 if not path.lower().endswith(".gz"):
                     info = hdu.fileinfo()
-                    needed = info["datLoc"] + _data_bytes(hdu, info)
-                    if size < needed:
-                        return {
-                            "_problem": say(
-                                f"file is truncated ({size} bytes, the header "
-                                f"promises at least {needed})",
-                                fix,
-                            )
-                        }
+                    return _truncated(size, info["datLoc"] + _data_bytes(hdu, info), fix) or fields
                 return fields
     except (OSError, ValueError, KeyError, EOFError, VerifyError) as exc:
         return {
@@ -336,6 +338,17 @@ def image_fields(path, size, wanted, fix):
             )
         }
     return {"_problem": say("no 2-D image in any HDU", fix)}
+
+
+def _truncated(size, needed, fix):
+    """The problem of a file shorter than its header says, else None."""
+    if size >= needed:
+        return None
+    return {
+        "_problem": say(
+            f"file is truncated ({size} bytes, the header promises at least {needed})", fix
+        )
+    }
 
 
 def _card_texts(path, info, keywords):
