@@ -97,3 +97,36 @@ def test_a_bad_column_is_not_a_string_of_stars():
     assert on_column.sum() <= true_on_column
     assert abs(median_fwhm(stars) - median_fwhm(clean)) < 0.2  # the seeing is the stars'
     assert len(stars["x"]) >= len(clean["x"]) - 2 * true_on_column - 1
+
+
+def clipped_sky(values, iterations=3):
+    """The sky as the partition-based statistics give it: np.median and the
+    MAD of the pixels within 3 sigma of the level, recomputed each round."""
+    from ccdreduce.robust import MAD_TO_SIGMA_4DP, mad_std
+
+    values = values[np.isfinite(values)].ravel()
+    level, noise = np.median(values), mad_std(values, factor=MAD_TO_SIGMA_4DP)
+    for _ in range(iterations):
+        keep = np.abs(values - level) < 3 * noise
+        if not keep.any():
+            break
+        level = np.median(values[keep])
+        noise = mad_std(values[keep], level, factor=MAD_TO_SIGMA_4DP)
+    return float(level), float(noise)
+
+
+def test_background_from_sorted_pixels_equals_median_and_mad_to_the_last_bit():
+    rng = np.random.default_rng(7)
+    skies = [
+        rng.normal(140.0, 11.0, (64, 64)),  # sky noise
+        rng.integers(95, 105, (31, 17)).astype(float),  # integer ADU: many ties
+        np.concatenate([rng.normal(100, 5, 900), rng.normal(1e4, 1e3, 90)]),  # stars
+        rng.standard_cauchy(1001) * 3,  # wild tails
+        np.full(12, 7.0),  # a flat frame: no noise
+        np.array([3.0]),
+        np.where(rng.random(500) < 0.3, np.nan, rng.normal(0, 1e-3, 500)),  # NaN pixels
+    ]
+    for sky in skies:
+        for dtype in (np.float32, np.float64):
+            found = background(sky.astype(dtype))
+            assert (found.level, found.noise) == clipped_sky(sky.astype(dtype))

