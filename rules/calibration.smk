@@ -13,6 +13,7 @@ rule master_bias:
         layout.log(RESULTS, layout.master(None, "{night}", "bias")),
     benchmark:
         layout.benchmark(RESULTS, layout.master(None, "{night}", "bias"))
+    priority: PRIORITY["master"]
     resources:
         mem_mb=job_memory("master", "bias"),
         runtime=job_runtime("master", "bias"),
@@ -123,6 +124,7 @@ rule calibrate:
         layout.log(RESULTS, layout.calibrated_dir(None, "{night}")),
     benchmark:
         layout.benchmark(RESULTS, layout.calibrated_dir(None, "{night}"))
+    priority: PRIORITY["calibrate"]
     threads: job_threads("calibrate")
     resources:
         mem_mb=job_memory("calibrate"),

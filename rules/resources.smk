@@ -78,3 +78,14 @@ def job_runtime(kind, master_kind=None):
         return 1 + int(attempt * (fixed + per_megapixel * _megapixels(processed)))
 
     return runtime
+
+
+# Which ready job runs first when the cores are busy (Snakemake's `priority:`,
+# higher first; the greedy selector breaks ties by input size). Every stack
+# waits for the last night's calibration, the longest job of a night: a
+# night is calibrated as soon as its masters are made, while the other
+# cores make the next night's masters; then each stack's chain; frame tables
+# (a night's log, input of nothing) fill the gaps. Measured on the demo (2
+# cores, medians of 8 alternating runs): 8.07 s without priorities, 8.27 s
+# with all masters first (the last calibration then ran alone), 7.85 s so.
+PRIORITY = {"calibrate": 50, "master": 40, "stack": 30, "combine": 20, "summary": 10}

@@ -12,6 +12,7 @@ rule choose_reference:
         layout.log(RESULTS, layout.stack(None, "{group}", "reference.json")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "reference.json"))
+    priority: PRIORITY["stack"]
     params:
         code=code("choose_reference.py"),
         frames=group_frame_info,
@@ -34,6 +35,7 @@ rule register:
         layout.log(RESULTS, layout.registered_dir(None, "{night}", "{group}")),
     benchmark:
         layout.benchmark(RESULTS, layout.registered_dir(None, "{night}", "{group}"))
+    priority: PRIORITY["stack"]
     resources:
         mem_mb=job_memory("register"),
         runtime=job_runtime("register"),
@@ -82,6 +84,7 @@ rule scale_frames:
         layout.log(RESULTS, layout.stack(None, "{group}", "frames.ecsv")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "frames.ecsv"))
+    priority: PRIORITY["stack"]
     resources:
         mem_mb=job_memory("stack"),
         runtime=job_runtime("stack"),
@@ -100,13 +103,21 @@ rule combine_stack:
         table=layout.stack(RESULTS, "{group}", "frames.ecsv"),
         registered=registered_dirs,
     output:
-        layout.stack(RESULTS, "{group}", "{method}.fits"),
+        stack=layout.stack(RESULTS, "{group}", "{method}.fits"),
+        preview=report(
+            layout.stack(RESULTS, "{group}", "{method}.png"),
+            caption="../report/stack_preview.rst",
+            category="Stacks",
+            subcategory="{group}",
+            labels={"stack": "{group}", "file": "{method}"},
+        ),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "{method}.fits"))
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
+    priority: PRIORITY["combine"]
     threads: job_threads("stack")
     resources:
         # the combine reads by row bands within stacking.memory_mb
@@ -120,31 +131,6 @@ rule combine_stack:
         frames=group_frame_info,
     run:
         run_script("combine_stack.py", locals())
-
-
-rule stack_preview:
-    input:
-        layout.stack(RESULTS, "{group}", "{method}.fits"),
-    output:
-        report(
-            layout.stack(RESULTS, "{group}", "{method}.png"),
-            caption="../report/stack_preview.rst",
-            category="Stacks",
-            subcategory="{group}",
-            labels={"stack": "{group}", "file": "{method}"},
-        ),
-    log:
-        layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits"), "preview"),
-    benchmark:
-        layout.benchmark(
-            RESULTS, layout.stack(None, "{group}", "{method}.fits"), "preview"
-        )
-    wildcard_constraints:
-        method="|".join(STACKING["methods"]),
-    params:
-        code=code("preview.py"),
-    run:
-        run_script("preview.py", locals())
 
 
 rule stack_stats:
@@ -167,6 +153,7 @@ rule stack_stats:
         layout.log(RESULTS, layout.stack(None, "{group}", "stats.ecsv")),
     benchmark:
         layout.benchmark(RESULTS, layout.stack(None, "{group}", "stats.ecsv"))
+    priority: PRIORITY["summary"]
     params:
         code=code("stack_stats.py"),
         group=lambda wc: wc.group,
@@ -177,7 +164,7 @@ rule stack_stats:
 
 
 # a colour group's <method>.png is its colour preview, not a stack's own
-ruleorder: colour_preview > stack_preview
+ruleorder: colour_preview > combine_stack
 
 
 rule colour_preview:
@@ -204,6 +191,7 @@ rule colour_preview:
         # only the colour groups: every other <method>.png is a stack's preview
         group=COLOUR_GROUP_PATTERN,
         method="|".join(STACKING["methods"]),
+    priority: PRIORITY["summary"]
     params:
         code=code("colour_preview.py"),
     run:

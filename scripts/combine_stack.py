@@ -1,7 +1,9 @@
 """Rule combine_stack: one combined image of a stack (average, median,
 min-max or sigma clipping), with its UNCERT (propagated by the combine from
 the registered frames' UNCERT), MASK (no valid input) and COVERAGE (frames
-per pixel) extensions, so CCDData.read gives unit, mask and uncertainty."""
+per pixel) extensions, so CCDData.read gives unit, mask and uncertainty; and
+its zscale PNG, drawn from the image in memory (a job of its own per stack
+cost more in start-up and re-reading than the drawing)."""
 
 import numpy as np
 from astropy.table import Table
@@ -10,6 +12,7 @@ from ccdreduce import provenance, runlog, stacking
 from ccdreduce.combine import CombineSpec, combine_files
 from ccdreduce.fitsfile import read_header
 from ccdreduce.layout import frame_id
+from ccdreduce.preview import save_preview, stack_title
 
 log = runlog.start(snakemake)
 group, method, memory_mb = (
@@ -66,8 +69,15 @@ log.info(
     "%s: %d frames, %s to %s (TT), total exposure %.0f s",
     *(group, len(used), header.get("DATE-BEG", "?"), header.get("DATE-END", "?"), header["TOTEXP"]),
 )
-stacking.write_stack(snakemake.output[0], image, coverage, sigma, header)
+stacking.write_stack(snakemake.output.stack, image, coverage, sigma, header)
 log.info(
     "wrote %s (median %.3f, coverage %d-%d)",
-    *(snakemake.output[0], float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),
+    *(snakemake.output.stack, float(np.nanmedian(image)), int(coverage.min()), int(coverage.max())),
 )
+# the pixels as written (float32)
+save_preview(
+    np.asarray(image, dtype=np.float32),
+    snakemake.output.preview,
+    stack_title(group, method, header),
+)
+log.info("wrote %s", snakemake.output.preview)

@@ -63,7 +63,6 @@ def test_a_host_workflow_plans_every_job_of_the_module_under_its_prefix(tmp_path
         "ccd_choose_reference": 1,
         "ccd_scale_frames": 1,
         "ccd_combine_stack": methods,
-        "ccd_stack_preview": methods,
         "ccd_stack_stats": 1,
         "all": 1,
     }

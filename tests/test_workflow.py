@@ -40,7 +40,6 @@ def test_dry_run_lists_every_job_before_anything_runs(demo_run, truth):
         "choose_reference": len(stacks),
         "scale_frames": len(stacks),
         "combine_stack": len(stacks) * methods,
-        "stack_preview": len(stacks) * methods,
         "stack_stats": len(stacks),
         "all": 1,
     }

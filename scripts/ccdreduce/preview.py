@@ -195,6 +195,19 @@ def binned(image, factor):
         return np.nanmean(blocks, axis=(1, 3))
 
 
+def stack_title(group, method, header):
+    """A stack preview's title: group and method, and from the stack's
+    header its frames, total exposure and when the light was collected."""
+    title = f"{group} / {method}"
+    if header.get("NCOMBINE"):
+        title += f" ({header['NCOMBINE']} frames, {header.get('TOTEXP', 0):g} s"
+        if "DATE-BEG" in header:  # when the light was collected, on TT
+            start, end = (header[key][:16].replace("T", " ") for key in ("DATE-BEG", "DATE-END"))
+            title += f", {start} to {end} TT"
+        title += ")"
+    return title
+
+
 def save_preview(image, path, title):
     """The zscale-stretched PNG of ``image`` with its median and limits."""
     from astropy.visualization import ZScaleInterval

@@ -80,7 +80,6 @@ PRELOAD = (
     ),
     ("combine_stack.py", "astropy.table"),
     ("stack_stats.py",),
-    ("preview.py",),
     ("colour_preview.py",),
 )
 
