@@ -330,6 +330,10 @@ def test_image_fields_are_the_same_read_with_or_without_astropy(tmp_path, monkey
         short = tmp_path / f"{name}-{cut}{files[name].suffix}"
         short.write_bytes(files[name].read_bytes()[:cut])
         files[f"{name} cut at {cut}"] = short
+    packed = gzip.compress(files["plain"].read_bytes())
+    for name, data in (("gzip", packed), ("gzip cut", packed[: len(packed) // 2])):
+        files[name] = tmp_path / f"{name.replace(' ', '-')}.fits.gz"
+        files[name].write_bytes(data)
     wanted = ["EXPOSURE", "FILTER", "DATE-OBS", "XBINNING", "OBJCTRA", "NAXIS1", "NAXIS2"]
 
     def fields():
@@ -341,6 +345,10 @@ def test_image_fields_are_the_same_read_with_or_without_astropy(tmp_path, monkey
     assert without["plain cut at 3480"]["_problem"].startswith("file is truncated")
     assert without[f"rice cut at {rice_data_at}"]["_problem"].startswith("file is truncated")
     assert "_problem" in without["rice cut at 4000"]
+    assert without["gzip"] == without["plain"] and "_problem" in without["gzip cut"]
+    assert fastfits.header_fields(str(files["gzip"]), wanted) == (without["plain"], 0)
+    with pytest.raises(fastfits.NotSimple):  # a broken stream: astropy says what is wrong
+        fastfits.header_fields(str(files["gzip cut"]), wanted)
 
     def refuse(path, wanted):
         raise fastfits.NotSimple("astropy, please")

@@ -292,13 +292,12 @@ def image_fields(path, size, wanted, fix):
     """
     from . import fastfits
 
-    if not path.lower().endswith(".gz"):
-        try:
-            fields, needed = fastfits.header_fields(path, wanted)
-        except (fastfits.NotSimple, OSError):  # astropy reads it, and says what is wrong
-            pass
-        else:
-            return _truncated(size, needed, fix) or fields
+    try:
+        fields, needed = fastfits.header_fields(path, wanted)
+    except (fastfits.NotSimple, OSError):  # astropy reads it, and says what is wrong
+        pass
+    else:
+        return _truncated(size, needed, fix) or fields
 
     from astropy.io import fits
     from astropy.io.fits.verify import VerifyError
