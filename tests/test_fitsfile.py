@@ -337,7 +337,9 @@ def test_image_fields_are_the_same_read_with_or_without_astropy(tmp_path, monkey
     wanted = ["EXPOSURE", "FILTER", "DATE-OBS", "XBINNING", "OBJCTRA", "NAXIS1", "NAXIS2"]
 
     def fields():
-        return {n: image_fields(str(p), os.path.getsize(p), wanted, "FIX") for n, p in files.items()}
+        return {
+            n: image_fields(str(p), os.path.getsize(p), wanted, "FIX") for n, p in files.items()
+        }
 
     without = fields()
     assert fastfits.header_fields(str(files["rice"]), wanted)[0] == without["rice"]

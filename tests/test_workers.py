@@ -295,3 +295,34 @@ def test_a_job_runs_where_snakemake_is_when_it_runs(pool, tmp_path, monkeypatch)
     monkeypatch.chdir(elsewhere)
     pool.run(probe, job(tmp_path, "second"))
     assert (elsewhere / "here.txt").read_text() == str(elsewhere)
+
+
+def test_the_masters_start_before_the_last_imports_and_no_job_gets_a_worker_not_ready(tmp_path):
+    steps, needs = workers._preload_plan()
+    # the masters' script needs the fewest imports, the frames' plot the most
+    assert 0 < needs["make_master.py"] < needs["scale_frames.py"] <= len(steps)
+    assert workers._needed(tmp_path / "not_listed.py") == len(steps)  # waits for all
+    probe = (
+        "import os, sys\n"
+        "loaded = ' '.join(str(m in sys.modules) for m in ('ccdreduce.masters', "
+        "'photutils.aperture', 'matplotlib.figure'))\n"
+        "open(snakemake.output.result, 'w').write(f'{loaded} {os.getpid()} {os.getppid()}')\n"
+    )
+    for name in ("make_master.py", "scale_frames.py"):  # named as the rule scripts
+        (tmp_path / name).write_text(probe)
+    pool = workers.Pool()
+    try:
+        server = pool.start(preload=True)
+        ran = {}
+        for name in ("make_master.py", "scale_frames.py", "make_master.py"):
+            pool.run(tmp_path / name, job(tmp_path, "probe"))
+            ran.setdefault(name, []).append((tmp_path / "probe.txt").read_text().split())
+    finally:
+        pool.close()
+    (first_master, photutils, matplotlib, master_pid, parent), again = ran["make_master.py"]
+    frames = ran["scale_frames.py"][0]
+    assert int(parent) == int(frames[4]) == server.process.pid  # all forked from it
+    assert first_master == "True" and frames[:3] == ["True"] * 3  # each ready for its script
+    if photutils == "False":  # forked half-ready: never given the frames' job
+        assert frames[3] != master_pid
+    assert again[:3] == ["True"] * 3  # the half-ready worker went once all were ready
