@@ -76,3 +76,43 @@ def test_a_frame_without_stars_gives_an_empty_catalogue(tmp_path):
     catalog.write(tmp_path / "blank.ecsv", stars, meta)
     back, _ = catalog.read(tmp_path / "blank.ecsv")
     assert all(len(back[name]) == 0 for name in catalog.COLUMNS)
+
+
+def read_by_astropy(path):
+    """A catalogue as astropy's ECSV reader gives it."""
+    from astropy.table import Table
+
+    table = Table.read(path, format="ascii.ecsv")
+    stars = {name: np.asarray(table[name]) for name in catalog.COLUMNS}
+    stars["saturated"] = stars["saturated"].astype(bool)
+    return stars, dict(table.meta)
+
+
+def test_catalogues_are_read_back_as_astropys_ecsv_reader_reads_them(measured, tmp_path):
+    stars, meta = measured
+    colour = meta | {"channels": {c: {"sky": 10.5 * i, "noise": 2.25} for i, c in enumerate("RGB")}}
+    blank = {name: np.array([], dtype=bool if name == "saturated" else float) for name in stars}
+    odd = dict(stars) | {"flux": np.where(np.arange(len(stars["x"])) % 2, np.nan, 1e300)}
+    written = {
+        "mono": (stars, meta),
+        "colour": (stars, colour),
+        "no stars": (blank, meta | {"fwhm": float("nan"), "n_stars": 0}),
+        "nan and huge": (odd, meta | {"note": "it's: a [note], {with} # marks"}),
+    }
+    for name, (values, extra) in written.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.ecsv"
+        catalog.write(path, values, extra)
+        direct, expected = catalog._read_plain(path), read_by_astropy(path)
+        assert list(direct[1].items()) == list(expected[1].items()) or (
+            name == "no stars" and str(direct[1]) == str(expected[1])  # NaN != NaN
+        )
+        for column in catalog.COLUMNS:
+            np.testing.assert_array_equal(direct[0][column], expected[0][column])
+            assert direct[0][column].dtype == expected[0][column].dtype
+    # not as write() makes it: astropy reads it
+    edited = tmp_path / "edited.ecsv"
+    edited.write_text(
+        (tmp_path / "mono.ecsv").read_text().replace("datatype: bool", "datatype: int64")
+    )
+    with pytest.raises(catalog._NotPlain):
+        catalog._read_plain(edited)

@@ -2,6 +2,7 @@
 read back by the reference choice, the registration and the scaling."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -92,10 +93,64 @@ def channel_meta(meta, channel=None):
 
 
 def read(path):
-    """(stars as a dict of arrays, meta dict)."""
+    """(stars as a dict of arrays, meta dict).
+
+    A catalogue as :func:`write` makes it is read directly: its YAML header
+    by libyaml, its rows by numpy, ~1 ms against astropy's ~9 ms (mostly
+    pure-Python YAML), and the reference choice, registration and scaling
+    read each night's catalogues again (~100 reads on the demo). Anything
+    else goes to astropy's ECSV reader, which gives the same values."""
+    try:
+        return _read_plain(Path(path))
+    except _NotPlain:
+        pass
     from astropy.table import Table
 
     table = Table.read(path, format="ascii.ecsv")
     stars = {name: np.asarray(table[name]) for name in COLUMNS}
     stars["saturated"] = stars["saturated"].astype(bool)
     return stars, dict(table.meta)
+
+
+class _NotPlain(ValueError):
+    """Not a catalogue exactly as write() makes it: astropy reads it."""
+
+
+#: The columns' datatypes as write() declares them.
+_DATATYPES = {name: "bool" if name == "saturated" else "float64" for name in COLUMNS}
+
+
+def _read_plain(path):
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", None)
+    lines = path.read_text().splitlines()
+    if loader is None or not lines or lines[0] != "# %ECSV 1.0" or lines[1:2] != ["# ---"]:
+        raise _NotPlain(path)
+    body = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
+    header = yaml.load("\n".join(line[2:] for line in lines[2:body]), Loader=loader)
+    columns = header.get("datatype") if isinstance(header, dict) else None
+    if not isinstance(columns, list) or {c.get("name"): c.get("datatype") for c in columns} != (
+        _DATATYPES
+    ):
+        raise _NotPlain(path)
+    names = [c["name"] for c in columns]
+    if body >= len(lines) or lines[body].split() != names:
+        raise _NotPlain(path)
+    rows = [line.split() for line in lines[body + 1 :]]
+    if any(len(row) != len(names) for row in rows):
+        raise _NotPlain(path)  # a masked (empty) value, a quoted string...
+    values = dict(zip(names, zip(*rows, strict=True), strict=True)) if rows else {}
+    stars = {}
+    for name in COLUMNS:
+        text = values.get(name, ())
+        if name == "saturated":
+            if not set(text) <= {"True", "False"}:
+                raise _NotPlain(path)
+            stars[name] = np.array([value == "True" for value in text], dtype=bool)
+        else:
+            stars[name] = np.array(text, dtype=np.float64)
+    meta = header.get("meta", [])
+    if isinstance(meta, list):  # !!omap: a list of pairs with the safe loader
+        meta = dict(meta)
+    return stars, dict(meta)
