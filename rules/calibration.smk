@@ -11,8 +11,6 @@ rule master_bias:
         preview=master_preview("bias"),
     log:
         layout.log(RESULTS, layout.master(None, "{night}", "bias")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.master(None, "{night}", "bias"))
     priority: PRIORITY["master"]
     resources:
         mem_mb=job_memory("master", "bias"),
@@ -38,8 +36,6 @@ use rule master_bias as master_dark with:
         preview=master_preview("dark", "{exposure}"),
     log:
         layout.log(RESULTS, layout.master(None, "{night}", "dark", "{exposure}")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.master(None, "{night}", "dark", "{exposure}"))
     resources:
         mem_mb=job_memory("master", "dark"),
         runtime=job_runtime("master", "dark"),
@@ -57,8 +53,6 @@ use rule master_bias as master_flat with:
         preview=master_preview("flat", "{filter}"),
     log:
         layout.log(RESULTS, layout.master(None, "{night}", "flat", "{filter}")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.master(None, "{night}", "flat", "{filter}"))
     resources:
         mem_mb=job_memory("master", "flat"),
         runtime=job_runtime("master", "flat"),
@@ -77,10 +71,6 @@ use rule master_bias as master_bias_camera with:
         preview=master_preview("bias", camera="{camera}"),
     log:
         layout.log(RESULTS, layout.master(None, "{night}", "bias", camera="{camera}")),
-    benchmark:
-        layout.benchmark(
-            RESULTS, layout.master(None, "{night}", "bias", camera="{camera}")
-        )
 
 
 use rule master_dark as master_dark_camera with:
@@ -91,10 +81,6 @@ use rule master_dark as master_dark_camera with:
         layout.log(
             RESULTS, layout.master(None, "{night}", "dark", "{exposure}", "{camera}")
         ),
-    benchmark:
-        layout.benchmark(
-            RESULTS, layout.master(None, "{night}", "dark", "{exposure}", "{camera}")
-        )
 
 
 use rule master_flat as master_flat_camera with:
@@ -105,10 +91,6 @@ use rule master_flat as master_flat_camera with:
         layout.log(
             RESULTS, layout.master(None, "{night}", "flat", "{filter}", "{camera}")
         ),
-    benchmark:
-        layout.benchmark(
-            RESULTS, layout.master(None, "{night}", "flat", "{filter}", "{camera}")
-        )
 
 
 rule calibrate:
@@ -122,8 +104,6 @@ rule calibrate:
         bad_pixels_preview=bad_pixels_preview(),
     log:
         layout.log(RESULTS, layout.calibrated_dir(None, "{night}")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.calibrated_dir(None, "{night}"))
     priority: PRIORITY["calibrate"]
     threads: job_threads("calibrate")
     resources:
@@ -160,8 +140,6 @@ rule frame_table:
         ),
     log:
         layout.log(RESULTS, layout.calib(None, "{night}", "frames.ecsv")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.calib(None, "{night}", "frames.ecsv"))
     params:
         code=code("frame_table.py"),
         rows=night_table,

@@ -7,6 +7,7 @@ import gc
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -40,6 +41,7 @@ from ccdreduce import (
     layout,
     nightlog,
     policy,
+    runlog,
     stacking,
     stalelock,
 )  # noqa: E402
@@ -148,10 +150,17 @@ def code(script):
 def run_script(script, job):
     """A rule's run block: its script (in scripts/) run in a warm worker
     process that keeps its imports from one job to the next (ccdreduce.workers:
-    a fresh Python per job cost ~1.1 s, more than most jobs' work). ``job`` is
-    the run block's ``locals()``: input, output, params, wildcards, threads,
+    a fresh Python per job cost ~1.1 s, more than most jobs' work), and its
+    timing file beside its log (runlog.write_benchmark). ``job`` is the run
+    block's ``locals()``: input, output, params, wildcards, threads,
     resources, log and rule, as Snakemake gives them to a run block."""
-    workers.run(SCRIPTS_DIR / script, workers.Job.of_run_block(job, config))
+    started = time.perf_counter()
+    usage = workers.run(SCRIPTS_DIR / script, workers.Job.of_run_block(job, config))
+    runlog.write_benchmark(
+        layout.benchmark_of_log(RESULTS, job["log"][0]),
+        time.perf_counter() - started,
+        usage,
+    )
 
 
 def master_preview(kind, key="", camera=""):

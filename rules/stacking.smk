@@ -10,8 +10,6 @@ rule choose_reference:
         layout.stack(RESULTS, "{group}", "reference.json"),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "reference.json")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.stack(None, "{group}", "reference.json"))
     priority: PRIORITY["stack"]
     params:
         code=code("choose_reference.py"),
@@ -33,8 +31,6 @@ rule register:
         directory(layout.registered_dir(RESULTS, "{night}", "{group}")),
     log:
         layout.log(RESULTS, layout.registered_dir(None, "{night}", "{group}")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.registered_dir(None, "{night}", "{group}"))
     priority: PRIORITY["stack"]
     resources:
         mem_mb=job_memory("register"),
@@ -82,8 +78,6 @@ rule scale_frames:
         ),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "frames.ecsv")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.stack(None, "{group}", "frames.ecsv"))
     priority: PRIORITY["stack"]
     resources:
         mem_mb=job_memory("stack"),
@@ -113,8 +107,6 @@ rule combine_stack:
         ),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.stack(None, "{group}", "{method}.fits"))
     wildcard_constraints:
         method="|".join(STACKING["methods"]),
     priority: PRIORITY["combine"]
@@ -151,8 +143,6 @@ rule stack_stats:
         ),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "stats.ecsv")),
-    benchmark:
-        layout.benchmark(RESULTS, layout.stack(None, "{group}", "stats.ecsv"))
     priority: PRIORITY["summary"]
     params:
         code=code("stack_stats.py"),
@@ -183,10 +173,6 @@ rule colour_preview:
         ),
     log:
         layout.log(RESULTS, layout.stack(None, "{group}", "{method}.fits"), "colour"),
-    benchmark:
-        layout.benchmark(
-            RESULTS, layout.stack(None, "{group}", "{method}.fits"), "colour"
-        )
     wildcard_constraints:
         # only the colour groups: every other <method>.png is a stack's preview
         group=COLOUR_GROUP_PATTERN,

@@ -116,3 +116,8 @@ def test_catalogues_are_read_back_as_astropys_ecsv_reader_reads_them(measured, t
     )
     with pytest.raises(catalog._NotPlain):
         catalog._read_plain(edited)
+    tagged = tmp_path / "tagged.ecsv"  # a tag the safe loader does not know
+    catalog.write(tagged, stars, meta | {"pair": (1, 2)})
+    with pytest.raises(catalog._NotPlain):
+        catalog._read_plain(tagged)
+    assert catalog.read(tagged)[1]["pair"] == read_by_astropy(tagged)[1]["pair"]

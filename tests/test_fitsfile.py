@@ -308,6 +308,8 @@ def test_headers_not_plain_are_left_to_astropy(tmp_path):
             fastfits.header_fields(odd, ["FILTER", "OBJECT"])
     fields, _ = fastfits.header_fields(header_of("FILTER  = 'R'"), ["FILTER"])
     assert fields["FILTER"] == "R"
+    with pytest.raises(fastfits.NotSimple):  # commentary, whatever follows its name
+        fastfits.header_fields(header_of("COMMENT = 'a note'"), ["COMMENT"])
 
 
 def test_image_fields_are_the_same_read_with_or_without_astropy(tmp_path, monkeypatch):

@@ -26,9 +26,10 @@ def test_products_sit_where_the_readme_says():
     assert layout.calib("r", "{night}", "frames.ecsv") == "r/calib/{night}/frames.ecsv"
     assert layout.log("r", "calib/n1/dark_30s.fits") == "r/logs/calib/n1/dark_30s.log"
     assert layout.log("r", "calibrated/n1") == "r/logs/calibrated/n1.log"
-    assert layout.benchmark("r", "stacks/M/R/median.fits", "preview") == (
+    assert layout.benchmark_of_log("r", layout.log("r", "stacks/M/R/median.fits", "preview")) == (
         "r/benchmarks/stacks/M/R/median_preview.tsv"
     )
+    assert layout.benchmark_of_log(None, "logs/calibrated/n1.log") == "benchmarks/calibrated/n1.tsv"
     assert layout.master_preview("r", "n1", "dark", "30") == "r/calib/n1/dark_30s.png"
     assert layout.reference_lock("r/stacks/M/R/reference.json") == "r/stacks/M/R/reference.lock"
     assert layout.header_cache("r") == "r/.cache/headers"

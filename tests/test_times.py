@@ -418,3 +418,15 @@ def test_a_night_computed_together_gives_each_frame_its_own_site_target_and_time
     assert [cards["DATE-AVG"][0] for cards, _ in (together[0], together[5])] == [
         Time(t, scale="utc").tt.isot for t in ("2025-03-02T01:00:30", "2025-03-02T02:01:00")
     ]
+
+
+def test_frames_without_a_site_need_no_earth_orientation_table(monkeypatch):
+    # a master's frames: times on TT from the stamps alone, no UT1 to look up
+    def no_table():
+        raise AssertionError("the IERS table was read")
+
+    monkeypatch.setattr(times, "earth_orientation", no_table)
+    frames = [("2025-03-02T01:00:00", {}, 60.0, False), ("2025-03-02T01:02:00", {}, 0.0, False)]
+    (first, notes), (second, _) = times.frames_cards(frames, night="2025-03-01")
+    assert notes == [] and "LST" not in first and "TIMENOTE" not in first
+    assert second["DATE-BEG"][0] == Time("2025-03-02T01:02:00", scale="utc").tt.isot

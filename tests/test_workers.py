@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -326,3 +327,36 @@ def test_the_masters_start_before_the_last_imports_and_no_job_gets_a_worker_not_
     if photutils == "False":  # forked half-ready: never given the frames' job
         assert frames[3] != master_pid
     assert again[:3] == ["True"] * 3  # the half-ready worker went once all were ready
+
+
+def test_each_job_reports_its_own_cpu_time_and_peak_memory(pool, tmp_path):
+    busy = tmp_path / "busy.py"
+    busy.write_text(
+        "import time, numpy as np\n"
+        "block = np.ones(200 * 2**20 // 8)  # 200 MB, touched\n"
+        "end = time.process_time() + 0.3\n"
+        "while time.process_time() < end:\n"
+        "    pass\n"
+    )
+    idle = tmp_path / "idle.py"
+    idle.write_text("import time\ntime.sleep(0.3)\n")
+    heavy = pool.run(busy, job(tmp_path, "busy"))
+    light = pool.run(idle, job(tmp_path, "idle"))  # the same worker, after the heavy job
+    assert 0.3 <= heavy["cpu_time"] < 1.5 and light["cpu_time"] < 0.1
+    assert heavy["max_rss"] > 200
+    if Path("/proc/self/clear_refs").exists():  # Linux: the peak is the job's own
+        assert light["max_rss"] < heavy["max_rss"] - 150
+
+
+def test_a_jobs_timing_file_has_snakemakes_benchmark_columns(tmp_path):
+    from ccdreduce import runlog
+
+    path = tmp_path / "benchmarks" / "calib" / "n1" / "bias.tsv"
+    runlog.write_benchmark(path, 75.25, {"cpu_time": 61.5, "max_rss": 812.345})
+    header, values = (line.split("\t") for line in path.read_text().splitlines())
+    assert dict(zip(header, values, strict=True)) == {
+        "s": "75.2500",
+        "h:m:s": "0:01:15",
+        "max_rss": "812.35",
+        "cpu_time": "61.50",
+    }

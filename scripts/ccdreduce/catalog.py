@@ -124,11 +124,14 @@ def _read_plain(path):
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", None)
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     if loader is None or not lines or lines[0] != "# %ECSV 1.0" or lines[1:2] != ["# ---"]:
         raise _NotPlain(path)
     body = next((i for i, line in enumerate(lines) if not line.startswith("#")), len(lines))
-    header = yaml.load("\n".join(line[2:] for line in lines[2:body]), Loader=loader)
+    try:
+        header = yaml.load("\n".join(line[2:] for line in lines[2:body]), Loader=loader)
+    except yaml.YAMLError:  # e.g. a tag of astropy's own loader
+        raise _NotPlain(path) from None
     columns = header.get("datatype") if isinstance(header, dict) else None
     if not isinstance(columns, list) or {c.get("name"): c.get("datatype") for c in columns} != (
         _DATATYPES

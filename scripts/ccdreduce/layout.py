@@ -144,6 +144,8 @@ def log(results, product, step=None):
     return _job_record(results, "logs", product, step, ".log")
 
 
-def benchmark(results, product, step=None):
-    """The timing of the job that makes ``product``, as :func:`log` names it."""
-    return _job_record(results, "benchmarks", product, step, ".tsv")
+def benchmark_of_log(results, log_path):
+    """The timing file of the job whose log is ``log_path`` (a :func:`log`):
+    benchmarks/ in place of logs/, .tsv for .log."""
+    relative = str(log_path)[len(_under(results, "logs/")) :]
+    return _under(results, f"benchmarks/{relative.removesuffix('.log')}.tsv")

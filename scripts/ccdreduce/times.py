@@ -535,18 +535,21 @@ def frames_cards(frames, date_obs_is="start", site=None, night=None):
     spans = _time_cards_each(start, middle, end)
     clock = _clock_notes_each(start, end, night)
     leap = _leap_second_notes(end)
-    ut1 = _ut1_quality_each(middle)
     places = [
         (site_of(frames[index][1], site), target_of(frames[index][1]) if frames[index][3] else None)
         for index in usable
     ]
+    # UT1 matters only where the site is known (LST, airmass): a master's
+    # frames never need the Earth-orientation table
+    sited = [position for position, (location, _) in enumerate(places) if location is not None]
+    ut1 = dict(zip(sited, _ut1_quality_each(middle[sited]), strict=True)) if sited else {}
     lst, sky = _sky_each(middle, places, ut1)
     for position, index in enumerate(usable):
         date_obs, _, _, light = frames[index]
         cards = camera_stamp_card(date_obs, date_obs_is) | spans[position]
         notes = clock[position] + [note for note in [leap[position]] if note]
         location, target = places[position]
-        ut1_error, what = ut1[position] if location is not None else (0.0, None)
+        ut1_error, what = ut1.get(position, (0.0, None))
         airmass_error = None
         if location is not None:
             cards["LST"] = (lst[position], LST_COMMENT)

@@ -19,7 +19,8 @@ started once, which keeps its imports for the next job.
   no two jobs share an interpreter while they run: each job's logging,
   warnings and matplotlib state are its worker's alone.
 - Snakemake runs at most ``--cores`` jobs at once, so the pool grows to at
-  most that many workers; they end when Snakemake ends (their connection
+  most that many workers (and as many half-ready ones, early in a run,
+  let go once workers come ready for all); they end when Snakemake ends (their connection
   closes), when it is killed (they watch Snakemake's process, also should
   the process they were forked from end first) or with it (same process
   group: Ctrl-C, ``kill -- -PGID``).
@@ -157,6 +158,35 @@ def run_script(script, job):
         _close_logging()
 
 
+def _measured(script, job):
+    """run_script, with the job's CPU seconds (all this worker's threads) and
+    its peak memory in MB: (error or None, usage)."""
+    import resource  # POSIX only, like the workers
+
+    _reset_peak_memory()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    error = run_script(script, job)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return error, {"cpu_time": cpu, "max_rss": _peak_memory_mb(after)}
+
+
+def _reset_peak_memory():
+    """Linux keeps a process's peak resident memory for its life; a worker
+    runs many jobs, so the peak is reset before each (clear_refs 5)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_memory_mb(usage):
+    """Peak resident memory since the reset (VmHWM), else for the process's
+    life (ru_maxrss: bytes on macOS, kB elsewhere)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1]) / 1024
+    return usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 def _failed(job, exc):
     """Log the traceback where the script's log goes (its file and stderr),
     as a crashed script did; the one-line error for Snakemake."""
@@ -229,9 +259,9 @@ def serve(fd, snakemake=None):
         try:
             script, job = pickle.loads(message)
         except Exception as exc:  # noqa: BLE001 - e.g. a param of a class not importable here
-            connection.send(f"the job could not be read by the worker: {_one_line(exc)}")
+            connection.send((f"the job could not be read by the worker: {_one_line(exc)}", None))
             continue
-        connection.send(run_script(script, job))
+        connection.send(_measured(script, job))
 
 
 # --- in Snakemake's process -----------------------------------------------------
@@ -455,6 +485,9 @@ class _ForkingServer:
         ours, theirs = socket.socketpair()
         try:
             reply = self._ask(b"F" + Path(script).name.encode(), [theirs.fileno()], 8)
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         pid, ready = _unpacked(reply[:4]), _unpacked(reply[4:])
@@ -581,7 +614,7 @@ class Pool:
         worker = self._take(script)
         try:
             worker.connection.send_bytes(message)
-            error = worker.connection.recv()
+            error, usage = worker.connection.recv()
         except (EOFError, OSError):
             worker.close()
             code = worker.exit_code()
@@ -595,6 +628,7 @@ class Pool:
             self._idle.append(worker)
         if error is not None:
             raise JobFailed(f"{name} (rule {job.rule}) failed: {error}")
+        return usage
 
     def close(self):
         with self._lock:
@@ -676,5 +710,7 @@ def runs_jobs_here(argv):
 
 
 def run(script, job):
-    """Run rule script ``script`` (a path) for ``job`` in a warm worker."""
-    _POOL.run(script, job)
+    """Run rule script ``script`` (a path) for ``job`` in a warm worker;
+    returns the job's CPU seconds and peak memory (``cpu_time``, ``max_rss``
+    in MB) as the worker measured them."""
+    return _POOL.run(script, job)
