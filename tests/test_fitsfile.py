@@ -308,6 +308,13 @@ def test_headers_not_plain_are_left_to_astropy(tmp_path):
             fastfits.header_fields(odd, ["FILTER", "OBJECT"])
     fields, _ = fastfits.header_fields(header_of("FILTER  = 'R'"), ["FILTER"])
     assert fields["FILTER"] == "R"
+    # a long string of another keyword (as the products' provenance) is not in the way
+    other = header_of("NOTES   = 'a long &'", "CONTINUE  'tail'", "FILTER  = 'V'")
+    assert (
+        fastfits.header_fields(other, ["FILTER"])[0]["FILTER"]
+        == "V"
+        == fits.getval(other, "FILTER")
+    )
     with pytest.raises(fastfits.NotSimple):  # commentary, whatever follows its name
         fastfits.header_fields(header_of("COMMENT = 'a note'"), ["COMMENT"])
 

@@ -30,14 +30,6 @@ class NotSimple(ValueError):
 WANTED = {"SIMPLE", "XTENSION", "EXTNAME", "BITPIX", "NAXIS", "BZERO", "BSCALE", "PCOUNT", "GCOUNT"}
 
 
-def _value(key, text):
-    if key == "SIMPLE":
-        return text[:1] == "T"
-    if text[:1] == "'":  # a string: up to its closing quote ('' is a quote)
-        return text[1:].replace("''", "\0").split("'")[0].replace("\0", "'").strip()
-    return _number(text)
-
-
 def _data_bytes(cards):
     """Bytes an HDU's data takes on disk, padded to whole blocks."""
     axes = [int(cards.get(f"NAXIS{i}", 0)) for i in range(1, int(cards.get("NAXIS", 0)) + 1)]
@@ -45,14 +37,6 @@ def _data_bytes(cards):
     size = abs(int(cards.get("BITPIX", 8))) // 8 * int(cards.get("GCOUNT", 1))
     size *= count + int(cards.get("PCOUNT", 0))
     return -(-size // BLOCK) * BLOCK
-
-
-def _number(text):
-    text = text.split("/")[0].strip()
-    try:
-        return int(text)
-    except ValueError:
-        return float(text.replace("D", "E"))
 
 
 _KEYWORD = re.compile(r"[A-Z0-9_-]{1,8} *")
@@ -167,11 +151,15 @@ def _axes(path, values, prefix):
 
 
 def _plain_values(path, cards, read):
-    """{keyword: value} of the cards named in ``read``; NotSimple for a
-    long-string or long-keyword card, a keyword given twice or a value not
-    plain."""
-    values = {}
+    """{keyword: value} of the cards named in ``read``; NotSimple for a long
+    string of one of them (CONTINUE), a long-keyword card (HIERARCH), a
+    keyword given twice or a value not plain. (The workflow's own products
+    carry long strings of other keywords: their provenance.)"""
+    values, previous = {}, None
     for key, text in cards:
+        if key == "CONTINUE" and previous not in read:
+            continue
+        previous = key
         if key in ("CONTINUE", "HIERARCH"):
             raise NotSimple(f"{path}: a {key} card")
         if key not in read:
@@ -244,7 +232,7 @@ class ImageFile:
             cards, self.offset = self._header()
             while extname is not None and cards.get("EXTNAME", "").upper() != extname.upper():
                 self.handle.seek(self.offset + _data_bytes(cards))
-                cards, self.offset = self._header(first=False)
+                cards, self.offset = self._header()
         except NotSimple:
             self.close()
             raise
@@ -258,24 +246,13 @@ class ImageFile:
         self.bscale = float(cards.get("BSCALE", 1.0))
         self.bzero = float(cards.get("BZERO", 0.0))
 
-    def _header(self, first=True):
-        """(cards, offset of the data) of the header starting here; NotSimple
-        at the end of the file (no such extension) or a broken header."""
-        cards, ended = {}, False
-        while not ended:
-            block = self.handle.read(BLOCK)
-            if len(block) < BLOCK:
-                where = "header ends early" if first or block else "no such image extension"
-                raise NotSimple(f"{self.path}: {where}")
-            for i in range(36):
-                card = block[80 * i : 80 * i + 80].decode("ascii", "replace")
-                key = card[:8].strip()
-                if key == "END":
-                    ended = True
-                    break
-                if card[8:10] == "= " and (key in WANTED or key.startswith("NAXIS")):
-                    cards[key] = _value(key, card[10:].strip())
-        return cards, self.handle.tell()
+    def _header(self):
+        """(cards, offset of the data) of the header starting here, read as
+        header_fields reads them; NotSimple at the end of the file (no such
+        extension) or for a header not plain."""
+        cards, offset = _plain_cards(self.handle, self.path)
+        read = WANTED | {key for key, _ in cards if key.startswith("NAXIS")}
+        return _plain_values(self.path, cards, read), offset
 
     def rows_into(self, start, stop, out, scale=1.0):
         """Rows [start, stop) as float32 into ``out`` (flat), times ``scale``."""

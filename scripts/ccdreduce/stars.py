@@ -41,7 +41,7 @@ def background(data, max_samples=1_000_000, iterations=3):
     if values.size > max_samples:  # a regular subsample is plenty for two numbers
         values = values[:: values.size // max_samples + 1]
     ordered = np.sort(values)
-    level = sorted_median(ordered)
+    level = _sorted_median(ordered)
     noise = MAD_TO_SIGMA_4DP * _sorted_mad(ordered, level)
     for _ in range(iterations):
         keep = np.flatnonzero(np.abs(ordered - level) < 3 * noise)
@@ -53,12 +53,12 @@ def background(data, max_samples=1_000_000, iterations=3):
             noise = mad_std(kept, level, factor=MAD_TO_SIGMA_4DP)
             continue
         kept = ordered[keep[0] : keep[-1] + 1]
-        level = sorted_median(kept)
+        level = _sorted_median(kept)
         noise = MAD_TO_SIGMA_4DP * _sorted_mad(kept, level)
     return Background(float(level), float(noise))
 
 
-def sorted_median(ordered):
+def _sorted_median(ordered):
     """np.median of sorted values: the mean of the same middle one or two
     values np.median takes after its partition."""
     n = ordered.size

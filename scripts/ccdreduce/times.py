@@ -284,13 +284,9 @@ def leap_seconds_expire():
     return Time(iers.LeapSeconds.auto_open().expires, scale="utc")
 
 
-def leap_second_note(time):
-    """None, or what follows when a date is past the leap-second table."""
-    return _leap_second_notes(time.reshape(1))[0]
-
-
 def _leap_second_notes(times):
-    """:func:`leap_second_note` of each of an array of times (a list)."""
+    """For each of an array of times (a list): None, or what follows when
+    the date is past the bundled leap-second table."""
     expires = leap_seconds_expire()
     late = np.atleast_1d(times.utc > expires)
     return [
@@ -309,11 +305,11 @@ def _leap_second_notes(times):
 @contextlib.contextmanager
 def _quiet_astropy():
     """astropy's IERS-range and ERFA's date-range warnings: said once, in
-    words, by the notes (ut1_quality, leap_second_note, clock_notes), not
+    words, by the notes (ut1_quality, _leap_second_notes, _clock_notes_each), not
     per conversion."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*dubious year", category=ErfaWarning)
-        # the ephemeris outside 1900-2100: such a date gets clock_notes
+        # the ephemeris outside 1900-2100: such a date gets _clock_notes_each's note
         warnings.filterwarnings("ignore", message=".*outside ?the range", category=ErfaWarning)
         warnings.filterwarnings("ignore", category=iers.IERSWarning)
         warnings.filterwarnings("ignore", message=".*polar motion", category=AstropyWarning)
@@ -386,15 +382,11 @@ def ut1_note(what, error, airmass_error=None):
     return note + "; TT, TDB and BJD_TDB do not depend on UT1"
 
 
-def clock_notes(start, end, night=None):
-    """Notes on a DATE-OBS that cannot be right: after the run's own clock,
-    outside the plausible years, or days away from the night folder's date.
-    The times are still computed from it as written."""
-    return _clock_notes_each(start.reshape(1), end.reshape(1), night)[0]
-
-
 def _clock_notes_each(start, end, night=None):
-    """:func:`clock_notes` of arrays of spans: a list of notes per frame."""
+    """Notes on DATE-OBS values that cannot be right, for arrays of spans (a
+    list of notes per frame): after the run's own clock, outside the
+    plausible years, or days away from the night folder's date. The times
+    are still computed from them as written."""
     clock = now()
     utc = start.utc
     written, years = utc.isot, utc.ymdhms.year
@@ -436,16 +428,12 @@ def _clock_notes_each(start, end, night=None):
     return each
 
 
-def lst_card(middle, location):
-    """Local mean sidereal time at mid-exposure (needs only the site)."""
-    return {"LST": (_lst_each(middle.reshape(1), location)[0], LST_COMMENT)}
-
-
 LST_COMMENT = "local mean sidereal time at mid-exposure"
 
 
 def _lst_each(middle, location):
-    """:func:`lst_card`'s value for each of an array of times, one site."""
+    """Local mean sidereal time at each of an array of mid-exposures, one
+    site (text, as the LST card holds it)."""
     with _quiet_astropy():
         lst = Time(middle, location=location).sidereal_time("mean")
     return [str(text) for text in lst.to_string(unit=u.hourangle, sep=":", precision=2, pad=True)]
